@@ -1,0 +1,3 @@
+"""promote: GitOps promotion of ML models with rebuilds and lineage proofs."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,315 @@
+"""Act on the comparison `plan` made: build, check, and move `champion` only when all checks pass.
+
+A failure at any check tags the candidate rejected with the reason and leaves `champion` where
+it was. Nothing here decides *what* to do; `plan.compute` does.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from promote import gates, git, runner
+from promote.data import resolve_uri
+from promote.errors import CheckFailed, InputError
+from promote.lineage import MODEL_ARTIFACT_DIR, Lineage, compare
+from promote.manifests import ModelSpec, Repository
+from promote.plan import Action, ModelState, check_source, compute
+from promote.registry import (
+    TAG_ARTIFACT_DIGEST,
+    TAG_COMMIT,
+    TAG_DATA_DIGEST,
+    TAG_DATA_URI,
+    TAG_DIRTY,
+    TAG_LINEAGE_DIGEST,
+    TAG_MANIFEST_DIGEST,
+    TAG_REASON,
+    TAG_SOURCE,
+    TAG_VERDICT,
+    VERDICT_PASSED,
+    VERDICT_PENDING,
+    VERDICT_REJECTED,
+    Registry,
+    Version,
+)
+
+Report = Callable[[str], None]
+
+
+@dataclass
+class Outcome:
+    environment: str
+    model: str
+    action: str
+    version: int | None
+    ok: bool
+    detail: str
+
+    def to_json(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+
+@dataclass
+class ApplyResult:
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(o.ok for o in self.outcomes)
+
+
+def version_tags(lineage: Lineage, manifest_digest: str, source: str) -> dict[str, str]:
+    return {
+        TAG_COMMIT: lineage.code_commit,
+        TAG_ARTIFACT_DIGEST: lineage.artifact_digest,
+        TAG_LINEAGE_DIGEST: lineage.lineage_digest,
+        TAG_MANIFEST_DIGEST: manifest_digest,
+        TAG_SOURCE: source,
+        TAG_DATA_URI: lineage.data_uri,
+        TAG_DATA_DIGEST: lineage.data_digest,
+        TAG_DIRTY: "true" if lineage.code_dirty else "false",
+        TAG_VERDICT: VERDICT_PENDING,
+    }
+
+
+class Pipeline:
+    """The write side: every registry change a promotion makes."""
+
+    def __init__(self, repo: Repository, registry: Registry, report: Report = lambda _: None) -> None:
+        self.repo = repo
+        self.registry = registry
+        self.report = report
+
+    # -- dev ---------------------------------------------------------------------------------
+
+    def train(self, model: str, environment: str, overrides: dict[str, Any]) -> Outcome:
+        """Train at HEAD of the working tree and, if its gates pass, make it the champion."""
+        spec = self.repo.spec(environment, model)
+        config = self.repo.environment(environment)
+        if config.promotes_from is not None:
+            raise InputError(
+                "--env",
+                None,
+                f"{environment} is built by the pipeline from an approved manifest; "
+                f"train in an environment that promotes from none (such as dev)",
+            )
+        commit = git.head_commit(self.repo.root)
+        dirty = git.is_dirty(self.repo.root)
+        if dirty:
+            self.report("working tree is dirty: this version will be recorded as such and cannot be promoted")
+        manifest = spec.manifest
+        request = runner.BuildRequest(
+            model=model,
+            environment=config,
+            code_repo=manifest.code.repo,
+            commit=commit,
+            entrypoint=manifest.code.entrypoint,
+            params={**manifest.code.params, **overrides},
+            data_uri=resolve_uri(self.repo.root, config.data_root, manifest.data.path),
+            dirty=dirty,
+        )
+        self.report(f"training {model} in {environment} at {commit[:12]} ({manifest.code.entrypoint})")
+        run_id = runner.build_in_working_tree(self.repo.root, request, self.registry)
+        lineage = self.registry.lineage(run_id)
+        name = self.repo.registered_name(environment, model)
+        candidate = self._register(name, lineage, spec.digest, source="")
+        return self._conclude(spec, candidate, lineage, problems=[], event="train")
+
+    # -- apply -------------------------------------------------------------------------------
+
+    def apply(self, environment: str | None = None) -> ApplyResult:
+        states = compute(self.repo, self.registry, environment)
+        refused = [s for s in states if s.action is Action.REFUSED]
+        if refused:
+            # Bad references are bad input: refuse the whole apply before any write.
+            assert refused[0].refusal is not None
+            raise refused[0].refusal
+        result = ApplyResult()
+        for state in states:
+            result.outcomes.append(self._act(state))
+        return result
+
+    def _act(self, state: ModelState) -> Outcome:
+        name = state.registered_name
+        try:
+            if state.action in (Action.NONE, Action.DEV):
+                return Outcome(state.environment, state.model, state.action.value, state.champion, True, state.detail)
+            if state.action is Action.REJECTED:
+                return Outcome(state.environment, state.model, "rejected", state.target, False, state.detail)
+            if state.action is Action.REPOINT:
+                assert state.target is not None
+                return self._repoint(state, state.target)
+            if state.action is Action.RESUME:
+                assert state.target is not None
+                return self._resume(state, state.target)
+            return self._build(state)
+        except CheckFailed as exc:
+            self.report(f"{name}: {exc.message}")
+            return Outcome(state.environment, state.model, state.action.value, state.target, False, exc.message)
+
+    def _repoint(self, state: ModelState, number: int) -> Outcome:
+        name = state.registered_name
+        model = self.registry.model(name)
+        version = model.version(number) if model else None
+        if version is None:
+            raise CheckFailed(f"{name}/{number} disappeared from the registry")
+        self._verify_stored(version)
+        previous = model.champion.version if model and model.champion else None
+        self.registry.move_champion(name, number, previous)
+        kind = "rollback" if previous is not None and number < previous else "repoint"
+        self.registry.append_event(
+            name,
+            self._event(kind, state.spec, number, previous, version.tags.get(TAG_COMMIT, "")),
+        )
+        self.report(f"{name}: champion v{previous} -> v{number} ({kind}, no rebuild)")
+        return Outcome(state.environment, state.model, kind, number, True, f"champion -> v{number}")
+
+    def _build(self, state: ModelState) -> Outcome:
+        spec = state.spec
+        manifest = spec.manifest
+        assert manifest.source is not None and manifest.code.commit is not None
+        source = check_source(self.repo, self.registry, spec)
+        self._verify_stored(source)
+        source_lineage = self.registry.lineage(source.run_id)
+        config = self.repo.environment(spec.environment)
+        if config.training == "copy":
+            self.report(f"{state.registered_name}: copying {source.ref}")
+            run_id = self._copy(spec, source, source_lineage)
+        else:
+            self.report(
+                f"{state.registered_name}: rebuilding {manifest.code.entrypoint} at "
+                f"{manifest.code.commit[:12]} on {spec.environment} data"
+            )
+            request = runner.BuildRequest(
+                model=spec.model,
+                environment=config,
+                code_repo=manifest.code.repo,
+                commit=manifest.code.commit,
+                entrypoint=manifest.code.entrypoint,
+                params=dict(manifest.code.params),
+                data_uri=resolve_uri(self.repo.root, config.data_root, manifest.data.path),
+            )
+            run_id = runner.build_at_commit(self.repo.root, request, self.registry)
+        lineage = self.registry.lineage(run_id)
+        candidate = self._register(state.registered_name, lineage, spec.digest, source=source.ref)
+        problems = self._lineage_problems(spec, source_lineage, lineage)
+        return self._conclude(spec, candidate, lineage, problems, event="promote")
+
+    def _resume(self, state: ModelState, number: int) -> Outcome:
+        """Finish the checks of a version a crashed apply registered but did not conclude."""
+        spec = state.spec
+        model = self.registry.model(state.registered_name)
+        candidate = model.version(number) if model else None
+        if candidate is None:
+            raise CheckFailed(f"{state.registered_name}/{number} disappeared from the registry")
+        source = check_source(self.repo, self.registry, spec)
+        source_lineage = self.registry.lineage(source.run_id)
+        lineage = self.registry.lineage(candidate.run_id)
+        problems = self._lineage_problems(spec, source_lineage, lineage)
+        return self._conclude(spec, candidate, lineage, problems, event="promote")
+
+    def _lineage_problems(self, spec: ModelSpec, source: Lineage, rebuilt: Lineage) -> list[str]:
+        config = self.repo.environment(spec.environment)
+        data_root = resolve_uri(self.repo.root, config.data_root, "")
+        return compare(source, rebuilt, data_root.rstrip("/"), copied=config.training == "copy")
+
+    def _copy(self, spec: ModelSpec, source: Version, source_lineage: Lineage) -> str:
+        """Copy mode: the validated artifact itself, logged anew under this environment."""
+        import mlflow
+
+        from promote.lineage import LINEAGE_ARTIFACT
+
+        config = self.repo.environment(spec.environment)
+        experiment_id = self.registry.experiment_id(config.name, config.artifact_root)
+        with tempfile.TemporaryDirectory() as scratch:
+            local = self.registry.download_model(source, Path(scratch))
+            with mlflow.start_run(
+                experiment_id=experiment_id,
+                tags={"promote.model": spec.model, "promote.environment": config.name},
+            ) as run:
+                mlflow.log_artifacts(str(local), MODEL_ARTIFACT_DIR)
+                lineage = Lineage(
+                    **{
+                        **source_lineage.__dict__,
+                        "environment": config.name,
+                        "run_id": run.info.run_id,
+                        "trained_by": runner.who_runs(),
+                        "copied_from": source.ref,
+                    }
+                )
+                mlflow.log_metrics(lineage.metrics)
+                mlflow.log_text(lineage.to_json(), LINEAGE_ARTIFACT)
+                return str(run.info.run_id)
+
+    # -- shared ------------------------------------------------------------------------------
+
+    def _register(self, name: str, lineage: Lineage, manifest_digest: str, source: str) -> Version:
+        uri = f"{self.registry.run_artifact_uri(lineage.run_id)}/{MODEL_ARTIFACT_DIR}"
+        version = self.registry.register(name, uri, lineage.run_id, version_tags(lineage, manifest_digest, source))
+        self.report(f"{name}: registered v{version.version} (run {lineage.run_id[:8]})")
+        return version
+
+    def _verify_stored(self, version: Version) -> int:
+        digest, size = self.registry.stored_artifact(version)
+        recorded = version.tags.get(TAG_ARTIFACT_DIGEST)
+        if digest != recorded:
+            raise CheckFailed(
+                f"{version.ref}: artifact in storage does not match its recorded digest "
+                f"({digest[:12]} != {(recorded or 'none')[:12]})"
+            )
+        return size
+
+    def _conclude(
+        self, spec: ModelSpec, candidate: Version, lineage: Lineage, problems: list[str], event: str
+    ) -> Outcome:
+        """Run the gates, then either move `champion` to the candidate or reject it."""
+        name = candidate.name
+        model = self.registry.model(name)
+        champion = model.champion if model else None
+        champion_metrics = self.registry.run_metrics(champion.run_id) if champion else None
+        problems = list(problems)
+        size = 0
+        if lineage.artifact_digest != candidate.tags.get(TAG_ARTIFACT_DIGEST):
+            problems.append("registered digest differs from the lineage record")
+        try:
+            size = self._verify_stored(candidate)
+        except CheckFailed as exc:
+            problems.append(exc.message)
+        config = self.repo.environment(spec.environment)
+        results = gates.evaluate(spec.manifest.gates.merged_over(config.gates), lineage.metrics, champion_metrics, size)
+        problems += [f"gate {r}" for r in results if not r.passed]
+        for line in results:
+            self.report(f"{name}: gate {line}")
+        previous = champion.version if champion else None
+        if problems:
+            reason = "; ".join(problems)
+            self.registry.tag_version(candidate, {TAG_VERDICT: VERDICT_REJECTED, TAG_REASON: reason[:5000]})
+            self.registry.append_event(
+                name, self._event("reject", spec, candidate.version, previous, lineage.code_commit, reason)
+            )
+            self.report(f"{name}: v{candidate.version} rejected; champion stays v{previous}")
+            return Outcome(spec.environment, spec.model, event, candidate.version, False, f"rejected: {reason}")
+        self.registry.tag_version(candidate, {TAG_VERDICT: VERDICT_PASSED, TAG_REASON: ""})
+        self.registry.move_champion(name, candidate.version, previous)
+        self.registry.append_event(name, self._event(event, spec, candidate.version, previous, lineage.code_commit))
+        self.report(f"{name}: champion v{previous} -> v{candidate.version}")
+        return Outcome(spec.environment, spec.model, event, candidate.version, True, f"champion -> v{candidate.version}")
+
+    def _event(
+        self, kind: str, spec: ModelSpec, version: int, previous: int | None, commit: str, reason: str = ""
+    ) -> dict[str, Any]:
+        source = spec.manifest.source
+        return {
+            "action": kind,
+            "version": version,
+            "previous": previous,
+            "commit": commit,
+            "manifest_digest": spec.digest,
+            "source": f"{source.environment}/{source.version}" if source else "",
+            "actor": runner.who_runs(),
+            "reason": reason,
+        }
+

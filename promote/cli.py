@@ -1,0 +1,325 @@
+"""The `promote` command: parses arguments, calls the library, prints, maps errors to exit codes.
+
+Library modules are imported inside the commands so that `promote --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional
+
+import typer
+
+from promote.errors import InputError, PromoteError
+
+if TYPE_CHECKING:
+    from promote.manifests import Repository
+    from promote.registry import Registry
+
+app = typer.Typer(
+    help="GitOps promotion of ML models: git holds what each environment should run, "
+    "one MLflow registry holds what runs, prod rebuilds and proves lineage.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+JsonOption = typer.Option(False, "--json", help="Print the result as JSON.")
+EnvOption = typer.Option(..., "--env", help="Environment name (dev, staging, prod, ...).")
+
+
+@dataclass
+class Settings:
+    repo: Path
+    registry_uri: Optional[str]  # noqa: UP045 - typer reads these annotations at runtime
+
+    def repository(self) -> Repository:
+        from promote.manifests import load_repository
+
+        return load_repository(self.repo)
+
+    def registry(self) -> Registry:
+        from promote.registry import Registry, default_tracking_uri
+
+        root = self.repo.resolve()
+        return Registry(self.registry_uri or default_tracking_uri(root), root / ".promote" / "artifacts")
+
+
+@app.callback()
+def main(
+    context: typer.Context,
+    repo: Path = typer.Option(Path("."), "--repo", help="The GitOps repository (default: here)."),
+    registry: Optional[str] = typer.Option(  # noqa: UP045
+        None,
+        "--registry",
+        envvar="MLFLOW_TRACKING_URI",
+        help="MLflow tracking/registry URI (default: sqlite under REPO/.promote).",
+    ),
+) -> None:
+    context.obj = Settings(repo=repo, registry_uri=registry)
+
+
+@contextmanager
+def handled() -> Iterator[None]:
+    """Turn library errors into one line on stderr and the contract's exit code."""
+    try:
+        yield
+    except PromoteError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(exc.exit_code) from None
+
+
+def emit_json(payload: Any) -> None:
+    typer.echo(json.dumps(payload, indent=2, sort_keys=True, default=str))
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    cells = [[str(c) for c in headers]] + [["" if c is None else str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    for row in cells:
+        typer.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+
+
+def parse_params(values: list[str]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for item in values:
+        name, sep, raw = item.partition("=")
+        if not sep or not name:
+            raise InputError("--param", None, f"{item!r} is not NAME=VALUE")
+        try:
+            params[name] = json.loads(raw)
+        except json.JSONDecodeError:
+            params[name] = raw
+    return params
+
+
+def reporter(quiet: bool) -> Callable[[str], None]:
+    return (lambda _: None) if quiet else (lambda line: typer.echo(line, err=True))
+
+
+@app.command()
+def train(
+    context: typer.Context,
+    name: str = typer.Argument(..., help="Model name (its manifest is environments/ENV/NAME.yaml)."),
+    env: str = typer.Option("dev", "--env", help="Environment to train in (one that promotes from none)."),
+    param: list[str] = typer.Option([], "--param", help="Override a parameter: NAME=VALUE (repeatable)."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Train at HEAD with full lineage; the version becomes champion if its gates pass."""
+    from promote.apply import Pipeline
+
+    settings: Settings = context.obj
+    with handled():
+        outcome = Pipeline(settings.repository(), settings.registry(), reporter(as_json)).train(
+            name, env, parse_params(param)
+        )
+    if as_json:
+        emit_json(outcome.to_json())
+    else:
+        typer.echo(f"{env}.{name} v{outcome.version}: {outcome.detail}")
+    raise typer.Exit(0 if outcome.ok else 1)
+
+
+@app.command("model")
+def model_command(
+    context: typer.Context,
+    name: str = typer.Argument(..., help="Model name."),
+    to: str = typer.Option(..., "--to", help="Target environment."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Propose: write environments/TO/NAME.yaml for the source champion on a new branch."""
+    from promote.propose import propose
+
+    settings: Settings = context.obj
+    with handled():
+        proposal = propose(settings.repository(), settings.registry(), name, to)
+    if as_json:
+        emit_json(proposal.to_json())
+    elif proposal.branch is None:
+        typer.echo(f"{proposal.path} already promotes {proposal.source_ref}: nothing to propose")
+    else:
+        typer.echo(f"wrote {proposal.path} for {proposal.source_ref} on branch {proposal.branch}")
+        typer.echo(f"next: git push origin {proposal.branch} and open a pull request")
+
+
+@app.command()
+def plan(
+    context: typer.Context,
+    env: Optional[str] = typer.Option(None, "--env", help="Only this environment."),  # noqa: UP045
+    as_json: bool = JsonOption,
+) -> None:
+    """Desired state (manifests) against actual state (registry), per environment."""
+    from promote.plan import Action, compute
+
+    settings: Settings = context.obj
+    with handled():
+        states = compute(settings.repository(), settings.registry(), env)
+    if as_json:
+        emit_json([s.to_json() for s in states])
+    elif not states:
+        typer.echo("no manifests under environments/: nothing to plan")
+    else:
+        table(
+            ["ENV", "MODEL", "ACTION", "CHAMPION", "DETAIL"],
+            [(s.environment, s.model, s.action.value, s.champion, s.detail) for s in states],
+        )
+    raise typer.Exit(2 if any(s.action is Action.REFUSED for s in states) else 0)
+
+
+@app.command()
+def apply(
+    context: typer.Context,
+    env: Optional[str] = typer.Option(None, "--env", help="Only this environment."),  # noqa: UP045
+    as_json: bool = JsonOption,
+) -> None:
+    """Make the registry match the manifests: rebuild, check lineage and gates, move champion."""
+    from promote.apply import Pipeline
+
+    settings: Settings = context.obj
+    with handled():
+        result = Pipeline(settings.repository(), settings.registry(), reporter(as_json)).apply(env)
+    if as_json:
+        emit_json({"ok": result.ok, "outcomes": [o.to_json() for o in result.outcomes]})
+    else:
+        table(
+            ["ENV", "MODEL", "ACTION", "VERSION", "RESULT"],
+            [
+                (o.environment, o.model, o.action, o.version, ("ok: " if o.ok else "FAILED: ") + o.detail)
+                for o in result.outcomes
+            ],
+        )
+    raise typer.Exit(0 if result.ok else 1)
+
+
+@app.command()
+def status(
+    context: typer.Context,
+    env: Optional[str] = typer.Option(None, "--env", help="Only this environment."),  # noqa: UP045
+    verify: bool = typer.Option(False, "--verify", help="Also recompute champions' artifact digests."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Every model in every environment: in sync, pending or drifted (exit 1 on drift)."""
+    from promote.plan import compute
+
+    settings: Settings = context.obj
+    with handled():
+        states = compute(settings.repository(), settings.registry(), env, verify=verify)
+    if as_json:
+        emit_json([s.to_json() for s in states])
+    else:
+        table(
+            ["ENV", "MODEL", "STATUS", "CHAMPION", "DETAIL"],
+            [
+                (s.environment, s.model, s.status, s.champion, "; ".join(s.drift) or s.detail)
+                for s in states
+            ],
+        )
+    raise typer.Exit(1 if any(s.status in ("drifted", "rejected") for s in states) else 0)
+
+
+def _print_report(report: Any, as_json: bool) -> None:
+    if as_json:
+        emit_json(report.to_json())
+    else:
+        typer.echo(report.subject)
+        for check in report.checks:
+            typer.echo(f"  {'ok  ' if check.passed else 'FAIL'} {check.name}: {check.detail}")
+    raise typer.Exit(0 if report.ok else 1)
+
+
+@app.command()
+def verify(
+    context: typer.Context,
+    name: str = typer.Argument(..., help="Model name."),
+    env: str = EnvOption,
+    version: Optional[int] = typer.Option(None, "--version", help="Default: the champion."),  # noqa: UP045
+    rebuild: bool = typer.Option(False, "--rebuild", help="Also reproduce it from its lineage."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Recompute the artifact digest from storage and check the lineage record."""
+    from promote.verify import reproduce
+    from promote.verify import verify as verify_version
+
+    settings: Settings = context.obj
+    with handled():
+        repo, registry = settings.repository(), settings.registry()
+        report = verify_version(repo, registry, env, name, version)
+        if rebuild:
+            report.checks += reproduce(repo, registry, env, name, version).checks
+    _print_report(report, as_json)
+
+
+@app.command("reproduce")
+def reproduce_command(
+    context: typer.Context,
+    name: str = typer.Argument(..., help="Model name."),
+    env: str = EnvOption,
+    version: Optional[int] = typer.Option(None, "--version", help="Default: the champion."),  # noqa: UP045
+    as_json: bool = JsonOption,
+) -> None:
+    """Rebuild a version from its lineage alone (same commit, same data snapshot); compare."""
+    from promote.verify import reproduce
+
+    settings: Settings = context.obj
+    with handled():
+        report = reproduce(settings.repository(), settings.registry(), env, name, version)
+    _print_report(report, as_json)
+
+
+@app.command()
+def history(
+    context: typer.Context,
+    name: str = typer.Argument(..., help="Model name."),
+    env: str = EnvOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Promotions, rejections and re-points of one model in one environment, oldest first."""
+    from promote.verify import history as read_history
+
+    settings: Settings = context.obj
+    with handled():
+        events = read_history(settings.repository(), settings.registry(), env, name)
+    if as_json:
+        emit_json(events)
+        return
+    table(
+        ["TIME", "ACTION", "VERSION", "PREVIOUS", "COMMIT", "ACTOR", "REASON"],
+        [
+            (e["time"], e["action"], e["version"], e.get("previous"), e["commit"][:12], e["actor"], e["reason"][:80])
+            for e in events
+        ],
+    )
+
+
+@app.command()
+def schema(
+    kind: str = typer.Argument("manifest", help="manifest or environment"),
+) -> None:
+    """Print the JSON Schema of model manifests or environment files (for editors)."""
+    from promote.manifests import json_schemas
+
+    schemas = json_schemas()
+    if kind not in schemas:
+        typer.echo(f"error: schema: unknown kind {kind!r} (manifest or environment)", err=True)
+        raise typer.Exit(2)
+    emit_json(schemas[kind])
+
+
+@app.command()
+def quickstart(
+    directory: Path = typer.Argument(..., help="A new folder for the sandbox."),
+) -> None:
+    """Create a sandbox and run the whole story: dev -> staging -> prod, with rebuilds."""
+    from promote.quickstart import run_story
+
+    with handled():
+        run_story(directory, typer.echo)
+
+
+def run() -> None:  # pragma: no cover - console entry for `python -m promote`
+    app(prog_name="promote", args=sys.argv[1:])

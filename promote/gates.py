@@ -1,0 +1,70 @@
+"""Gates a candidate version must pass before it may become champion."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from promote.manifests import Gates
+
+
+@dataclass(frozen=True)
+class GateResult:
+    name: str
+    passed: bool
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.name}: {'pass' if self.passed else 'FAIL'} ({self.detail})"
+
+
+def evaluate(
+    gates: Gates,
+    metrics: dict[str, float],
+    champion_metrics: dict[str, float] | None,
+    artifact_bytes: int,
+) -> list[GateResult]:
+    """Every gate's verdict; a metric a gate names but the run did not log fails that gate."""
+    results = []
+    for name, threshold in sorted(gates.metrics.items()):
+        value = metrics.get(name)
+        if value is None:
+            results.append(GateResult(f"metric {name}", False, "not logged by the training run"))
+            continue
+        low_ok = threshold.min is None or value >= threshold.min
+        high_ok = threshold.max is None or value <= threshold.max
+        bounds = " and ".join(
+            part
+            for part in (
+                f">= {threshold.min}" if threshold.min is not None else "",
+                f"<= {threshold.max}" if threshold.max is not None else "",
+            )
+            if part
+        )
+        results.append(GateResult(f"metric {name}", low_ok and high_ok, f"{value:.4f}, needs {bounds}"))
+    rule = gates.no_regression
+    if rule is not None:
+        value = metrics.get(rule.metric)
+        baseline = (champion_metrics or {}).get(rule.metric)
+        if value is None:
+            results.append(GateResult("no regression", False, f"{rule.metric} not logged"))
+        elif baseline is None:
+            results.append(GateResult("no regression", True, "no champion to compare with"))
+        else:
+            change = value - baseline if rule.higher_is_better else baseline - value
+            results.append(
+                GateResult(
+                    "no regression",
+                    change >= -rule.tolerance,
+                    f"{rule.metric} {value:.4f} vs champion {baseline:.4f}, tolerance {rule.tolerance}",
+                )
+            )
+    if gates.max_artifact_mb is not None:
+        size_mb = artifact_bytes / 1e6
+        results.append(
+            GateResult(
+                "artifact size",
+                size_mb <= gates.max_artifact_mb,
+                f"{size_mb:.2f} MB, budget {gates.max_artifact_mb} MB",
+            )
+        )
+    return results

@@ -1,0 +1,345 @@
+"""Desired state: environment configs and model manifests, loaded from `environments/`.
+
+Everything here is validated on load; any problem becomes an `InputError` naming the file and
+the field, before anything is read from or written to the registry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from promote.errors import InputError
+
+ENVIRONMENTS_DIR = "environments"
+ENVIRONMENT_FILE = "environment.yaml"
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+COMMIT_PATTERN = r"^[0-9a-f]{40}$"
+ParamValue = str | int | float | bool
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _relative_path(value: str, what: str) -> str:
+    """Paths in manifests stay inside the checkout or data root: no absolute paths, no `..`."""
+    path = PurePosixPath(value)
+    if not value or path.is_absolute() or "\\" in value or ".." in path.parts or value.startswith("~"):
+        raise ValueError(f"{what} must be a relative path inside the repository, without '..'")
+    return str(path)
+
+
+class Threshold(_Strict):
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _bounded(self) -> Threshold:
+        if self.min is None and self.max is None:
+            raise ValueError("give min, max or both")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError("min is greater than max")
+        return self
+
+
+class NoRegression(_Strict):
+    """The new version may not be worse than the current champion by more than `tolerance`."""
+
+    metric: str
+    tolerance: float = Field(default=0.0, ge=0)
+    higher_is_better: bool = True
+
+
+class Gates(_Strict):
+    metrics: dict[str, Threshold] = Field(default_factory=dict)
+    no_regression: NoRegression | None = None
+    max_artifact_mb: float | None = Field(default=None, gt=0)
+
+    def merged_over(self, base: Gates) -> Gates:
+        """A manifest's gates refine its environment's: per-metric thresholds are combined."""
+        return Gates(
+            metrics={**base.metrics, **self.metrics},
+            no_regression=self.no_regression or base.no_regression,
+            max_artifact_mb=self.max_artifact_mb or base.max_artifact_mb,
+        )
+
+
+class EnvironmentConfig(_Strict):
+    """`environments/<env>/environment.yaml`: how one environment trains and where its data is."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    promotes_from: str | None = Field(default=None, pattern=NAME_PATTERN)
+    data_root: str = Field(description="Local folder (relative to the repository) or s3://bucket/prefix")
+    artifact_root: str | None = Field(
+        default=None,
+        description="Where this environment's training runs store artifacts (local folder or s3://)",
+    )
+    training: Literal["retrain", "copy"] = "retrain"
+    protected_branch: str = "main"
+    model_name: str = Field(default="{env}.{model}", description="Registered model name template")
+    python: str | None = Field(default=None, description="Interpreter for training runs")
+    role: str | None = Field(default=None, description="IAM role this environment's pipeline assumes")
+    gates: Gates = Field(default_factory=Gates)
+
+    @field_validator("model_name")
+    @classmethod
+    def _template(cls, value: str) -> str:
+        if "{model}" not in value or "{env}" not in value:
+            raise ValueError("must contain both {env} and {model}")
+        return value
+
+    @field_validator("data_root", "artifact_root")
+    @classmethod
+    def _uri(cls, value: str | None) -> str | None:
+        if value is not None and (not value or "://" in value and not value.startswith("s3://")):
+            raise ValueError("must be a local folder or an s3:// URI")
+        return value
+
+
+class Source(_Strict):
+    environment: str = Field(pattern=NAME_PATTERN)
+    version: int = Field(ge=1)
+
+
+class Code(_Strict):
+    repo: str = Field(default=".", description="'.' for this repository, or a git URL")
+    commit: str | None = Field(default=None, pattern=COMMIT_PATTERN, description="Full commit sha")
+    entrypoint: str
+    params: dict[str, ParamValue] = Field(default_factory=dict)
+
+    @field_validator("entrypoint")
+    @classmethod
+    def _entrypoint(cls, value: str) -> str:
+        value = _relative_path(value, "entrypoint")
+        if not value.endswith(".py"):
+            raise ValueError("entrypoint must be a .py file")
+        return value
+
+    @field_validator("params")
+    @classmethod
+    def _param_names(cls, value: dict[str, ParamValue]) -> dict[str, ParamValue]:
+        for name in value:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]{0,99}", name):
+                raise ValueError(f"parameter name {name!r} is not a plain identifier")
+        return value
+
+
+class Data(_Strict):
+    path: str = Field(description="Folder under the environment's data root")
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        return _relative_path(value, "data.path")
+
+
+class Manifest(_Strict):
+    """`environments/<env>/<model>.yaml`: the desired state of one model in one environment."""
+
+    model: str = Field(pattern=NAME_PATTERN)
+    source: Source | None = None
+    code: Code
+    data: Data
+    gates: Gates = Field(default_factory=Gates)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A validated manifest with where it came from."""
+
+    environment: str
+    manifest: Manifest
+    path: Path
+
+    @property
+    def model(self) -> str:
+        return self.manifest.model
+
+    @property
+    def managed(self) -> bool:
+        """Pinned manifests are applied by the pipeline; unpinned ones are dev training templates."""
+        return self.manifest.code.commit is not None
+
+    @property
+    def digest(self) -> str:
+        body = {"environment": self.environment, **self.manifest.model_dump(mode="json")}
+        return canonical_digest(body)
+
+
+@dataclass
+class Repository:
+    """Every environment and manifest of a GitOps repository, validated together."""
+
+    root: Path
+    environments: dict[str, EnvironmentConfig] = field(default_factory=dict)
+    specs: dict[tuple[str, str], ModelSpec] = field(default_factory=dict)
+
+    def ordered_environments(self) -> list[EnvironmentConfig]:
+        """Environments in promotion order (dev before staging before prod)."""
+        ordered: list[EnvironmentConfig] = []
+        remaining = dict(self.environments)
+        placed: set[str | None] = {None}
+        while remaining:
+            ready = sorted(n for n, e in remaining.items() if e.promotes_from in placed)
+            for name in ready:
+                ordered.append(remaining.pop(name))
+                placed.add(name)
+        return ordered
+
+    def environment(self, name: str) -> EnvironmentConfig:
+        if name not in self.environments:
+            known = ", ".join(sorted(self.environments)) or "none"
+            raise InputError("--env", None, f"unknown environment {name!r} (known: {known})")
+        return self.environments[name]
+
+    def spec(self, environment: str, model: str) -> ModelSpec:
+        self.environment(environment)
+        try:
+            return self.specs[(environment, model)]
+        except KeyError:
+            path = self.relative(self.root / ENVIRONMENTS_DIR / environment / f"{model}.yaml")
+            raise InputError(path, None, "no such manifest") from None
+
+    def specs_in(self, environment: str) -> list[ModelSpec]:
+        return [s for (env, _), s in sorted(self.specs.items()) if env == environment]
+
+    def registered_name(self, environment: str, model: str) -> str:
+        template = self.environment(environment).model_name
+        return template.format(env=environment, model=model)
+
+    def relative(self, path: Path) -> str:
+        try:
+            return str(path.relative_to(self.root))
+        except ValueError:
+            return str(path)
+
+
+def canonical_digest(body: Any) -> str:
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _read_yaml(path: Path, display: str) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(display, None, f"cannot read file ({exc.__class__.__name__})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "syntax error"
+        raise InputError(display, None, f"invalid YAML{where}: {problem}") from None
+    if not isinstance(data, dict):
+        raise InputError(display, None, "must be a YAML mapping")
+    return data
+
+
+def _validation_message(exc: ValidationError) -> tuple[str | None, str]:
+    error = exc.errors()[0]
+    location = ".".join(str(part) for part in error["loc"] if part != "__root__") or None
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return location, "unknown field"
+    if kind == "missing":
+        return location, "required field is missing"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return location, " ".join(message.split())
+
+
+def parse(model_class: type[_Strict], data: dict[str, Any], display: str) -> Any:
+    try:
+        return model_class.model_validate(data)
+    except ValidationError as exc:
+        location, message = _validation_message(exc)
+        raise InputError(display, location, message) from None
+
+
+def load_repository(root: Path) -> Repository:
+    """Load and cross-check every environment and manifest under `root/environments`."""
+    root = root.resolve()
+    repo = Repository(root=root)
+    base = root / ENVIRONMENTS_DIR
+    if not base.is_dir():
+        return repo
+    for env_dir in sorted(p for p in base.iterdir() if p.is_dir()):
+        env_file = env_dir / ENVIRONMENT_FILE
+        display = repo.relative(env_file)
+        if not env_file.is_file():
+            raise InputError(display, None, "missing: every environment folder needs one")
+        config: EnvironmentConfig = parse(EnvironmentConfig, _read_yaml(env_file, display), display)
+        if config.name != env_dir.name:
+            raise InputError(display, "name", f"must match its folder name {env_dir.name!r}")
+        repo.environments[config.name] = config
+    _check_environment_order(repo)
+    for config in repo.environments.values():
+        for path in sorted((base / config.name).glob("*.y*ml")):
+            if path.name == ENVIRONMENT_FILE:
+                continue
+            display = repo.relative(path)
+            if path.suffix not in (".yaml", ".yml"):
+                continue
+            manifest: Manifest = parse(Manifest, _read_yaml(path, display), display)
+            if manifest.model != path.stem:
+                raise InputError(display, "model", f"must match the file name {path.stem!r}")
+            _check_manifest_against_environment(manifest, config, display)
+            repo.specs[(config.name, manifest.model)] = ModelSpec(config.name, manifest, path)
+    return repo
+
+
+def _check_environment_order(repo: Repository) -> None:
+    for config in repo.environments.values():
+        display = repo.relative(repo.root / ENVIRONMENTS_DIR / config.name / ENVIRONMENT_FILE)
+        if config.promotes_from is not None and config.promotes_from not in repo.environments:
+            raise InputError(display, "promotes_from", f"unknown environment {config.promotes_from!r}")
+        seen = {config.name}
+        upstream = config.promotes_from
+        while upstream is not None:
+            if upstream in seen:
+                raise InputError(display, "promotes_from", "environments promote in a cycle")
+            seen.add(upstream)
+            upstream = repo.environments[upstream].promotes_from
+
+
+def _check_manifest_against_environment(
+    manifest: Manifest, config: EnvironmentConfig, display: str
+) -> None:
+    if config.promotes_from is None:
+        if manifest.source is not None:
+            raise InputError(display, "source", f"{config.name} promotes from no environment")
+        return
+    if manifest.source is None:
+        raise InputError(display, "source", f"required: {config.name} promotes from {config.promotes_from}")
+    if manifest.source.environment != config.promotes_from:
+        raise InputError(
+            display,
+            "source.environment",
+            f"{config.name} promotes only from {config.promotes_from}, "
+            f"not {manifest.source.environment} (environments cannot be skipped)",
+        )
+    if manifest.code.commit is None:
+        raise InputError(display, "code.commit", f"required in {config.name}: pin a full commit sha")
+
+
+def json_schemas() -> dict[str, dict[str, Any]]:
+    """JSON Schemas for editors: `environment.yaml` and model manifests."""
+    return {
+        "environment": EnvironmentConfig.model_json_schema(),
+        "manifest": Manifest.model_json_schema(),
+    }
+
+
+def dump_manifest(manifest: Manifest) -> str:
+    body = manifest.model_dump(mode="json", exclude_none=True, exclude_defaults=False)
+    if not body.get("gates") or body["gates"] == Gates().model_dump(mode="json", exclude_none=True):
+        body.pop("gates", None)
+    return yaml.safe_dump(body, sort_keys=False)

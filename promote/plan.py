@@ -1,0 +1,219 @@
+"""Compare desired state (manifests) with actual state (the registry). Reads only; never writes.
+
+`apply` acts on what this module decides; `status` and `plan` only print it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from promote import git
+from promote.errors import BadReference
+from promote.manifests import ModelSpec, Repository
+from promote.registry import (
+    REQUIRED_VERSION_TAGS,
+    TAG_ARTIFACT_DIGEST,
+    TAG_COMMIT,
+    TAG_DIRTY,
+    TAG_EXPECTED_CHAMPION,
+    TAG_MANIFEST_DIGEST,
+    TAG_REASON,
+    VERDICT_PASSED,
+    VERDICT_PENDING,
+    VERDICT_REJECTED,
+    RegisteredModel,
+    Registry,
+    Version,
+)
+
+
+class Action(str, Enum):
+    NONE = "none"  # in sync
+    DEV = "dev"  # a dev training template: `promote train` moves it, not apply
+    BUILD = "build"  # rebuild (or copy) from the pinned commit
+    REPOINT = "repoint"  # champion -> an existing version built from this very manifest
+    RESUME = "resume"  # a version of this manifest was registered but its checks never finished
+    REJECTED = "rejected"  # this manifest was built and rejected: change it to try again
+    REFUSED = "refused"  # the manifest references something that may not be promoted
+
+
+@dataclass
+class ModelState:
+    """One model in one environment: what git wants, what the registry has, what to do."""
+
+    spec: ModelSpec
+    registered_name: str
+    action: Action
+    detail: str = ""
+    champion: int | None = None
+    target: int | None = None
+    drift: list[str] = field(default_factory=list)
+    refusal: BadReference | None = None
+
+    @property
+    def environment(self) -> str:
+        return self.spec.environment
+
+    @property
+    def model(self) -> str:
+        return self.spec.model
+
+    @property
+    def status(self) -> str:
+        if self.drift:
+            return "drifted"
+        if self.action in (Action.NONE, Action.DEV):
+            return "in sync"
+        if self.action in (Action.REJECTED, Action.REFUSED):
+            return self.action.value
+        return "pending"
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "environment": self.environment,
+            "model": self.model,
+            "registered_model": self.registered_name,
+            "status": self.status,
+            "action": self.action.value,
+            "detail": self.detail,
+            "champion": self.champion,
+            "target_version": self.target,
+            "manifest_digest": self.spec.digest if self.spec.managed else None,
+            "commit": self.spec.manifest.code.commit,
+            "drift": self.drift,
+        }
+
+
+def drift_of(model: RegisteredModel | None, registry: Registry, verify: bool) -> list[str]:
+    """What in the registry the pipeline did not put there (moved aliases, foreign versions)."""
+    if model is None:
+        return []
+    problems = []
+    champion = model.champion
+    expected = model.tags.get(TAG_EXPECTED_CHAMPION)
+    if champion is not None and expected != str(champion.version):
+        was = f"pipeline set v{expected}" if expected else "the pipeline never set it"
+        problems.append(f"champion moved by hand to v{champion.version} ({was})")
+    if champion is None and expected:
+        problems.append(f"champion alias removed by hand (pipeline set v{expected})")
+    for version in model.versions:
+        missing = [t for t in REQUIRED_VERSION_TAGS if t not in version.tags]
+        if missing:
+            problems.append(f"v{version.version} was not registered by the pipeline (no {missing[0]})")
+    if verify and champion is not None and TAG_ARTIFACT_DIGEST in champion.tags:
+        digest, _ = registry.stored_artifact(champion)
+        if digest != champion.tags[TAG_ARTIFACT_DIGEST]:
+            problems.append(f"champion v{champion.version} artifact changed in storage")
+    return problems
+
+
+def check_source(repo: Repository, registry: Registry, spec: ModelSpec) -> Version:
+    """The source version a manifest promotes, if it may be promoted; else BadReference."""
+    manifest = spec.manifest
+    display = repo.relative(spec.path)
+    assert manifest.source is not None and manifest.code.commit is not None
+    source_name = repo.registered_name(manifest.source.environment, spec.model)
+    ref = f"{source_name}/{manifest.source.version}"
+    source_model = registry.model(source_name)
+    source = source_model.version(manifest.source.version) if source_model else None
+    if source is None:
+        raise BadReference(display, "source.version", f"{ref} does not exist")
+    if source.verdict == VERDICT_REJECTED:
+        reason = source.tags.get(TAG_REASON, "no reason recorded")
+        raise BadReference(display, "source.version", f"{ref} was rejected: {reason}")
+    if source.verdict != VERDICT_PASSED:
+        raise BadReference(display, "source.version", f"{ref} has not passed its gates")
+    if source.tags.get(TAG_DIRTY) == "true":
+        raise BadReference(
+            display, "source.version", f"{ref} was trained from a dirty working tree and cannot be promoted"
+        )
+    if source.tags.get(TAG_COMMIT) != manifest.code.commit:
+        raise BadReference(
+            display,
+            "code.commit",
+            f"{manifest.code.commit[:12]} is not the commit {ref} was trained from "
+            f"({source.tags.get(TAG_COMMIT, 'unknown')[:12]})",
+        )
+    config = repo.environment(spec.environment)
+    code_repo = git.resolve_code_repository(repo.root, manifest.code.repo)
+    if not git.commit_exists(code_repo, manifest.code.commit):
+        raise BadReference(display, "code.commit", f"{manifest.code.commit[:12]} does not exist")
+    if not git.is_on_branch(code_repo, manifest.code.commit, config.protected_branch):
+        raise BadReference(
+            display,
+            "code.commit",
+            f"{manifest.code.commit[:12]} is not on the protected branch {config.protected_branch}",
+        )
+    return source
+
+
+def _best_match(model: RegisteredModel | None, digest: str, verdict: str) -> Version | None:
+    if model is None:
+        return None
+    matching = [
+        v for v in model.versions if v.tags.get(TAG_MANIFEST_DIGEST) == digest and v.verdict == verdict
+    ]
+    expected = model.tags.get(TAG_EXPECTED_CHAMPION)
+    preferred = [v for v in matching if str(v.version) == expected]
+    return (preferred or matching[-1:] or [None])[0]
+
+
+def model_state(repo: Repository, registry: Registry, spec: ModelSpec, verify: bool) -> ModelState:
+    name = repo.registered_name(spec.environment, spec.model)
+    model = registry.model(name)
+    champion = model.champion if model else None
+    state = ModelState(spec, name, Action.NONE, champion=champion.version if champion else None)
+    state.drift = drift_of(model, registry, verify)
+    if not spec.managed:
+        state.action = Action.DEV
+        state.detail = f"trained with promote train; champion v{state.champion}" if champion else "not trained yet"
+        return state
+    digest = spec.digest
+    passed = _best_match(model, digest, VERDICT_PASSED)
+    if passed is not None:
+        if champion is not None and champion.version == passed.version and not state.drift:
+            state.detail = f"champion v{passed.version} is this manifest"
+        else:
+            state.action, state.target = Action.REPOINT, passed.version
+            state.detail = f"champion -> v{passed.version} (already built from this manifest)"
+        return state
+    rejected = _best_match(model, digest, VERDICT_REJECTED)
+    if rejected is not None:
+        state.action, state.target = Action.REJECTED, rejected.version
+        state.detail = f"v{rejected.version} was rejected: {rejected.tags.get(TAG_REASON, '')}"
+        return state
+    pending = _best_match(model, digest, VERDICT_PENDING)
+    if pending is not None:
+        state.action, state.target = Action.RESUME, pending.version
+        state.detail = f"finish the checks of v{pending.version}"
+        return state
+    try:
+        check_source(repo, registry, spec)
+    except BadReference as exc:
+        state.action, state.detail, state.refusal = Action.REFUSED, exc.message, exc
+        return state
+    mode = repo.environment(spec.environment).training
+    assert spec.manifest.source is not None and spec.manifest.code.commit is not None
+    state.action = Action.BUILD
+    verb = "rebuild" if mode == "retrain" else "copy"
+    state.detail = (
+        f"{verb} {spec.manifest.source.environment} v{spec.manifest.source.version} "
+        f"at {spec.manifest.code.commit[:12]}"
+    )
+    return state
+
+
+def compute(
+    repo: Repository, registry: Registry, environment: str | None = None, verify: bool = False
+) -> list[ModelState]:
+    """The state of every manifest (of one environment, if given), in promotion order."""
+    if environment is not None:
+        repo.environment(environment)
+    specs = [
+        spec
+        for config in repo.ordered_environments()
+        if environment in (None, config.name)
+        for spec in repo.specs_in(config.name)
+    ]
+    return [model_state(repo, registry, spec, verify) for spec in specs]
+

@@ -1,0 +1,94 @@
+"""`promote model NAME --to ENV`: write the manifest that promotes a champion, on a new branch.
+
+Proposing reads only the source environment; it needs no access to the target.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from promote import git
+from promote.errors import BadReference, InputError
+from promote.manifests import (
+    ENVIRONMENTS_DIR,
+    Code,
+    Data,
+    Gates,
+    Manifest,
+    ModelSpec,
+    Repository,
+    Source,
+    dump_manifest,
+)
+from promote.registry import TAG_DIRTY, VERDICT_PASSED, Registry
+
+
+@dataclass
+class Proposal:
+    environment: str
+    model: str
+    branch: str | None
+    commit: str | None
+    path: str
+    manifest: Manifest
+    source_ref: str
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "environment": self.environment,
+            "model": self.model,
+            "branch": self.branch,
+            "commit": self.commit,
+            "path": self.path,
+            "source": self.source_ref,
+            "manifest": self.manifest.model_dump(mode="json"),
+        }
+
+
+def propose(repo: Repository, registry: Registry, model: str, target: str) -> Proposal:
+    config = repo.environment(target)
+    if config.promotes_from is None:
+        raise InputError("--to", None, f"{target} promotes from no environment: train there instead")
+    source_env = config.promotes_from
+    source_name = repo.registered_name(source_env, model)
+    registered = registry.model(source_name)
+    champion = registered.champion if registered else None
+    if champion is None:
+        raise BadReference(source_name, "champion", "no champion to promote: train or promote one first")
+    if champion.verdict != VERDICT_PASSED:
+        raise BadReference(champion.ref, "promote.verdict", "the champion has not passed its gates")
+    if champion.tags.get(TAG_DIRTY) == "true":
+        raise BadReference(
+            champion.ref,
+            "promote.code.dirty",
+            "trained from a dirty working tree: commit the code, train again, then propose",
+        )
+    lineage = registry.lineage(champion.run_id)
+    existing = repo.specs.get((target, model))
+    template = existing or repo.specs.get((source_env, model))
+    manifest = Manifest(
+        model=model,
+        source=Source(environment=source_env, version=champion.version),
+        code=Code(
+            repo=lineage.code_repo,
+            commit=lineage.code_commit,
+            entrypoint=lineage.entrypoint,
+            params=lineage.params,
+        ),
+        data=template.manifest.data if template else Data(path=model),
+        gates=template.manifest.gates if template else Gates(),
+    )
+    relative = f"{ENVIRONMENTS_DIR}/{target}/{model}.yaml"
+    if existing is not None and ModelSpec(target, manifest, existing.path).digest == existing.digest:
+        return Proposal(target, model, None, None, relative, manifest, champion.ref)
+    branch = f"promote/{target}/{model}-v{champion.version}"
+    base = git.resolve_ref(repo.root, config.protected_branch) or git.head_commit(repo.root)
+    message = (
+        f"Promote {model} to {target}: {champion.ref} at {lineage.code_commit[:12]}\n\n"
+        f"Source: {champion.ref}\nCommit: {lineage.code_commit}\n"
+        f"Lineage digest: {lineage.lineage_digest}\n"
+    )
+    commit = git.commit_files_on_branch(
+        repo.root, branch, base, {relative: dump_manifest(manifest)}, message
+    )
+    return Proposal(target, model, branch, commit, relative, manifest, champion.ref)

@@ -1,0 +1,142 @@
+"""`promote quickstart DIR`: a sandbox GitOps repository and the whole story, run on it."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import metadata, resources
+from pathlib import Path
+
+import yaml
+
+from promote import git
+from promote.errors import InputError
+
+EXAMPLE_MODEL = "churn"
+ENTRYPOINT = f"models/{EXAMPLE_MODEL}/train.py"
+PINNED_LIBRARIES = ("scikit-learn", "pandas", "numpy", "mlflow")
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    root: Path
+
+    @property
+    def repo(self) -> Path:
+        return self.root / "repo"
+
+    def data(self, environment: str) -> Path:
+        return self.root / "data" / environment / EXAMPLE_MODEL
+
+
+def _environment_files() -> dict[str, dict[str, object]]:
+    regression = {"metric": "roc_auc", "tolerance": 0.03}
+    return {
+        "dev": {
+            "name": "dev",
+            "data_root": "../data/dev",
+            "training": "retrain",
+            "gates": {"metrics": {"roc_auc": {"min": 0.6}}},
+        },
+        "staging": {
+            "name": "staging",
+            "promotes_from": "dev",
+            "data_root": "../data/staging",
+            "training": "retrain",
+            "gates": {
+                "metrics": {"roc_auc": {"min": 0.65}},
+                "no_regression": regression,
+                "max_artifact_mb": 50,
+            },
+        },
+        "prod": {
+            "name": "prod",
+            "promotes_from": "staging",
+            "data_root": "../data/prod",
+            "training": "retrain",
+            "gates": {
+                "metrics": {"roc_auc": {"min": 0.65}},
+                "no_regression": regression,
+                "max_artifact_mb": 50,
+            },
+        },
+    }
+
+
+DEV_MANIFEST = {
+    "model": EXAMPLE_MODEL,
+    "code": {"entrypoint": ENTRYPOINT, "params": {"C": 0.5, "max_iter": 300}},
+    "data": {"path": EXAMPLE_MODEL},
+    "gates": {"metrics": {"accuracy": {"min": 0.6}}},
+}
+
+
+def create_sandbox(root: Path) -> Sandbox:
+    """A git repository with the example model, manifests, and per-environment data beside it."""
+    from promote.examples.churn.data import write_environment_data
+
+    if root.exists() and any(root.iterdir()):
+        raise InputError(str(root), None, "exists and is not empty: choose a new folder")
+    sandbox = Sandbox(root.resolve())
+    repo = sandbox.repo
+    example = resources.files("promote.examples") / EXAMPLE_MODEL
+    (repo / "models" / EXAMPLE_MODEL).mkdir(parents=True)
+    (repo / ENTRYPOINT).write_text(example.joinpath("train.py").read_text(encoding="utf-8"), encoding="utf-8")
+    pins = "".join(f"{name}=={metadata.version(name)}\n" for name in PINNED_LIBRARIES)
+    (repo / "models" / EXAMPLE_MODEL / "requirements.txt").write_text(pins, encoding="utf-8")
+    for name, body in _environment_files().items():
+        folder = repo / "environments" / name
+        folder.mkdir(parents=True)
+        (folder / "environment.yaml").write_text(yaml.safe_dump(body, sort_keys=False), encoding="utf-8")
+        write_environment_data(sandbox.data(name), name)
+    (repo / "environments" / "dev" / f"{EXAMPLE_MODEL}.yaml").write_text(
+        yaml.safe_dump(DEV_MANIFEST, sort_keys=False), encoding="utf-8"
+    )
+    (repo / ".gitignore").write_text(".promote/\n__pycache__/\n", encoding="utf-8")
+    git.run_git(repo, "init", "--quiet", "--initial-branch=main")
+    git.run_git(repo, "add", "--all")
+    git.run_git(repo, "commit", "--quiet", "-m", "Churn model and environments", env=git.identity_env(repo))
+    return sandbox
+
+
+def merge(repo: Path, branch: str, title: str) -> None:
+    """What an approved pull request's merge does to main."""
+    git.run_git(repo, "merge", "--quiet", "--no-ff", "-m", title, branch, env=git.identity_env(repo))
+
+
+def run_story(root: Path, say: Callable[[str], None]) -> Sandbox:
+    from promote import plan
+    from promote.apply import Pipeline
+    from promote.manifests import load_repository
+    from promote.propose import propose
+    from promote.registry import Registry, default_tracking_uri
+
+    sandbox = create_sandbox(root)
+    repo_root = sandbox.repo
+    registry = Registry(default_tracking_uri(repo_root), repo_root / ".promote" / "artifacts")
+    say(f"1. sandbox: git repository {repo_root}, data under {sandbox.root / 'data'}")
+
+    def pipeline() -> Pipeline:
+        return Pipeline(load_repository(repo_root), registry, report=lambda line: say(f"   {line}"))
+
+    say("2. promote train churn --env dev")
+    trained = pipeline().train(EXAMPLE_MODEL, "dev", {})
+    say(f"   dev.churn v{trained.version}: {trained.detail}")
+    for step, target in ((3, "staging"), (5, "prod")):
+        say(f"{step}. promote model churn --to {target}")
+        proposal = propose(load_repository(repo_root), registry, EXAMPLE_MODEL, target)
+        say(f"   wrote {proposal.path} on branch {proposal.branch} (source {proposal.source_ref})")
+        say("   the pull request is reviewed, approved and merged into main")
+        assert proposal.branch is not None
+        merge(repo_root, proposal.branch, f"Merge {proposal.branch}")
+        say(f"{step + 1}. promote apply --env {target}")
+        result = pipeline().apply(target)
+        for outcome in result.outcomes:
+            say(f"   {outcome.environment}.{outcome.model}: {outcome.action} -> {outcome.detail}")
+    say("7. promote status")
+    for state in plan.compute(load_repository(repo_root), registry):
+        say(f"   {state.environment:8} {state.model:8} {state.status:8} champion v{state.champion}")
+    say(f"Explore: cd {repo_root} && promote status && promote history churn --env prod")
+    shutil.rmtree(repo_root / "__pycache__", ignore_errors=True)
+    return sandbox

@@ -1,0 +1,282 @@
+"""The one shared MLflow registry: `{env}.{model}` registered models, aliases, promote.* tags.
+
+MLflow is imported lazily here and nowhere on the CLI's start-up path.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from promote.errors import ExternalError
+from promote.lineage import LINEAGE_ARTIFACT, Lineage, artifact_digest
+
+CHAMPION = "champion"
+PREVIOUS = "previous"
+# Version tags (contract: other tools rely on these names).
+TAG_COMMIT = "promote.code.commit"
+TAG_ARTIFACT_DIGEST = "promote.artifact_digest"
+TAG_LINEAGE_DIGEST = "promote.lineage_digest"
+TAG_MANIFEST_DIGEST = "promote.manifest_digest"
+TAG_SOURCE = "promote.source"
+TAG_DATA_URI = "promote.data.uri"
+TAG_DATA_DIGEST = "promote.data.digest"
+TAG_DIRTY = "promote.code.dirty"
+TAG_VERDICT = "promote.verdict"
+TAG_REASON = "promote.reason"
+# Registered-model tags.
+TAG_MANAGED = "promote.managed"
+TAG_EXPECTED_CHAMPION = "promote.champion"
+EVENT_PREFIX = "promote.event."
+
+VERDICT_PENDING = "pending"
+VERDICT_PASSED = "passed"
+VERDICT_REJECTED = "rejected"
+REQUIRED_VERSION_TAGS = (
+    TAG_COMMIT,
+    TAG_ARTIFACT_DIGEST,
+    TAG_LINEAGE_DIGEST,
+    TAG_MANIFEST_DIGEST,
+    TAG_SOURCE,
+    TAG_DATA_URI,
+)
+
+
+@dataclass(frozen=True)
+class Version:
+    name: str
+    version: int
+    source: str
+    run_id: str
+    tags: dict[str, str]
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}/{self.version}"
+
+    @property
+    def verdict(self) -> str | None:
+        return self.tags.get(TAG_VERDICT)
+
+
+@dataclass(frozen=True)
+class RegisteredModel:
+    name: str
+    aliases: dict[str, int]
+    tags: dict[str, str]
+    versions: list[Version] = field(default_factory=list)
+
+    @property
+    def champion(self) -> Version | None:
+        return self.version(self.aliases.get(CHAMPION))
+
+    def version(self, number: int | None) -> Version | None:
+        return next((v for v in self.versions if v.version == number), None)
+
+    def events(self) -> list[dict[str, Any]]:
+        keys = sorted(k for k in self.tags if k.startswith(EVENT_PREFIX))
+        return [json.loads(self.tags[k]) for k in keys]
+
+
+def default_tracking_uri(root: Path) -> str:
+    return f"sqlite:///{(root / '.promote' / 'registry.db').resolve()}"
+
+
+class Registry:
+    """Reads and writes the registry. Every write the pipeline makes goes through here."""
+
+    def __init__(self, tracking_uri: str, default_artifact_root: Path) -> None:
+        self.tracking_uri = tracking_uri
+        self.default_artifact_root = default_artifact_root
+
+    @cached_property
+    def client(self) -> Any:
+        import logging
+
+        import mlflow
+        from mlflow import MlflowClient
+
+        # MLflow narrates schema migrations at INFO; the pipeline reports what matters itself.
+        logging.getLogger("mlflow").setLevel(logging.WARNING)
+
+        if self.tracking_uri.startswith("sqlite:///"):
+            Path(self.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        mlflow.set_tracking_uri(self.tracking_uri)
+        mlflow.set_registry_uri(self.tracking_uri)
+        return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+
+    def _call(self, what: str, function: Any, *args: Any, **kwargs: Any) -> Any:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return function(*args, **kwargs)
+        except MlflowException as exc:
+            raise ExternalError(f"registry: {what} failed: {exc.message.splitlines()[0]}") from None
+
+    @staticmethod
+    def _is_missing(exc: Exception) -> bool:
+        return getattr(exc, "error_code", "") in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND")
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def model(self, name: str) -> RegisteredModel | None:
+        """A registered model with its aliases, tags and every version's tags, or None."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            entity = self.client.get_registered_model(name)
+        except MlflowException as exc:
+            if self._is_missing(exc):
+                return None
+            raise ExternalError(f"registry: reading {name} failed: {exc.message}") from None
+        versions = self._call(
+            f"listing versions of {name}", self._all_versions, name
+        )
+        return RegisteredModel(
+            name=name,
+            aliases={alias: int(number) for alias, number in (entity.aliases or {}).items()},
+            tags=dict(entity.tags),
+            versions=versions,
+        )
+
+    def _all_versions(self, name: str) -> list[Version]:
+        escaped = name.replace("'", "\\'")
+        versions: list[Version] = []
+        token = None
+        while True:
+            page = self.client.search_model_versions(
+                f"name = '{escaped}'", max_results=10000, page_token=token
+            )
+            versions.extend(
+                Version(name, int(v.version), v.source, v.run_id or "", dict(v.tags)) for v in page
+            )
+            token = page.token
+            if not token:
+                return sorted(versions, key=lambda v: v.version)
+
+    def names(self, prefix: str = "") -> list[str]:
+        found: list[str] = []
+        token = None
+        filter_string = f"name LIKE '{prefix}%'" if prefix else None
+        while True:
+            page = self._call(
+                "listing registered models",
+                self.client.search_registered_models,
+                filter_string=filter_string,
+                max_results=1000,
+                page_token=token,
+            )
+            found.extend(m.name for m in page)
+            token = page.token
+            if not token:
+                return found
+
+    def run_metrics(self, run_id: str) -> dict[str, float]:
+        run = self._call(f"reading run {run_id}", self.client.get_run, run_id)
+        return dict(run.data.metrics)
+
+    def run_artifact_uri(self, run_id: str) -> str:
+        run = self._call(f"reading run {run_id}", self.client.get_run, run_id)
+        return str(run.info.artifact_uri)
+
+    def lineage(self, run_id: str) -> Lineage:
+        from mlflow.artifacts import download_artifacts
+
+        with tempfile.TemporaryDirectory() as scratch:
+            try:
+                path = download_artifacts(run_id=run_id, artifact_path=LINEAGE_ARTIFACT, dst_path=scratch)
+            except Exception as exc:  # MLflow raises several types for a missing artifact
+                raise ExternalError(f"registry: run {run_id} has no lineage record ({exc.__class__.__name__})") from None
+            return Lineage.from_json(Path(path).read_text(encoding="utf-8"))
+
+    def download_model(self, version: Version, destination: Path) -> Path:
+        from mlflow.artifacts import download_artifacts
+
+        try:
+            return Path(download_artifacts(artifact_uri=version.source, dst_path=str(destination)))
+        except Exception as exc:  # storage errors surface as many exception types
+            raise ExternalError(f"registry: cannot download {version.ref}: {exc}") from None
+
+    def stored_artifact(self, version: Version) -> tuple[str, int]:
+        """The artifact digest and size recomputed from what storage holds now."""
+        with tempfile.TemporaryDirectory() as scratch:
+            path = self.download_model(version, Path(scratch))
+            size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+            return artifact_digest(path), size
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def experiment_id(self, environment: str, artifact_root: str | None) -> str:
+        name = f"promote/{environment}"
+        existing = self._call("reading experiment", self.client.get_experiment_by_name, name)
+        if existing is not None:
+            return str(existing.experiment_id)
+        location = artifact_root or (self.default_artifact_root / environment).resolve().as_uri()
+        return str(
+            self._call("creating experiment", self.client.create_experiment, name, artifact_location=location)
+        )
+
+    def register(self, name: str, source: str, run_id: str, tags: dict[str, str]) -> Version:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.get_registered_model(name)
+        except MlflowException as exc:
+            if not self._is_missing(exc):
+                raise ExternalError(f"registry: reading {name} failed: {exc.message}") from None
+            self._call(f"creating {name}", self.client.create_registered_model, name, tags={TAG_MANAGED: "true"})
+        created = self._call(
+            f"registering a version of {name}",
+            self.client.create_model_version,
+            name,
+            source,
+            run_id=run_id,
+            tags=tags,
+            await_creation_for=0,
+        )
+        return Version(name, int(created.version), source, run_id, dict(tags))
+
+    def tag_version(self, version: Version, tags: dict[str, str]) -> None:
+        for key, value in tags.items():
+            self._call(
+                f"tagging {version.ref}",
+                self.client.set_model_version_tag,
+                version.name,
+                str(version.version),
+                key,
+                value,
+            )
+
+    def move_champion(self, name: str, version: int, current: int | None) -> None:
+        """Point `champion` at `version`; the version it leaves becomes `previous`."""
+        if current is not None and current != version:
+            self._call("setting previous", self.client.set_registered_model_alias, name, PREVIOUS, str(current))
+        self._call("setting champion", self.client.set_registered_model_alias, name, CHAMPION, str(version))
+        self._call(
+            "recording the champion",
+            self.client.set_registered_model_tag,
+            name,
+            TAG_EXPECTED_CHAMPION,
+            str(version),
+        )
+
+    def append_event(self, name: str, event: dict[str, Any]) -> dict[str, Any]:
+        """Append to the model's audit history: one tag per event, keys sort by time."""
+        now = datetime.now(timezone.utc)
+        record = {"time": now.isoformat(timespec="seconds"), **event}
+        key = f"{EVENT_PREFIX}{time.time_ns():020d}.{uuid.uuid4().hex[:8]}"
+        self._call(
+            "writing history",
+            self.client.set_registered_model_tag,
+            name,
+            key,
+            json.dumps(record, sort_keys=True),
+        )
+        return record

@@ -1,0 +1,132 @@
+"""Runs a training entrypoint as a subprocess, from a pinned commit or the dev working tree."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from promote import git
+from promote.errors import BadReference, ExternalError
+from promote.manifests import EnvironmentConfig
+from promote.registry import Registry
+from promote.training import TrainingContext
+
+OUTPUT_TAIL_LINES = 15
+
+
+@dataclass
+class BuildRequest:
+    """One training to run: which code, which parameters, on which environment's data."""
+
+    model: str
+    environment: EnvironmentConfig
+    code_repo: str
+    commit: str
+    entrypoint: str
+    params: dict[str, Any]
+    data_uri: str
+    dirty: bool = False
+    pinned_snapshot: list[dict[str, Any]] | None = None
+    run_tags: dict[str, str] = field(default_factory=dict)
+
+
+def who_runs() -> str:
+    """Who or what ran a training: the CI run when there is one, else user@host."""
+    if os.environ.get("GITHUB_RUN_ID"):
+        repository = os.environ.get("GITHUB_REPOSITORY", "")
+        actor = os.environ.get("GITHUB_ACTOR", "github")
+        return f"{actor} via github-actions {repository} run {os.environ['GITHUB_RUN_ID']}"
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+def build_at_commit(repo_root: Path, request: BuildRequest, registry: Registry) -> str:
+    """Rebuild in an isolated export of the pinned commit; the user's checkout is never used."""
+    code_repo = git.resolve_code_repository(repo_root, request.code_repo)
+    if not git.commit_exists(code_repo, request.commit):
+        raise BadReference("code.commit", None, f"commit {request.commit} is not in {request.code_repo}")
+    tree = git.tree_of(code_repo, request.commit)
+    with tempfile.TemporaryDirectory(prefix="promote-build-") as scratch:
+        checkout = Path(scratch) / "code"
+        git.export_commit(code_repo, request.commit, checkout)
+        return _run(checkout, request, tree, registry)
+
+
+def build_in_working_tree(repo_root: Path, request: BuildRequest, registry: Registry) -> str:
+    """Dev training at HEAD from the user's checkout; a dirty tree is recorded, not hidden."""
+    tree = git.tree_of(repo_root, request.commit)
+    return _run(repo_root, request, tree, registry)
+
+
+def _entrypoint_path(checkout: Path, entrypoint: str) -> Path:
+    path = checkout / entrypoint
+    resolved = path.resolve()
+    if not resolved.is_relative_to(checkout.resolve()):
+        raise BadReference("code.entrypoint", None, f"{entrypoint} leads outside the checkout")
+    if not resolved.is_file():
+        raise BadReference("code.entrypoint", None, f"{entrypoint} does not exist at this commit")
+    return resolved
+
+
+def _requirements_file(checkout: Path, entrypoint: Path) -> Path | None:
+    for folder in (entrypoint.parent, checkout.resolve()):
+        candidate = folder / "requirements.txt"
+        if candidate.is_file() and candidate.resolve().is_relative_to(checkout.resolve()):
+            return candidate
+    return None
+
+
+def _run(checkout: Path, request: BuildRequest, tree: str, registry: Registry) -> str:
+    entrypoint = _entrypoint_path(checkout, request.entrypoint)
+    requirements = _requirements_file(checkout, entrypoint)
+    config = request.environment
+    experiment_id = registry.experiment_id(config.name, config.artifact_root)
+    with tempfile.TemporaryDirectory(prefix="promote-run-") as scratch:
+        result_file = Path(scratch) / "result.json"
+        context = TrainingContext(
+            model=request.model,
+            environment=config.name,
+            tracking_uri=registry.tracking_uri,
+            experiment_id=experiment_id,
+            data_uri=request.data_uri,
+            params=request.params,
+            code_repo=request.code_repo,
+            code_commit=request.commit,
+            code_tree=tree,
+            code_dirty=request.dirty,
+            entrypoint=request.entrypoint,
+            requirements=str(requirements) if requirements else None,
+            result_file=str(result_file),
+            trained_by=who_runs(),
+            pinned_snapshot=request.pinned_snapshot,
+            run_tags=request.run_tags,
+        )
+        python = config.python or sys.executable
+        # Arguments go as a list and parameters as JSON: nothing from a manifest reaches a shell.
+        completed = subprocess.run(
+            [python, str(entrypoint)],
+            cwd=str(checkout),
+            env={**os.environ, **context.to_env(), "MLFLOW_TRACKING_URI": registry.tracking_uri},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if completed.returncode != 0 or not result_file.is_file():
+            tail = (completed.stderr or completed.stdout).strip().splitlines()[-OUTPUT_TAIL_LINES:]
+            detail = "\n  ".join(tail) if tail else "no output"
+            raise ExternalError(
+                f"training {config.name}.{request.model} ({request.entrypoint}) failed "
+                f"with exit code {completed.returncode}:\n  {detail}"
+            )
+        return str(json.loads(result_file.read_text(encoding="utf-8"))["run_id"])
