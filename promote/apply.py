@@ -78,7 +78,9 @@ def version_tags(lineage: Lineage, manifest_digest: str, source: str) -> dict[st
 class Pipeline:
     """The write side: every registry change a promotion makes."""
 
-    def __init__(self, repo: Repository, registry: Registry, report: Report = lambda _: None) -> None:
+    def __init__(
+        self, repo: Repository, registry: Registry, report: Report = lambda _: None
+    ) -> None:
         self.repo = repo
         self.registry = registry
         self.report = report
@@ -99,7 +101,9 @@ class Pipeline:
         commit = git.head_commit(self.repo.root)
         dirty = git.is_dirty(self.repo.root)
         if dirty:
-            self.report("working tree is dirty: this version will be recorded as such and cannot be promoted")
+            self.report(
+                "working tree is dirty: this version is recorded as such and cannot be promoted"
+            )
         manifest = spec.manifest
         request = runner.BuildRequest(
             model=model,
@@ -111,7 +115,9 @@ class Pipeline:
             data_uri=resolve_uri(self.repo.root, config.data_root, manifest.data.path),
             dirty=dirty,
         )
-        self.report(f"training {model} in {environment} at {commit[:12]} ({manifest.code.entrypoint})")
+        self.report(
+            f"training {model} in {environment} at {commit[:12]} ({manifest.code.entrypoint})"
+        )
         run_id = runner.build_in_working_tree(self.repo.root, request, self.registry)
         lineage = self.registry.lineage(run_id)
         name = self.repo.registered_name(environment, model)
@@ -136,9 +142,18 @@ class Pipeline:
         name = state.registered_name
         try:
             if state.action in (Action.NONE, Action.DEV):
-                return Outcome(state.environment, state.model, state.action.value, state.champion, True, state.detail)
+                return Outcome(
+                    state.environment,
+                    state.model,
+                    state.action.value,
+                    state.champion,
+                    True,
+                    state.detail,
+                )
             if state.action is Action.REJECTED:
-                return Outcome(state.environment, state.model, "rejected", state.target, False, state.detail)
+                return Outcome(
+                    state.environment, state.model, "rejected", state.target, False, state.detail
+                )
             if state.action is Action.REPOINT:
                 assert state.target is not None
                 return self._repoint(state, state.target)
@@ -148,7 +163,9 @@ class Pipeline:
             return self._build(state)
         except CheckFailed as exc:
             self.report(f"{name}: {exc.message}")
-            return Outcome(state.environment, state.model, state.action.value, state.target, False, exc.message)
+            return Outcome(
+                state.environment, state.model, state.action.value, state.target, False, exc.message
+            )
 
     def _repoint(self, state: ModelState, number: int) -> Outcome:
         name = state.registered_name
@@ -248,7 +265,9 @@ class Pipeline:
 
     def _register(self, name: str, lineage: Lineage, manifest_digest: str, source: str) -> Version:
         uri = f"{self.registry.run_artifact_uri(lineage.run_id)}/{MODEL_ARTIFACT_DIR}"
-        version = self.registry.register(name, uri, lineage.run_id, version_tags(lineage, manifest_digest, source))
+        version = self.registry.register(
+            name, uri, lineage.run_id, version_tags(lineage, manifest_digest, source)
+        )
         self.report(f"{name}: registered v{version.version} (run {lineage.run_id[:8]})")
         return version
 
@@ -279,27 +298,51 @@ class Pipeline:
         except CheckFailed as exc:
             problems.append(exc.message)
         config = self.repo.environment(spec.environment)
-        results = gates.evaluate(spec.manifest.gates.merged_over(config.gates), lineage.metrics, champion_metrics, size)
+        results = gates.evaluate(
+            spec.manifest.gates.merged_over(config.gates), lineage.metrics, champion_metrics, size
+        )
         problems += [f"gate {r}" for r in results if not r.passed]
         for line in results:
             self.report(f"{name}: gate {line}")
         previous = champion.version if champion else None
         if problems:
             reason = "; ".join(problems)
-            self.registry.tag_version(candidate, {TAG_VERDICT: VERDICT_REJECTED, TAG_REASON: reason[:5000]})
+            self.registry.tag_version(
+                candidate, {TAG_VERDICT: VERDICT_REJECTED, TAG_REASON: reason[:5000]}
+            )
             self.registry.append_event(
-                name, self._event("reject", spec, candidate.version, previous, lineage.code_commit, reason)
+                name,
+                self._event(
+                    "reject", spec, candidate.version, previous, lineage.code_commit, reason
+                ),
             )
             self.report(f"{name}: v{candidate.version} rejected; champion stays v{previous}")
-            return Outcome(spec.environment, spec.model, event, candidate.version, False, f"rejected: {reason}")
+            return Outcome(
+                spec.environment, spec.model, event, candidate.version, False, f"rejected: {reason}"
+            )
         self.registry.tag_version(candidate, {TAG_VERDICT: VERDICT_PASSED, TAG_REASON: ""})
         self.registry.move_champion(name, candidate.version, previous)
-        self.registry.append_event(name, self._event(event, spec, candidate.version, previous, lineage.code_commit))
+        self.registry.append_event(
+            name, self._event(event, spec, candidate.version, previous, lineage.code_commit)
+        )
         self.report(f"{name}: champion v{previous} -> v{candidate.version}")
-        return Outcome(spec.environment, spec.model, event, candidate.version, True, f"champion -> v{candidate.version}")
+        return Outcome(
+            spec.environment,
+            spec.model,
+            event,
+            candidate.version,
+            True,
+            f"champion -> v{candidate.version}",
+        )
 
     def _event(
-        self, kind: str, spec: ModelSpec, version: int, previous: int | None, commit: str, reason: str = ""
+        self,
+        kind: str,
+        spec: ModelSpec,
+        version: int,
+        previous: int | None,
+        commit: str,
+        reason: str = "",
     ) -> dict[str, Any]:
         source = spec.manifest.source
         return {
@@ -312,4 +355,3 @@ class Pipeline:
             "actor": runner.who_runs(),
             "reason": reason,
         }
-

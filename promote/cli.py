@@ -47,7 +47,9 @@ class Settings:
         from promote.registry import Registry, default_tracking_uri
 
         root = self.repo.resolve()
-        return Registry(self.registry_uri or default_tracking_uri(root), root / ".promote" / "artifacts")
+        return Registry(
+            self.registry_uri or default_tracking_uri(root), root / ".promote" / "artifacts"
+        )
 
 
 @app.callback()
@@ -79,10 +81,13 @@ def emit_json(payload: Any) -> None:
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
-    cells = [[str(c) for c in headers]] + [["" if c is None else str(c) for c in row] for row in rows]
+    cells = [[str(c) for c in headers]] + [
+        ["" if c is None else str(c) for c in row] for row in rows
+    ]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     for row in cells:
-        typer.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+        padded = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        typer.echo("  ".join(padded).rstrip())
 
 
 def parse_params(values: list[str]) -> dict[str, Any]:
@@ -105,9 +110,15 @@ def reporter(quiet: bool) -> Callable[[str], None]:
 @app.command()
 def train(
     context: typer.Context,
-    name: str = typer.Argument(..., help="Model name (its manifest is environments/ENV/NAME.yaml)."),
-    env: str = typer.Option("dev", "--env", help="Environment to train in (one that promotes from none)."),
-    param: list[str] = typer.Option([], "--param", help="Override a parameter: NAME=VALUE (repeatable)."),
+    name: str = typer.Argument(
+        ..., help="Model name (its manifest is environments/ENV/NAME.yaml)."
+    ),
+    env: str = typer.Option(
+        "dev", "--env", help="Environment to train in (one that promotes from none)."
+    ),
+    param: list[str] = typer.Option(
+        [], "--param", help="Override a parameter: NAME=VALUE (repeatable)."
+    ),
     as_json: bool = JsonOption,
 ) -> None:
     """Train at HEAD with full lineage; the version becomes champion if its gates pass."""
@@ -189,7 +200,13 @@ def apply(
         table(
             ["ENV", "MODEL", "ACTION", "VERSION", "RESULT"],
             [
-                (o.environment, o.model, o.action, o.version, ("ok: " if o.ok else "FAILED: ") + o.detail)
+                (
+                    o.environment,
+                    o.model,
+                    o.action,
+                    o.version,
+                    ("ok: " if o.ok else "FAILED: ") + o.detail,
+                )
                 for o in result.outcomes
             ],
         )
@@ -200,7 +217,9 @@ def apply(
 def status(
     context: typer.Context,
     env: Optional[str] = typer.Option(None, "--env", help="Only this environment."),  # noqa: UP045
-    verify: bool = typer.Option(False, "--verify", help="Also recompute champions' artifact digests."),
+    verify: bool = typer.Option(
+        False, "--verify", help="Also recompute champions' artifact digests."
+    ),
     as_json: bool = JsonOption,
 ) -> None:
     """Every model in every environment: in sync, pending or drifted (exit 1 on drift)."""
@@ -290,7 +309,15 @@ def history(
     table(
         ["TIME", "ACTION", "VERSION", "PREVIOUS", "COMMIT", "ACTOR", "REASON"],
         [
-            (e["time"], e["action"], e["version"], e.get("previous"), e["commit"][:12], e["actor"], e["reason"][:80])
+            (
+                e["time"],
+                e["action"],
+                e["version"],
+                e.get("previous"),
+                e["commit"][:12],
+                e["actor"],
+                e["reason"][:80],
+            )
             for e in events
         ],
     )

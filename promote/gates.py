@@ -40,7 +40,9 @@ def evaluate(
             )
             if part
         )
-        results.append(GateResult(f"metric {name}", low_ok and high_ok, f"{value:.4f}, needs {bounds}"))
+        results.append(
+            GateResult(f"metric {name}", low_ok and high_ok, f"{value:.4f}, needs {bounds}")
+        )
     rule = gates.no_regression
     if rule is not None:
         value = metrics.get(rule.metric)
@@ -55,7 +57,8 @@ def evaluate(
                 GateResult(
                     "no regression",
                     change >= -rule.tolerance,
-                    f"{rule.metric} {value:.4f} vs champion {baseline:.4f}, tolerance {rule.tolerance}",
+                    f"{rule.metric} {value:.4f} vs champion {baseline:.4f}, "
+                    f"tolerance {rule.tolerance}",
                 )
             )
     if gates.max_artifact_mb is not None:

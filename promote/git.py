@@ -59,7 +59,9 @@ def commit_exists(repo: Path, commit: str) -> bool:
 
 def resolve_ref(repo: Path, ref: str) -> str | None:
     """The commit a branch or ref names, or None when it does not exist."""
-    return run_git(repo, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", check=False) or None
+    return (
+        run_git(repo, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", check=False) or None
+    )
 
 
 def tree_of(repo: Path, commit: str) -> str:
@@ -77,7 +79,7 @@ def is_on_branch(repo: Path, commit: str, branch: str) -> bool:
 
 
 def export_commit(repo: Path, commit: str, destination: Path) -> None:
-    """Write the tree of `commit` into `destination`: an isolated copy, never the user's checkout."""
+    """Write the tree of `commit` into `destination`: an isolated copy, not the user's checkout."""
     destination.mkdir(parents=True, exist_ok=True)
     archive = subprocess.run(
         ["git", "-C", str(repo), "archive", "--format=tar", commit],
@@ -126,7 +128,9 @@ def commit_files_on_branch(
             blob_file = Path(scratch) / "blob"
             blob_file.write_text(content, encoding="utf-8")
             blob = run_git(repo, "hash-object", "-w", str(blob_file))
-            run_git(repo, "update-index", "--add", "--cacheinfo", f"100644,{blob},{relative}", env=env)
+            run_git(
+                repo, "update-index", "--add", "--cacheinfo", f"100644,{blob},{relative}", env=env
+            )
         tree = run_git(repo, "write-tree", env=env)
         commit = run_git(repo, "commit-tree", tree, "-p", base, "-m", message, env=env)
     run_git(repo, "update-ref", f"refs/heads/{branch}", commit)

@@ -83,7 +83,9 @@ class Lineage:
         body["data_snapshot"] = snapshot_from_json(body["data_snapshot"])
         lineage = cls(**body)
         if recorded is not None and recorded != lineage.lineage_digest:
-            raise CheckFailed(f"lineage record of run {lineage.run_id} does not match its own digest")
+            raise CheckFailed(
+                f"lineage record of run {lineage.run_id} does not match its own digest"
+            )
         return lineage
 
 
@@ -110,7 +112,9 @@ def artifact_digest(directory: Path) -> str:
     workers = min(len(files), os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         digests = list(pool.map(_file_digest, files))
-    return canonical_digest([[p.relative_to(directory).as_posix(), d] for p, d in zip(files, digests)])
+    return canonical_digest(
+        [[p.relative_to(directory).as_posix(), d] for p, d in zip(files, digests, strict=False)]
+    )
 
 
 def compare(source: Lineage, rebuilt: Lineage, target_data_root: str, copied: bool) -> list[str]:
@@ -134,7 +138,11 @@ def compare(source: Lineage, rebuilt: Lineage, target_data_root: str, copied: bo
 def _describe_difference(expected: Any, actual: Any) -> str:
     if isinstance(expected, dict) and isinstance(actual, dict):
         keys = sorted(set(expected) | set(actual))
-        changed = [f"{k}: {expected.get(k)!r} -> {actual.get(k)!r}" for k in keys if expected.get(k) != actual.get(k)]
+        changed = [
+            f"{k}: {expected.get(k)!r} -> {actual.get(k)!r}"
+            for k in keys
+            if expected.get(k) != actual.get(k)
+        ]
         return "; ".join(changed[:5]) + (" ..." if len(changed) > 5 else "")
     text = f"{expected!r} -> {actual!r}"
     return text if len(text) < 200 else text[:197] + "..."
@@ -191,7 +199,9 @@ def check_pins(requirements_file: Path) -> list[str]:
             try:
                 installed = metadata.version(name)
             except metadata.PackageNotFoundError:
-                raise CheckFailed(f"{requirements_file}: {name} is pinned but not installed") from None
+                raise CheckFailed(
+                    f"{requirements_file}: {name} is pinned but not installed"
+                ) from None
             if installed != pinned.group(1):
                 raise CheckFailed(
                     f"{requirements_file}: {name}=={pinned.group(1)} is pinned "

@@ -32,7 +32,13 @@ class _Strict(BaseModel):
 def _relative_path(value: str, what: str) -> str:
     """Paths in manifests stay inside the checkout or data root: no absolute paths, no `..`."""
     path = PurePosixPath(value)
-    if not value or path.is_absolute() or "\\" in value or ".." in path.parts or value.startswith("~"):
+    if (
+        not value
+        or path.is_absolute()
+        or "\\" in value
+        or ".." in path.parts
+        or value.startswith("~")
+    ):
         raise ValueError(f"{what} must be a relative path inside the repository, without '..'")
     return str(path)
 
@@ -77,7 +83,9 @@ class EnvironmentConfig(_Strict):
 
     name: str = Field(pattern=NAME_PATTERN)
     promotes_from: str | None = Field(default=None, pattern=NAME_PATTERN)
-    data_root: str = Field(description="Local folder (relative to the repository) or s3://bucket/prefix")
+    data_root: str = Field(
+        description="Local folder (relative to the repository) or s3://bucket/prefix"
+    )
     artifact_root: str | None = Field(
         default=None,
         description="Where this environment's training runs store artifacts (local folder or s3://)",
@@ -86,7 +94,9 @@ class EnvironmentConfig(_Strict):
     protected_branch: str = "main"
     model_name: str = Field(default="{env}.{model}", description="Registered model name template")
     python: str | None = Field(default=None, description="Interpreter for training runs")
-    role: str | None = Field(default=None, description="IAM role this environment's pipeline assumes")
+    role: str | None = Field(
+        default=None, description="IAM role this environment's pipeline assumes"
+    )
     gates: Gates = Field(default_factory=Gates)
 
     @field_validator("model_name")
@@ -99,7 +109,7 @@ class EnvironmentConfig(_Strict):
     @field_validator("data_root", "artifact_root")
     @classmethod
     def _uri(cls, value: str | None) -> str | None:
-        if value is not None and (not value or "://" in value and not value.startswith("s3://")):
+        if value is not None and (not value or ("://" in value and not value.startswith("s3://"))):
             raise ValueError("must be a local folder or an s3:// URI")
         return value
 
@@ -165,7 +175,7 @@ class ModelSpec:
 
     @property
     def managed(self) -> bool:
-        """Pinned manifests are applied by the pipeline; unpinned ones are dev training templates."""
+        """Pinned manifests are applied by the pipeline; unpinned ones are dev templates."""
         return self.manifest.code.commit is not None
 
     @property
@@ -300,7 +310,9 @@ def _check_environment_order(repo: Repository) -> None:
     for config in repo.environments.values():
         display = repo.relative(repo.root / ENVIRONMENTS_DIR / config.name / ENVIRONMENT_FILE)
         if config.promotes_from is not None and config.promotes_from not in repo.environments:
-            raise InputError(display, "promotes_from", f"unknown environment {config.promotes_from!r}")
+            raise InputError(
+                display, "promotes_from", f"unknown environment {config.promotes_from!r}"
+            )
         seen = {config.name}
         upstream = config.promotes_from
         while upstream is not None:
@@ -318,7 +330,9 @@ def _check_manifest_against_environment(
             raise InputError(display, "source", f"{config.name} promotes from no environment")
         return
     if manifest.source is None:
-        raise InputError(display, "source", f"required: {config.name} promotes from {config.promotes_from}")
+        raise InputError(
+            display, "source", f"required: {config.name} promotes from {config.promotes_from}"
+        )
     if manifest.source.environment != config.promotes_from:
         raise InputError(
             display,
@@ -327,7 +341,9 @@ def _check_manifest_against_environment(
             f"not {manifest.source.environment} (environments cannot be skipped)",
         )
     if manifest.code.commit is None:
-        raise InputError(display, "code.commit", f"required in {config.name}: pin a full commit sha")
+        raise InputError(
+            display, "code.commit", f"required in {config.name}: pin a full commit sha"
+        )
 
 
 def json_schemas() -> dict[str, dict[str, Any]]:

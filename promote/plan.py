@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
+
 from promote import git
 from promote.errors import BadReference
 from promote.manifests import ModelSpec, Repository
@@ -99,7 +100,9 @@ def drift_of(model: RegisteredModel | None, registry: Registry, verify: bool) ->
     for version in model.versions:
         missing = [t for t in REQUIRED_VERSION_TAGS if t not in version.tags]
         if missing:
-            problems.append(f"v{version.version} was not registered by the pipeline (no {missing[0]})")
+            problems.append(
+                f"v{version.version} was not registered by the pipeline (no {missing[0]})"
+            )
     if verify and champion is not None and TAG_ARTIFACT_DIGEST in champion.tags:
         digest, _ = registry.stored_artifact(champion)
         if digest != champion.tags[TAG_ARTIFACT_DIGEST]:
@@ -125,7 +128,9 @@ def check_source(repo: Repository, registry: Registry, spec: ModelSpec) -> Versi
         raise BadReference(display, "source.version", f"{ref} has not passed its gates")
     if source.tags.get(TAG_DIRTY) == "true":
         raise BadReference(
-            display, "source.version", f"{ref} was trained from a dirty working tree and cannot be promoted"
+            display,
+            "source.version",
+            f"{ref} was trained from a dirty working tree and cannot be promoted",
         )
     if source.tags.get(TAG_COMMIT) != manifest.code.commit:
         raise BadReference(
@@ -151,11 +156,14 @@ def _best_match(model: RegisteredModel | None, digest: str, verdict: str) -> Ver
     if model is None:
         return None
     matching = [
-        v for v in model.versions if v.tags.get(TAG_MANIFEST_DIGEST) == digest and v.verdict == verdict
+        v
+        for v in model.versions
+        if v.tags.get(TAG_MANIFEST_DIGEST) == digest and v.verdict == verdict
     ]
     expected = model.tags.get(TAG_EXPECTED_CHAMPION)
     preferred = [v for v in matching if str(v.version) == expected]
-    return (preferred or matching[-1:] or [None])[0]
+    candidates = preferred or matching
+    return candidates[-1] if candidates else None
 
 
 def model_state(repo: Repository, registry: Registry, spec: ModelSpec, verify: bool) -> ModelState:
@@ -166,7 +174,11 @@ def model_state(repo: Repository, registry: Registry, spec: ModelSpec, verify: b
     state.drift = drift_of(model, registry, verify)
     if not spec.managed:
         state.action = Action.DEV
-        state.detail = f"trained with promote train; champion v{state.champion}" if champion else "not trained yet"
+        state.detail = (
+            f"trained with promote train; champion v{state.champion}"
+            if champion
+            else "not trained yet"
+        )
         return state
     digest = spec.digest
     passed = _best_match(model, digest, VERDICT_PASSED)
@@ -216,4 +228,3 @@ def compute(
         for spec in repo.specs_in(config.name)
     ]
     return [model_state(repo, registry, spec, verify) for spec in specs]
-

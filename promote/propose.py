@@ -48,13 +48,17 @@ class Proposal:
 def propose(repo: Repository, registry: Registry, model: str, target: str) -> Proposal:
     config = repo.environment(target)
     if config.promotes_from is None:
-        raise InputError("--to", None, f"{target} promotes from no environment: train there instead")
+        raise InputError(
+            "--to", None, f"{target} promotes from no environment: train there instead"
+        )
     source_env = config.promotes_from
     source_name = repo.registered_name(source_env, model)
     registered = registry.model(source_name)
     champion = registered.champion if registered else None
     if champion is None:
-        raise BadReference(source_name, "champion", "no champion to promote: train or promote one first")
+        raise BadReference(
+            source_name, "champion", "no champion to promote: train or promote one first"
+        )
     if champion.verdict != VERDICT_PASSED:
         raise BadReference(champion.ref, "promote.verdict", "the champion has not passed its gates")
     if champion.tags.get(TAG_DIRTY) == "true":
@@ -79,7 +83,10 @@ def propose(repo: Repository, registry: Registry, model: str, target: str) -> Pr
         gates=template.manifest.gates if template else Gates(),
     )
     relative = f"{ENVIRONMENTS_DIR}/{target}/{model}.yaml"
-    if existing is not None and ModelSpec(target, manifest, existing.path).digest == existing.digest:
+    if (
+        existing is not None
+        and ModelSpec(target, manifest, existing.path).digest == existing.digest
+    ):
         return Proposal(target, model, None, None, relative, manifest, champion.ref)
     branch = f"promote/{target}/{model}-v{champion.version}"
     base = git.resolve_ref(repo.root, config.protected_branch) or git.head_commit(repo.root)

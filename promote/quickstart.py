@@ -82,13 +82,17 @@ def create_sandbox(root: Path) -> Sandbox:
     repo = sandbox.repo
     example = resources.files("promote.examples") / EXAMPLE_MODEL
     (repo / "models" / EXAMPLE_MODEL).mkdir(parents=True)
-    (repo / ENTRYPOINT).write_text(example.joinpath("train.py").read_text(encoding="utf-8"), encoding="utf-8")
+    (repo / ENTRYPOINT).write_text(
+        example.joinpath("train.py").read_text(encoding="utf-8"), encoding="utf-8"
+    )
     pins = "".join(f"{name}=={metadata.version(name)}\n" for name in PINNED_LIBRARIES)
     (repo / "models" / EXAMPLE_MODEL / "requirements.txt").write_text(pins, encoding="utf-8")
     for name, body in _environment_files().items():
         folder = repo / "environments" / name
         folder.mkdir(parents=True)
-        (folder / "environment.yaml").write_text(yaml.safe_dump(body, sort_keys=False), encoding="utf-8")
+        (folder / "environment.yaml").write_text(
+            yaml.safe_dump(body, sort_keys=False), encoding="utf-8"
+        )
         write_environment_data(sandbox.data(name), name)
     (repo / "environments" / "dev" / f"{EXAMPLE_MODEL}.yaml").write_text(
         yaml.safe_dump(DEV_MANIFEST, sort_keys=False), encoding="utf-8"
@@ -96,13 +100,17 @@ def create_sandbox(root: Path) -> Sandbox:
     (repo / ".gitignore").write_text(".promote/\n__pycache__/\n", encoding="utf-8")
     git.run_git(repo, "init", "--quiet", "--initial-branch=main")
     git.run_git(repo, "add", "--all")
-    git.run_git(repo, "commit", "--quiet", "-m", "Churn model and environments", env=git.identity_env(repo))
+    git.run_git(
+        repo, "commit", "--quiet", "-m", "Churn model and environments", env=git.identity_env(repo)
+    )
     return sandbox
 
 
 def merge(repo: Path, branch: str, title: str) -> None:
     """What an approved pull request's merge does to main."""
-    git.run_git(repo, "merge", "--quiet", "--no-ff", "-m", title, branch, env=git.identity_env(repo))
+    git.run_git(
+        repo, "merge", "--quiet", "--no-ff", "-m", title, branch, env=git.identity_env(repo)
+    )
 
 
 def run_story(root: Path, say: Callable[[str], None]) -> Sandbox:

@@ -107,7 +107,9 @@ class Registry:
         logging.getLogger("mlflow").setLevel(logging.WARNING)
 
         if self.tracking_uri.startswith("sqlite:///"):
-            Path(self.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            Path(self.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(
+                parents=True, exist_ok=True
+            )
         mlflow.set_tracking_uri(self.tracking_uri)
         mlflow.set_registry_uri(self.tracking_uri)
         return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
@@ -136,9 +138,7 @@ class Registry:
             if self._is_missing(exc):
                 return None
             raise ExternalError(f"registry: reading {name} failed: {exc.message}") from None
-        versions = self._call(
-            f"listing versions of {name}", self._all_versions, name
-        )
+        versions = self._call(f"listing versions of {name}", self._all_versions, name)
         return RegisteredModel(
             name=name,
             aliases={alias: int(number) for alias, number in (entity.aliases or {}).items()},
@@ -191,9 +191,13 @@ class Registry:
 
         with tempfile.TemporaryDirectory() as scratch:
             try:
-                path = download_artifacts(run_id=run_id, artifact_path=LINEAGE_ARTIFACT, dst_path=scratch)
+                path = download_artifacts(
+                    run_id=run_id, artifact_path=LINEAGE_ARTIFACT, dst_path=scratch
+                )
             except Exception as exc:  # MLflow raises several types for a missing artifact
-                raise ExternalError(f"registry: run {run_id} has no lineage record ({exc.__class__.__name__})") from None
+                raise ExternalError(
+                    f"registry: run {run_id} has no lineage record ({exc.__class__.__name__})"
+                ) from None
             return Lineage.from_json(Path(path).read_text(encoding="utf-8"))
 
     def download_model(self, version: Version, destination: Path) -> Path:
@@ -220,7 +224,12 @@ class Registry:
             return str(existing.experiment_id)
         location = artifact_root or (self.default_artifact_root / environment).resolve().as_uri()
         return str(
-            self._call("creating experiment", self.client.create_experiment, name, artifact_location=location)
+            self._call(
+                "creating experiment",
+                self.client.create_experiment,
+                name,
+                artifact_location=location,
+            )
         )
 
     def register(self, name: str, source: str, run_id: str, tags: dict[str, str]) -> Version:
@@ -231,7 +240,12 @@ class Registry:
         except MlflowException as exc:
             if not self._is_missing(exc):
                 raise ExternalError(f"registry: reading {name} failed: {exc.message}") from None
-            self._call(f"creating {name}", self.client.create_registered_model, name, tags={TAG_MANAGED: "true"})
+            self._call(
+                f"creating {name}",
+                self.client.create_registered_model,
+                name,
+                tags={TAG_MANAGED: "true"},
+            )
         created = self._call(
             f"registering a version of {name}",
             self.client.create_model_version,
@@ -257,8 +271,16 @@ class Registry:
     def move_champion(self, name: str, version: int, current: int | None) -> None:
         """Point `champion` at `version`; the version it leaves becomes `previous`."""
         if current is not None and current != version:
-            self._call("setting previous", self.client.set_registered_model_alias, name, PREVIOUS, str(current))
-        self._call("setting champion", self.client.set_registered_model_alias, name, CHAMPION, str(version))
+            self._call(
+                "setting previous",
+                self.client.set_registered_model_alias,
+                name,
+                PREVIOUS,
+                str(current),
+            )
+        self._call(
+            "setting champion", self.client.set_registered_model_alias, name, CHAMPION, str(version)
+        )
         self._call(
             "recording the champion",
             self.client.set_registered_model_tag,

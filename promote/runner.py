@@ -55,7 +55,9 @@ def build_at_commit(repo_root: Path, request: BuildRequest, registry: Registry) 
     """Rebuild in an isolated export of the pinned commit; the user's checkout is never used."""
     code_repo = git.resolve_code_repository(repo_root, request.code_repo)
     if not git.commit_exists(code_repo, request.commit):
-        raise BadReference("code.commit", None, f"commit {request.commit} is not in {request.code_repo}")
+        raise BadReference(
+            "code.commit", None, f"commit {request.commit} is not in {request.code_repo}"
+        )
     tree = git.tree_of(code_repo, request.commit)
     with tempfile.TemporaryDirectory(prefix="promote-build-") as scratch:
         checkout = Path(scratch) / "code"

@@ -144,7 +144,11 @@ class TrainingRun:
         with tempfile.TemporaryDirectory() as scratch:
             path = Path(scratch) / MODEL_ARTIFACT_DIR
             # Explicit requirements: MLflow's inference would spawn a subprocess and guess.
-            pins = [f"{name}=={libraries[name]}" for name in (library.lower(), "mlflow") if name in libraries]
+            pins = [
+                f"{name}=={libraries[name]}"
+                for name in (library.lower(), "mlflow")
+                if name in libraries
+            ]
             module.save_model(
                 model, str(path), signature=signature, pip_requirements=pins or None, **save_options
             )
@@ -197,7 +201,11 @@ def start() -> Iterator[TrainingRun]:
 
     context = TrainingContext.from_env()
     mlflow.set_tracking_uri(context.tracking_uri)
-    tags = {"promote.model": context.model, "promote.environment": context.environment, **context.run_tags}
+    tags = {
+        "promote.model": context.model,
+        "promote.environment": context.environment,
+        **context.run_tags,
+    }
     with mlflow.start_run(experiment_id=context.experiment_id, tags=tags) as active:
         mlflow.log_params({k: str(v) for k, v in context.params.items()})
         run = TrainingRun(context, active.info.run_id)

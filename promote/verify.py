@@ -47,10 +47,16 @@ class Report:
         self.checks.append(Check(name, passed, detail))
 
     def to_json(self) -> dict[str, Any]:
-        return {"subject": self.subject, "ok": self.ok, "checks": [c.to_json() for c in self.checks]}
+        return {
+            "subject": self.subject,
+            "ok": self.ok,
+            "checks": [c.to_json() for c in self.checks],
+        }
 
 
-def _registered(repo: Repository, registry: Registry, environment: str, model: str) -> RegisteredModel:
+def _registered(
+    repo: Repository, registry: Registry, environment: str, model: str
+) -> RegisteredModel:
     name = repo.registered_name(environment, model)
     registered = registry.model(name)
     if registered is None:
@@ -70,7 +76,9 @@ def select_version(
     return version
 
 
-def verify(repo: Repository, registry: Registry, environment: str, model: str, number: int | None) -> Report:
+def verify(
+    repo: Repository, registry: Registry, environment: str, model: str, number: int | None
+) -> Report:
     version = select_version(repo, registry, environment, model, number)
     report = Report(version.ref)
     missing = [t for t in REQUIRED_VERSION_TAGS if t not in version.tags]
@@ -99,7 +107,11 @@ def verify(repo: Repository, registry: Registry, environment: str, model: str, n
         and lineage.data_uri == version.tags.get(TAG_DATA_URI),
         f"commit {lineage.code_commit[:12]}, data {lineage.data_uri}",
     )
-    report.add("verdict", version.tags.get(TAG_VERDICT) == VERDICT_PASSED, version.tags.get(TAG_VERDICT, "none"))
+    report.add(
+        "verdict",
+        version.tags.get(TAG_VERDICT) == VERDICT_PASSED,
+        version.tags.get(TAG_VERDICT, "none"),
+    )
     return report
 
 
@@ -110,7 +122,9 @@ def reproduce(
     version = select_version(repo, registry, environment, model, number)
     original = registry.lineage(version.run_id)
     if original.code_dirty:
-        raise BadReference(version.ref, "promote.code.dirty", "trained from a dirty tree: not reproducible")
+        raise BadReference(
+            version.ref, "promote.code.dirty", "trained from a dirty tree: not reproducible"
+        )
     config = repo.environment(environment)
     request = runner.BuildRequest(
         model=model,
@@ -126,14 +140,22 @@ def reproduce(
     run_id = runner.build_at_commit(repo.root, request, registry)
     again = registry.lineage(run_id)
     report = Report(f"{version.ref} (reproduced as run {run_id})")
-    report.add("lineage", again.lineage_digest == original.lineage_digest, again.lineage_digest[:16])
+    report.add(
+        "lineage", again.lineage_digest == original.lineage_digest, again.lineage_digest[:16]
+    )
     report.add("data snapshot", again.data_digest == original.data_digest, again.data_digest[:16])
     for name in sorted(set(original.metrics) | set(again.metrics)):
         before, after = original.metrics.get(name), again.metrics.get(name)
-        same = before is not None and after is not None and math.isclose(before, after, rel_tol=1e-9, abs_tol=1e-12)
+        same = (
+            before is not None
+            and after is not None
+            and math.isclose(before, after, rel_tol=1e-9, abs_tol=1e-12)
+        )
         report.add(f"metric {name}", same, f"{before} -> {after}")
     return report
 
 
-def history(repo: Repository, registry: Registry, environment: str, model: str) -> list[dict[str, Any]]:
+def history(
+    repo: Repository, registry: Registry, environment: str, model: str
+) -> list[dict[str, Any]]:
     return _registered(repo, registry, environment, model).events()

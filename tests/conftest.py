@@ -6,16 +6,20 @@ import os
 import shutil
 import socket
 import sqlite3
-from collections.abc import Iterator
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
+from promote import git
 from promote.apply import Pipeline
 from promote.manifests import load_repository
-from promote.quickstart import Sandbox, create_sandbox, merge
 from promote.propose import propose
+from promote.quickstart import Sandbox, create_sandbox, merge
 from promote.registry import Registry, default_tracking_uri
 
 MODEL = "churn"
@@ -35,7 +39,9 @@ class World:
     def __init__(self, sandbox: Sandbox) -> None:
         self.sandbox = sandbox
         self.repo = sandbox.repo
-        self.registry = Registry(default_tracking_uri(self.repo), self.repo / ".promote" / "artifacts")
+        self.registry = Registry(
+            default_tracking_uri(self.repo), self.repo / ".promote" / "artifacts"
+        )
         self.lines: list[str] = []
 
     def pipeline(self) -> Pipeline:
@@ -55,6 +61,29 @@ class World:
     def promote(self, target: str) -> Any:
         self.propose_and_merge(target)
         return self.pipeline().apply(target)
+
+    def edit_yaml(self, relative: str, change: Callable[[dict[str, Any]], None]) -> None:
+        """Change a YAML file in the repository and commit it on main, as a merged PR would."""
+        path = self.repo / relative
+        body = yaml.safe_load(path.read_text()) if path.exists() else {}
+        change(body)
+        path.write_text(yaml.safe_dump(body, sort_keys=False))
+        self.commit(f"Edit {relative}")
+
+    def commit(self, message: str) -> str:
+        git.run_git(self.repo, "add", "--all")
+        git.run_git(self.repo, "commit", "--quiet", "-m", message, env=git.identity_env(self.repo))
+        return git.head_commit(self.repo)
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """The real `promote` command in a subprocess, run from the repository."""
+        return subprocess.run(
+            [sys.executable, "-m", "promote", *args],
+            cwd=self.repo,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
 
     def snapshot(self) -> dict[str, list[tuple[Any, ...]]]:
         """Every registry table that a promotion could touch, for 'nothing was written' checks."""

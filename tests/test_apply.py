@@ -57,7 +57,9 @@ def test_reverting_the_manifest_repoints_champion_without_rebuilding(promoted: W
     assert prod is not None and prod.aliases == {CHAMPION: 2, PREVIOUS: 1}
     runs_before = promoted.snapshot()["runs"]
 
-    git.run_git(promoted.repo, "revert", "-m", "1", "--no-edit", "HEAD", env=git.identity_env(promoted.repo))
+    git.run_git(
+        promoted.repo, "revert", "-m", "1", "--no-edit", "HEAD", env=git.identity_env(promoted.repo)
+    )
     states = compute(promoted.pipeline().repo, promoted.registry, "prod")
     assert [(s.action, s.target) for s in states] == [(Action.REPOINT, 1)]
     result = promoted.pipeline().apply("prod")

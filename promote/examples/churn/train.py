@@ -19,7 +19,9 @@ with training.start() as run:
     test = run.read_csv("test.csv")
     model = make_pipeline(
         StandardScaler(),
-        LogisticRegression(C=float(run.params.get("C", 1.0)), max_iter=int(run.params.get("max_iter", 200))),
+        LogisticRegression(
+            C=float(run.params.get("C", 1.0)), max_iter=int(run.params.get("max_iter", 200))
+        ),
     )
     model.fit(train[FEATURES], train[TARGET])
     scores = model.predict_proba(test[FEATURES])[:, 1]

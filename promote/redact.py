@@ -1,0 +1,72 @@
+"""Secret redaction: every line promote prints, reports, or writes to the registry goes through here.
+
+Secrets reach promote's text in three ways: from the environment (credentials a CI job exports),
+inside URIs (`https://user:password@host`), and from libraries echoing them in error messages
+and training output. Known shapes (GitHub tokens, AWS access key ids) are masked wherever they
+appear; values of known secret variables are masked verbatim, whatever their shape.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+
+MASK = "***"
+# Environment variables whose values are secrets, whatever they look like.
+SECRET_VARIABLES = (
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "GITHUB_TOKEN",
+    "GH_TOKEN",
+    "PROMOTE_GITHUB_TOKEN",
+    "MLFLOW_TRACKING_PASSWORD",
+    "MLFLOW_TRACKING_TOKEN",
+    "MLFLOW_AUTH_ADMIN_PASSWORD",
+    "DATABRICKS_TOKEN",
+)
+# Shorter values are left alone: masking "x" or "test" everywhere would garble normal output.
+MIN_SECRET_LENGTH = 6
+
+# Each pattern masks its `secret` group and keeps the rest (a header name, a separator).
+_PATTERNS = (
+    # GitHub tokens: classic (ghp_, gho_, ghu_, ghs_, ghr_) and fine-grained (github_pat_).
+    re.compile(r"(?P<secret>\bgh[pousr]_[A-Za-z0-9]{20,255}\b)"),
+    re.compile(r"(?P<secret>\bgithub_pat_[A-Za-z0-9_]{20,255}\b)"),
+    # AWS access key ids: long-term (AKIA) and temporary (ASIA) credentials.
+    re.compile(r"(?P<secret>\b(?:AKIA|ASIA)[A-Z0-9]{16}\b)"),
+    # `Authorization: Basic ...` / `Bearer ...` headers echoed by HTTP libraries.
+    re.compile(r"(?i)\b(?:basic|bearer|token) (?P<secret>[A-Za-z0-9+/=._~-]{8,})"),
+    # aws_secret_access_key = ... in config files or debug output.
+    re.compile(r"(?i)aws_secret_access_key['\"]?\s*[=:]\s*['\"]?(?P<secret>[A-Za-z0-9/+=]{16,})"),
+    # scheme://user:password@host -> scheme://user:***@host (the user name helps debugging).
+    re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s/:@]*:(?P<secret>[^\s/@]+)@"),
+)
+
+
+def _secret_values(environ: Mapping[str, str]) -> list[str]:
+    values = {environ[name] for name in SECRET_VARIABLES if len(environ.get(name, "")) >= MIN_SECRET_LENGTH}
+    # Longest first, so a secret that contains another is masked whole.
+    return sorted(values, key=len, reverse=True)
+
+
+def redact(text: str, environ: Mapping[str, str] | None = None) -> str:
+    """`text` with every secret it contains replaced by `***`."""
+    if not text:
+        return text
+    for value in _secret_values(os.environ if environ is None else environ):
+        text = text.replace(value, MASK)
+    for pattern in _PATTERNS:
+        text = pattern.sub(_mask_secret_group, text)
+    return text
+
+
+def _mask_secret_group(match: re.Match[str]) -> str:
+    whole, start, end = match.group(0), match.start("secret") - match.start(), match.end("secret") - match.start()
+    return f"{whole[:start]}{MASK}{whole[end:]}"
+
+
+def redact_mapping(values: Mapping[str, str]) -> dict[str, str]:
+    """Tag values as they may be written to the registry."""
+    return {key: redact(value) for key, value in values.items()}
