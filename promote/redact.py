@@ -1,4 +1,4 @@
-"""Secret redaction: every line promote prints, reports, or writes to the registry goes through here.
+"""Secret redaction: every line promote prints, reports or writes to the registry passes here.
 
 Secrets reach promote's text in three ways: from the environment (credentials a CI job exports),
 inside URIs (`https://user:password@host`), and from libraries echoing them in error messages
@@ -37,7 +37,7 @@ _PATTERNS = (
     # AWS access key ids: long-term (AKIA) and temporary (ASIA) credentials.
     re.compile(r"(?P<secret>\b(?:AKIA|ASIA)[A-Z0-9]{16}\b)"),
     # `Authorization: Basic ...` / `Bearer ...` headers echoed by HTTP libraries.
-    re.compile(r"(?i)\b(?:basic|bearer|token) (?P<secret>[A-Za-z0-9+/=._~-]{8,})"),
+    re.compile(r"(?i)\bauthorization['\"]?\s*[:=]\s*['\"]?(?:basic|bearer|token)\s+(?P<secret>[^\s'\",]+)"),
     # aws_secret_access_key = ... in config files or debug output.
     re.compile(r"(?i)aws_secret_access_key['\"]?\s*[=:]\s*['\"]?(?P<secret>[A-Za-z0-9/+=]{16,})"),
     # scheme://user:password@host -> scheme://user:***@host (the user name helps debugging).
@@ -46,7 +46,11 @@ _PATTERNS = (
 
 
 def _secret_values(environ: Mapping[str, str]) -> list[str]:
-    values = {environ[name] for name in SECRET_VARIABLES if len(environ.get(name, "")) >= MIN_SECRET_LENGTH}
+    values = {
+        value
+        for value in (environ.get(name, "") for name in SECRET_VARIABLES)
+        if len(value) >= MIN_SECRET_LENGTH
+    }
     # Longest first, so a secret that contains another is masked whole.
     return sorted(values, key=len, reverse=True)
 
@@ -63,8 +67,8 @@ def redact(text: str, environ: Mapping[str, str] | None = None) -> str:
 
 
 def _mask_secret_group(match: re.Match[str]) -> str:
-    whole, start, end = match.group(0), match.start("secret") - match.start(), match.end("secret") - match.start()
-    return f"{whole[:start]}{MASK}{whole[end:]}"
+    start, end = match.start("secret") - match.start(), match.end("secret") - match.start()
+    return f"{match.group(0)[:start]}{MASK}{match.group(0)[end:]}"
 
 
 def redact_mapping(values: Mapping[str, str]) -> dict[str, str]:
