@@ -178,3 +178,20 @@ def s3(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> Any:
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     return boto3.client("s3")
+
+
+@pytest.fixture
+def github(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A fake GitHub REST API on loopback; GITHUB_* variables point promote at it."""
+    from github_fake import FakeGitHub, serve
+
+    fake = FakeGitHub()
+    server, thread = serve(fake)
+    monkeypatch.setenv("GITHUB_API_URL", fake.url)
+    monkeypatch.setenv("GITHUB_TOKEN", "ghs_test-token-never-printed")
+    monkeypatch.setenv("GITHUB_REPOSITORY", fake.full_name)
+    monkeypatch.setenv("PROMOTE_GITHUB_TIMEOUT", "0.5")
+    yield fake
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=5)
