@@ -78,6 +78,24 @@ class Gates(_Strict):
         )
 
 
+class ApprovalRule(_Strict):
+    """Who must approve the pull request that changes this environment's manifests."""
+
+    required: int = Field(default=1, ge=1, description="Approvals needed on the PR's final commit")
+    team: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        description="organisation/team-slug whose members' approvals count",
+    )
+
+    @property
+    def organisation(self) -> str:
+        return self.team.split("/", 1)[0]
+
+    @property
+    def team_slug(self) -> str:
+        return self.team.split("/", 1)[1]
+
+
 class EnvironmentConfig(_Strict):
     """`environments/<env>/environment.yaml`: how one environment trains and where its data is."""
 
@@ -98,6 +116,10 @@ class EnvironmentConfig(_Strict):
         default=None, description="IAM role this environment's pipeline assumes"
     )
     gates: Gates = Field(default_factory=Gates)
+    approval: ApprovalRule | None = Field(
+        default=None,
+        description="Enforced by promote apply: approvals of the merged PR, from a team",
+    )
 
     @field_validator("model_name")
     @classmethod
