@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from promote import gates, git, runner
+from promote.access import preflight
 from promote.data import resolve_uri
 from promote.errors import CheckFailed, InputError
 from promote.lineage import MODEL_ARTIFACT_DIR, Lineage, compare
@@ -133,6 +134,8 @@ class Pipeline:
             # Bad references are bad input: refuse the whole apply before any write.
             assert refused[0].refusal is not None
             raise refused[0].refusal
+        # Credentials that cannot read the data or write the artifact store stop here, unwritten.
+        preflight(self.repo, [s.spec for s in states if s.action is Action.BUILD], self.registry)
         result = ApplyResult()
         for state in states:
             result.outcomes.append(self._act(state))
