@@ -62,7 +62,7 @@ class Principals:
     ci_user_template: str = DEFAULT_CI_TEMPLATE
 
     def ci_user(self, environment: str) -> str:
-        return self.ci_user_template.format(env=environment)
+        return self.ci_user_template.replace("{env}", environment)
 
     @staticmethod
     def ci_role(config: EnvironmentConfig) -> str:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import typer
 
 from promote.errors import InputError, PromoteError
+from promote.redact import redact, redact_log_records
 
 if TYPE_CHECKING:
     from promote.manifests import Repository
@@ -64,6 +65,12 @@ def main(
     ),
 ) -> None:
     context.obj = Settings(repo=repo, registry_uri=registry)
+    redact_log_records()
+
+
+def echo(message: str = "", err: bool = False) -> None:
+    """Print one line; every line the CLI prints passes here, with its secrets masked."""
+    typer.echo(redact(message), err=err)
 
 
 @contextmanager
@@ -72,12 +79,12 @@ def handled() -> Iterator[None]:
     try:
         yield
     except PromoteError as exc:
-        typer.echo(f"error: {exc.message}", err=True)
+        echo(f"error: {exc.message}", err=True)
         raise typer.Exit(exc.exit_code) from None
 
 
 def emit_json(payload: Any) -> None:
-    typer.echo(json.dumps(payload, indent=2, sort_keys=True, default=str))
+    echo(json.dumps(payload, indent=2, sort_keys=True, default=str))
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
@@ -87,7 +94,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     for row in cells:
         padded = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
-        typer.echo("  ".join(padded).rstrip())
+        echo("  ".join(padded).rstrip())
 
 
 def parse_params(values: list[str]) -> dict[str, Any]:
@@ -104,7 +111,7 @@ def parse_params(values: list[str]) -> dict[str, Any]:
 
 
 def reporter(quiet: bool) -> Callable[[str], None]:
-    return (lambda _: None) if quiet else (lambda line: typer.echo(line, err=True))
+    return (lambda _: None) if quiet else (lambda line: echo(line, err=True))
 
 
 @app.command()
@@ -132,7 +139,7 @@ def train(
     if as_json:
         emit_json(outcome.to_json())
     else:
-        typer.echo(f"{env}.{name} v{outcome.version}: {outcome.detail}")
+        echo(f"{env}.{name} v{outcome.version}: {outcome.detail}")
     raise typer.Exit(0 if outcome.ok else 1)
 
 
@@ -152,10 +159,10 @@ def model_command(
     if as_json:
         emit_json(proposal.to_json())
     elif proposal.branch is None:
-        typer.echo(f"{proposal.path} already promotes {proposal.source_ref}: nothing to propose")
+        echo(f"{proposal.path} already promotes {proposal.source_ref}: nothing to propose")
     else:
-        typer.echo(f"wrote {proposal.path} for {proposal.source_ref} on branch {proposal.branch}")
-        typer.echo(f"next: git push origin {proposal.branch} and open a pull request")
+        echo(f"wrote {proposal.path} for {proposal.source_ref} on branch {proposal.branch}")
+        echo(f"next: git push origin {proposal.branch} and open a pull request")
 
 
 @app.command()
@@ -173,7 +180,7 @@ def plan(
     if as_json:
         emit_json([s.to_json() for s in states])
     elif not states:
-        typer.echo("no manifests under environments/: nothing to plan")
+        echo("no manifests under environments/: nothing to plan")
     else:
         table(
             ["ENV", "MODEL", "ACTION", "CHAMPION", "DETAIL"],
@@ -245,9 +252,9 @@ def _print_report(report: Any, as_json: bool) -> None:
     if as_json:
         emit_json(report.to_json())
     else:
-        typer.echo(report.subject)
+        echo(report.subject)
         for check in report.checks:
-            typer.echo(f"  {'ok  ' if check.passed else 'FAIL'} {check.name}: {check.detail}")
+            echo(f"  {'ok  ' if check.passed else 'FAIL'} {check.name}: {check.detail}")
     raise typer.Exit(0 if report.ok else 1)
 
 
@@ -332,7 +339,7 @@ def schema(
 
     schemas = json_schemas()
     if kind not in schemas:
-        typer.echo(f"error: schema: unknown kind {kind!r} (manifest or environment)", err=True)
+        echo(f"error: schema: unknown kind {kind!r} (manifest or environment)", err=True)
         raise typer.Exit(2)
     emit_json(schemas[kind])
 
@@ -345,7 +352,48 @@ def quickstart(
     from promote.quickstart import run_story
 
     with handled():
-        run_story(directory, typer.echo)
+        run_story(directory, echo)
+
+
+@app.command()
+def access(
+    context: typer.Context,
+    grant: bool = typer.Option(
+        False, "--apply", help="Grant the MLflow permissions on the --registry server (as admin)."
+    ),
+    data_scientist: list[str] = typer.Option(
+        [], "--data-scientist", help="A data scientist's MLflow user (repeatable)."
+    ),
+    data_scientist_role: Optional[str] = typer.Option(  # noqa: UP045
+        None, "--data-scientist-role", help="The data scientists' IAM role name."
+    ),
+    ci_user: Optional[str] = typer.Option(  # noqa: UP045
+        None, "--ci-user", help="Each environment's CI user in MLflow; {env} is replaced."
+    ),
+    as_json: bool = JsonOption,
+) -> None:
+    """IAM policies (data scientists, each environment's CI) and MLflow grants; --apply grants."""
+    from promote.access import Principals, apply_grants, render
+    from promote.access import plan as access_plan
+
+    settings: Settings = context.obj
+    defaults = Principals()
+    principals = Principals(
+        data_scientist_role=data_scientist_role or defaults.data_scientist_role,
+        data_scientists=tuple(data_scientist) or defaults.data_scientists,
+        ci_user_template=ci_user or defaults.ci_user_template,
+    )
+    with handled():
+        registry = settings.registry()
+        result = access_plan(settings.repository(), principals, registry)
+        if grant:
+            apply_grants(registry.tracking_uri, result.grants)
+    if as_json:
+        emit_json({**result.to_json(), "applied": grant})
+        return
+    echo(render(result))
+    if grant:
+        echo(f"granted {len(result.grants)} MLflow permissions on {registry.tracking_uri}")
 
 
 def run() -> None:  # pragma: no cover - console entry for `python -m promote`

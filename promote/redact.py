@@ -8,9 +8,11 @@ appear; values of known secret variables are masked verbatim, whatever their sha
 
 from __future__ import annotations
 
+import logging
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 MASK = "***"
 # Environment variables whose values are secrets, whatever they look like.
@@ -74,3 +76,25 @@ def _mask_secret_group(match: re.Match[str]) -> str:
 def redact_mapping(values: Mapping[str, str]) -> dict[str, str]:
     """Tag values as they may be written to the registry."""
     return {key: redact(value) for key, value in values.items()}
+
+
+def redact_log_records() -> None:
+    """Mask secrets in every log record created from now on, whichever library logs it."""
+    factory = logging.getLogRecordFactory()
+    if isinstance(factory, _RedactingFactory):
+        return
+    logging.setLogRecordFactory(_RedactingFactory(factory))
+
+
+class _RedactingFactory:
+    def __init__(self, wrapped: Callable[..., logging.LogRecord]) -> None:
+        self.wrapped = wrapped
+
+    def __call__(self, *args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = self.wrapped(*args, **kwargs)
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):  # a malformed call: logging reports it when it emits
+            return record
+        record.msg, record.args = redact(message), None
+        return record
