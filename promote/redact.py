@@ -29,7 +29,7 @@ SECRET_VARIABLES = (
     "DATABRICKS_TOKEN",
 )
 # Shorter values are left alone: masking "x" or "test" everywhere would garble normal output.
-MIN_SECRET_LENGTH = 6
+MIN_SECRET_LENGTH = 8
 
 # Each pattern masks its `secret` group and keeps the rest (a header name, a separator).
 _PATTERNS = (

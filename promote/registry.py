@@ -17,6 +17,7 @@ from typing import Any
 
 from promote.errors import ExternalError
 from promote.lineage import LINEAGE_ARTIFACT, Lineage, artifact_digest
+from promote.redact import redact, redact_mapping
 
 CHAMPION = "champion"
 PREVIOUS = "previous"
@@ -235,6 +236,7 @@ class Registry:
     def register(self, name: str, source: str, run_id: str, tags: dict[str, str]) -> Version:
         from mlflow.exceptions import MlflowException
 
+        tags = redact_mapping(tags)  # registry tags are read by everyone: never a secret
         try:
             self.client.get_registered_model(name)
         except MlflowException as exc:
@@ -265,7 +267,7 @@ class Registry:
                 version.name,
                 str(version.version),
                 key,
-                value,
+                redact(value),
             )
 
     def move_champion(self, name: str, version: int, current: int | None) -> None:
@@ -299,6 +301,6 @@ class Registry:
             self.client.set_registered_model_tag,
             name,
             key,
-            json.dumps(record, sort_keys=True),
+            redact(json.dumps(record, sort_keys=True)),
         )
         return record

@@ -16,6 +16,7 @@ from typing import Any
 from promote import git
 from promote.errors import BadReference, ExternalError
 from promote.manifests import EnvironmentConfig
+from promote.redact import redact
 from promote.registry import Registry
 from promote.training import TrainingContext
 
@@ -126,7 +127,8 @@ def _run(checkout: Path, request: BuildRequest, tree: str, registry: Registry) -
         )
         if completed.returncode != 0 or not result_file.is_file():
             tail = (completed.stderr or completed.stdout).strip().splitlines()[-OUTPUT_TAIL_LINES:]
-            detail = "\n  ".join(tail) if tail else "no output"
+            # Training output can echo credentials (a URI, a failed client's request): mask them.
+            detail = redact("\n  ".join(tail)) if tail else "no output"
             raise ExternalError(
                 f"training {config.name}.{request.model} ({request.entrypoint}) failed "
                 f"with exit code {completed.returncode}:\n  {detail}"
