@@ -1,0 +1,285 @@
+"""Approval enforced by `promote apply`: replayed merge events, approvals that do and do not count.
+
+Each scenario starts from the promoted story, adds an approval rule to prod, and merges a pull
+request that changes the prod manifest; the fake GitHub on loopback holds that PR and reviews.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import MODEL, World
+from github_fake import FakeGitHub
+
+from promote import git
+from promote.approval import (
+    TAG_APPROVERS,
+    TAG_BREAK_GLASS,
+    TAG_PULL_REQUEST,
+    ApprovalRefused,
+    CiContext,
+)
+from promote.errors import InputError
+from promote.quickstart import merge
+
+FIXTURES = Path(__file__).parent / "fixtures" / "github"
+TEAM = ("acme", "release-approvers")
+PR = 12
+PROD_MANIFEST = f"environments/prod/{MODEL}.yaml"
+CI_VARIABLES = (
+    "GITHUB_ACTIONS",
+    "GITHUB_EVENT_NAME",
+    "GITHUB_EVENT_PATH",
+    "GITHUB_REF",
+    "GITHUB_SHA",
+)
+
+
+@dataclass
+class MergedChange:
+    """A pull request that changed the prod manifest, merged into main."""
+
+    world: World
+    github: FakeGitHub
+    branch_commit: str
+    merge_commit: str
+    earlier_commit: str
+    event_path: Path
+
+    def context(self, **changes: str | bool) -> CiContext:
+        fields: dict[str, str | bool] = {
+            "github_actions": True,
+            "event_name": "push",
+            "event_path": str(self.event_path),
+            "ref": "refs/heads/main",
+            "sha": self.merge_commit,
+            "repository": self.github.full_name,
+        }
+        fields.update(changes)
+        return CiContext(**fields)  # type: ignore[arg-type]
+
+    def review(self, reviewer: str, state: str = "APPROVED", commit: str | None = None) -> None:
+        self.github.add_review(PR, reviewer, state, commit or self.branch_commit)
+
+
+def push_event(directory: Path, sha: str, ref: str = "refs/heads/main") -> Path:
+    """GitHub's push payload for `sha`, as the runner writes it to GITHUB_EVENT_PATH."""
+    event = json.loads((FIXTURES / "push.json").read_text())
+    event["after"] = event["head_commit"]["id"] = event["commits"][0]["id"] = sha
+    event["ref"] = ref
+    path = directory / "event.json"
+    path.write_text(json.dumps(event))
+    return path
+
+
+@pytest.fixture
+def change(promoted: World, github: FakeGitHub, tmp_path: Path) -> MergedChange:
+    promoted.edit_yaml(
+        "environments/prod/environment.yaml",
+        lambda body: body.update(approval={"required": 1, "team": "/".join(TEAM)}),
+    )
+    repo = promoted.repo
+    manifest = yaml.safe_load((repo / PROD_MANIFEST).read_text())
+    manifest.setdefault("gates", {})["max_artifact_mb"] = 40
+    base = git.head_commit(repo)
+    earlier = git.commit_files_on_branch(
+        repo, "promote/prod/churn-size", base, {"README.md": "draft\n"}, "Draft"
+    )
+    branch_commit = git.commit_files_on_branch(
+        repo,
+        "promote/prod/churn-size",
+        earlier,
+        {PROD_MANIFEST: yaml.safe_dump(manifest, sort_keys=False)},
+        "Tighten the prod size budget",
+    )
+    merge(repo, "promote/prod/churn-size", f"Merge pull request #{PR}")
+    merge_commit = git.head_commit(repo)
+    github.add_pull(
+        PR,
+        "alice",
+        branch_commit,
+        head_ref="promote/prod/churn-size",
+        merge_commit_sha=merge_commit,
+        commits=(earlier, branch_commit),
+    )
+    github.add_team_member(*TEAM, "bob")
+    github.add_team_member(*TEAM, "alice")
+    github.add_team_member(*TEAM, "carol", state="pending")
+    return MergedChange(
+        promoted, github, branch_commit, merge_commit, earlier, push_event(tmp_path, merge_commit)
+    )
+
+
+def refused(change: MergedChange, context: CiContext, break_glass: str | None = None) -> str:
+    """Apply prod; assert it refused and wrote nothing; return the refusal's message."""
+    before = change.world.snapshot()
+    with pytest.raises((ApprovalRefused, InputError)) as refusal:
+        change.world.pipeline().apply("prod", break_glass=break_glass, context=context)
+    assert change.world.snapshot() == before
+    message = str(refusal.value)
+    assert "\n" not in message
+    return message
+
+
+def prod_champion(world: World) -> int | None:
+    model = world.registry.model(f"prod.{MODEL}")
+    assert model is not None and model.champion is not None
+    return model.champion.version
+
+
+def test_an_approval_from_the_team_on_the_final_commit_promotes(change: MergedChange) -> None:
+    change.review("dave", "COMMENTED")
+    change.review("bob")
+    result = change.world.pipeline().apply("prod", context=change.context())
+    assert result.ok, result.outcomes
+    assert prod_champion(change.world) == 2
+    model = change.world.registry.model(f"prod.{MODEL}")
+    assert model is not None and model.champion is not None
+    assert model.champion.tags[TAG_PULL_REQUEST] == f"https://github.com/acme/models/pull/{PR}"
+    assert model.champion.tags[TAG_APPROVERS] == "bob"
+    assert TAG_BREAK_GLASS not in model.champion.tags
+    event = model.events()[-1]
+    assert (event["action"], event["approvers"], event["break_glass"]) == ("promote", ["bob"], "")
+
+
+@pytest.mark.parametrize(
+    ("reviews", "expected"),
+    [
+        ([], "0 of 1 required approvals"),
+        ([("bob", "APPROVED", "earlier")], "bob approved"),
+        ([("alice", "APPROVED", "final")], "alice approved their own pull request"),
+        (
+            [("carol", "APPROVED", "final")],
+            "carol is not an active member of acme/release-approvers",
+        ),
+        ([("mallory", "APPROVED", "final")], "mallory is not an active member"),
+        (
+            [("bob", "APPROVED", "final"), ("bob", "CHANGES_REQUESTED", "final")],
+            "bob's latest review is changes requested",
+        ),
+        ([("bob", "DISMISSED", "final")], "bob's latest review is dismissed"),
+    ],
+    ids=["none", "stale", "self", "pending-member", "outsider", "changes-requested", "dismissed"],
+)
+def test_approvals_that_do_not_count_refuse(
+    change: MergedChange, reviews: list[tuple[str, str, str]], expected: str
+) -> None:
+    for reviewer, state, which in reviews:
+        change.review(reviewer, state, change.earlier_commit if which == "earlier" else None)
+    message = refused(change, change.context())
+    assert f"{PROD_MANIFEST}: PR #{PR} has 0 of 1 required approvals" in message
+    assert expected in message
+    if reviews and reviews[0][2] == "earlier":
+        assert "before the last push (stale)" in message
+
+
+def test_two_required_approvals_need_two_team_members(change: MergedChange, tmp_path: Path) -> None:
+    change.world.edit_yaml(
+        "environments/prod/environment.yaml",
+        lambda body: body.update(approval={"required": 2, "team": "/".join(TEAM)}),
+    )
+    head = git.head_commit(change.world.repo)
+    change.review("bob")
+    change.review("alice")
+    message = refused(change, change.context(sha=head, event_path=str(push_event(tmp_path, head))))
+    assert "has 1 of 2 required approvals" in message
+    assert "alice approved their own pull request" in message
+
+
+@pytest.mark.parametrize(
+    ("status", "hang", "expected"),
+    [(500, 0.0, "HTTP 500"), (None, 1.0, "timed out after 0.5s"), (403, 0.0, "HTTP 403")],
+    ids=["server-error", "timeout", "forbidden"],
+)
+def test_github_failures_refuse(
+    change: MergedChange, status: int | None, hang: float, expected: str
+) -> None:
+    change.review("bob")
+    change.github.fail_status = status
+    change.github.hang_seconds = hang
+    message = refused(change, change.context())
+    assert "cannot verify its approval, refusing" in message and expected in message
+    assert "ghs_test-token-never-printed" not in message
+
+
+def test_a_manifest_change_without_a_merged_pull_request_refuses(change: MergedChange) -> None:
+    change.github.commit_pulls.clear()
+    message = refused(change, change.context())
+    assert "no merged pull request into main contains" in message
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"github_actions": False}, "not running in GitHub Actions"),
+        ({"event_name": "pull_request"}, "event 'pull_request' is not a push to main"),
+        ({"event_name": "workflow_dispatch"}, "event 'workflow_dispatch'"),
+        ({"ref": "refs/heads/feature"}, "ref 'refs/heads/feature' is not refs/heads/main"),
+        ({"sha": "c" * 40}, "does not match"),
+    ],
+    ids=["laptop", "pull-request", "dispatch", "wrong-branch", "event-mismatch"],
+)
+def test_prod_refuses_outside_the_merge_workflow(
+    change: MergedChange, changes: dict[str, str | bool], expected: str
+) -> None:
+    change.review("bob")
+    message = refused(change, change.context(**changes))
+    assert expected in message
+
+
+def test_a_checkout_that_is_not_the_pushed_commit_refuses(
+    change: MergedChange, tmp_path: Path
+) -> None:
+    change.review("bob")
+    (change.world.repo / PROD_MANIFEST).write_text(
+        (change.world.repo / PROD_MANIFEST).read_text() + "# edited by hand\n"
+    )
+    message = refused(change, change.context())
+    assert "environments/ has uncommitted changes" in message
+    git.run_git(change.world.repo, "checkout", "--quiet", "--", PROD_MANIFEST)
+    other = "c" * 40
+    message = refused(
+        change, change.context(sha=other, event_path=str(push_event(tmp_path, other)))
+    )
+    assert "not the pushed commit" in message
+
+
+def test_a_broken_event_payload_is_bad_input(change: MergedChange) -> None:
+    change.event_path.write_text("{not json")
+    with pytest.raises(InputError, match="event payload is not JSON") as error:
+        change.world.pipeline().apply("prod", context=change.context())
+    assert error.value.exit_code == 2
+
+
+def test_break_glass_promotes_from_a_laptop_and_is_recorded(
+    change: MergedChange, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in CI_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    refusal = change.world.cli("apply", "--env", "prod")
+    assert refusal.returncode == 1
+    assert "refusing to promote outside the merge workflow" in refusal.stderr
+    assert "--break-glass" in refusal.stderr
+    assert prod_champion(change.world) == 1
+
+    empty = change.world.cli("apply", "--env", "prod", "--break-glass", "  ")
+    assert empty.returncode == 2 and "give the reason" in empty.stderr
+
+    done = change.world.cli("apply", "--env", "prod", "--break-glass", "INC-42: fraud spike")
+    assert done.returncode == 0, done.stderr
+    assert "BREAK-GLASS" in done.stderr
+    model = change.world.registry.model(f"prod.{MODEL}")
+    assert model is not None and model.champion is not None
+    assert model.champion.version == 2
+    assert model.champion.tags[TAG_BREAK_GLASS] == "INC-42: fraud spike"
+    assert model.events()[-1]["break_glass"] == "INC-42: fraud spike"
+
+
+def test_environments_without_a_rule_are_not_gated(trained: World, github: FakeGitHub) -> None:
+    result = trained.promote("staging")
+    assert result.ok
+    assert github.requests == []
