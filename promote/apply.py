@@ -14,6 +14,7 @@ from typing import Any
 
 from promote import gates, git, runner
 from promote.access import preflight
+from promote.approval import Authorization, CiContext, authorize
 from promote.data import resolve_uri
 from promote.errors import CheckFailed, InputError
 from promote.lineage import MODEL_ARTIFACT_DIR, Lineage, compare
@@ -38,6 +39,8 @@ from promote.registry import (
 )
 
 Report = Callable[[str], None]
+# What apply does that writes to the registry, and so needs the approval rule's blessing.
+CHANGING_ACTIONS = (Action.BUILD, Action.REPOINT, Action.RESUME)
 
 
 @dataclass
@@ -85,6 +88,7 @@ class Pipeline:
         self.repo = repo
         self.registry = registry
         self.report = report
+        self.authorizations: dict[tuple[str, str], Authorization] = {}
 
     # -- dev ---------------------------------------------------------------------------------
 
@@ -127,8 +131,27 @@ class Pipeline:
 
     # -- apply -------------------------------------------------------------------------------
 
-    def apply(self, environment: str | None = None) -> ApplyResult:
+    def apply(
+        self,
+        environment: str | None = None,
+        break_glass: str | None = None,
+        context: CiContext | None = None,
+    ) -> ApplyResult:
+        """`break_glass` (a reason) bypasses approval rules and is recorded; `context` is CI's."""
         states = compute(self.repo, self.registry, environment)
+        # Approval comes first: a change nobody approved reads and writes nothing.
+        self.authorizations = authorize(
+            self.repo,
+            [s.spec for s in states if s.action in CHANGING_ACTIONS],
+            context or CiContext.from_environ(),
+            break_glass,
+        )
+        for authorization in self.authorizations.values():
+            if authorization.break_glass:
+                self.report(
+                    f"{authorization.environment}.{authorization.model}: BREAK-GLASS, approval "
+                    f"bypassed and recorded: {authorization.break_glass}"
+                )
         refused = [s for s in states if s.action is Action.REFUSED]
         if refused:
             # Bad references are bad input: refuse the whole apply before any write.
@@ -178,6 +201,7 @@ class Pipeline:
             raise CheckFailed(f"{name}/{number} disappeared from the registry")
         self._verify_stored(version)
         previous = model.champion.version if model and model.champion else None
+        self.registry.tag_version(version, self._authorization_tags(state.spec))
         self.registry.move_champion(name, number, previous)
         kind = "rollback" if previous is not None and number < previous else "repoint"
         self.registry.append_event(
@@ -311,7 +335,12 @@ class Pipeline:
         if problems:
             reason = "; ".join(problems)
             self.registry.tag_version(
-                candidate, {TAG_VERDICT: VERDICT_REJECTED, TAG_REASON: reason[:5000]}
+                candidate,
+                {
+                    TAG_VERDICT: VERDICT_REJECTED,
+                    TAG_REASON: reason[:5000],
+                    **self._authorization_tags(spec),
+                },
             )
             self.registry.append_event(
                 name,
@@ -323,7 +352,10 @@ class Pipeline:
             return Outcome(
                 spec.environment, spec.model, event, candidate.version, False, f"rejected: {reason}"
             )
-        self.registry.tag_version(candidate, {TAG_VERDICT: VERDICT_PASSED, TAG_REASON: ""})
+        self.registry.tag_version(
+            candidate,
+            {TAG_VERDICT: VERDICT_PASSED, TAG_REASON: "", **self._authorization_tags(spec)},
+        )
         self.registry.move_champion(name, candidate.version, previous)
         self.registry.append_event(
             name, self._event(event, spec, candidate.version, previous, lineage.code_commit)
@@ -357,4 +389,14 @@ class Pipeline:
             "source": f"{source.environment}/{source.version}" if source else "",
             "actor": runner.who_runs(),
             "reason": reason,
+            **self._authorization_fields(spec),
         }
+
+    def _authorization_tags(self, spec: ModelSpec) -> dict[str, str]:
+        """The approved PR and approvers, or the break-glass reason, for this spec's version."""
+        authorization = self.authorizations.get((spec.environment, spec.model))
+        return authorization.tags() if authorization else {}
+
+    def _authorization_fields(self, spec: ModelSpec) -> dict[str, Any]:
+        authorization = self.authorizations.get((spec.environment, spec.model))
+        return authorization.event_fields() if authorization else {}

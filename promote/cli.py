@@ -193,6 +193,13 @@ def plan(
 def apply(
     context: typer.Context,
     env: Optional[str] = typer.Option(None, "--env", help="Only this environment."),  # noqa: UP045
+    break_glass: Optional[str] = typer.Option(  # noqa: UP045
+        None,
+        "--break-glass",
+        metavar="REASON",
+        help="Emergency: bypass approval rules outside the merge workflow. Recorded in the "
+        "history and the version's tags.",
+    ),
     as_json: bool = JsonOption,
 ) -> None:
     """Make the registry match the manifests: rebuild, check lineage and gates, move champion."""
@@ -200,7 +207,9 @@ def apply(
 
     settings: Settings = context.obj
     with handled():
-        result = Pipeline(settings.repository(), settings.registry(), reporter(as_json)).apply(env)
+        result = Pipeline(settings.repository(), settings.registry(), reporter(as_json)).apply(
+            env, break_glass=break_glass
+        )
     if as_json:
         emit_json({"ok": result.ok, "outcomes": [o.to_json() for o in result.outcomes]})
     else:
