@@ -364,6 +364,66 @@ def quickstart(
         run_story(directory, echo)
 
 
+def parse_assignments(values: list[str], option: str) -> dict[str, str]:
+    """Repeated ENV=VALUE options as a mapping."""
+    pairs: dict[str, str] = {}
+    for item in values:
+        name, sep, value = item.partition("=")
+        if not sep or not name or not value:
+            raise InputError(option, None, f"{item!r} is not ENV=VALUE")
+        pairs[name] = value
+    return pairs
+
+
+@app.command()
+def init(
+    directory: Path = typer.Argument(..., help="A new (or empty) folder for the repository."),
+    org: str = typer.Option(..., "--org", help="GitHub organisation."),
+    approvers_team: str = typer.Option(
+        ..., "--approvers-team", help="Slug of the team whose approvals release to prod."
+    ),
+    registry_uri: str = typer.Option(..., "--registry-uri", help="MLflow tracking URI."),
+    data_root: list[str] = typer.Option(
+        [], "--data-root", help="ENV=URI data root (s3:// or local), repeatable."
+    ),
+    role: list[str] = typer.Option(
+        [], "--role", help="ENV=ARN of the IAM role the ENV job assumes via OIDC, repeatable."
+    ),
+    aws_region: str = typer.Option("us-east-1", "--aws-region", help="Region for the roles."),
+    required_approvals: int = typer.Option(
+        1, "--required-approvals", help="Approvals staging and prod changes need."
+    ),
+    branch: str = typer.Option("main", "--branch", help="The protected branch."),
+    promote_requirement: Optional[str] = typer.Option(  # noqa: UP045
+        None, "--promote-requirement", help="What CI pip-installs (default: this version)."
+    ),
+) -> None:
+    """Scaffold a GitOps repository: environments, workflows, CODEOWNERS, an example model."""
+    from promote.scaffold import ScaffoldSettings, default_promote_requirement
+    from promote.scaffold import init as scaffold
+
+    with handled():
+        settings = ScaffoldSettings(
+            organisation=org,
+            approvers_team=approvers_team,
+            registry_uri=registry_uri,
+            data_roots=parse_assignments(data_root, "--data-root"),
+            roles=parse_assignments(role, "--role"),
+            aws_region=aws_region,
+            required_approvals=required_approvals,
+            protected_branch=branch,
+            promote_requirement=promote_requirement or default_promote_requirement(),
+        )
+        written = scaffold(directory, settings)
+    for path in written:
+        echo(f"wrote {directory / path}")
+    echo(
+        f"next: push to GitHub; create the environments plan, dev, staging and prod; give them "
+        f"the MLFLOW_TRACKING_USERNAME/PASSWORD secrets (and staging/prod PROMOTE_GITHUB_TOKEN, "
+        f"read:org); protect {branch} with required Code Owner reviews"
+    )
+
+
 @app.command()
 def access(
     context: typer.Context,
