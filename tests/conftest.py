@@ -195,3 +195,30 @@ def github(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     server.shutdown()
     server.server_close()
     thread.join(timeout=5)
+
+
+class Environ:
+    """Set (or, given None, unset) environment variables for a block, then restore them.
+
+    For module-scoped fixtures, where `monkeypatch` is not available; training subprocesses
+    inherit what is set here.
+    """
+
+    def __init__(self, values: dict[str, str | None]) -> None:
+        self.values = values
+        self.saved: dict[str, str | None] = {}
+
+    def __enter__(self) -> None:
+        self.saved = {name: os.environ.get(name) for name in self.values}
+        self._set(self.values)
+
+    def __exit__(self, *exc: object) -> None:
+        self._set(self.saved)
+
+    @staticmethod
+    def _set(values: dict[str, str | None]) -> None:
+        for name, value in values.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
