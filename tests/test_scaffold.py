@@ -1,0 +1,122 @@
+"""`promote init DIR`: a repository promote itself loads, whose workflows pass the same lint."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_workflows import assert_hardened, assert_promotion_workflows, zizmor_findings
+
+from promote import git
+from promote.manifests import load_repository
+from promote.scaffold import ScaffoldSettings
+
+ROLES = {env: f"arn:aws:iam::210987654321:role/ml-{env}" for env in ("staging", "prod")}
+ARGUMENTS = [
+    "--org",
+    "acme",
+    "--approvers-team",
+    "ml-release",
+    "--registry-uri",
+    "https://mlflow.acme.internal",
+    "--data-root",
+    "staging=s3://acme-ml-staging/data",
+    "--data-root",
+    "prod=s3://acme-ml-prod/data",
+    "--role",
+    f"staging={ROLES['staging']}",
+    "--role",
+    f"prod={ROLES['prod']}",
+    "--required-approvals",
+    "2",
+]
+
+
+def promote_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "promote", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_init_renders_a_repository_promote_loads_with_hardened_workflows(tmp_path: Path) -> None:
+    target = tmp_path / "models-repo"
+    completed = promote_cli("init", str(target), *ARGUMENTS, cwd=tmp_path)
+    assert completed.returncode == 0, completed.stderr
+    assert "wrote" in completed.stdout
+
+    repo = load_repository(target)
+    assert [e.name for e in repo.ordered_environments()] == ["dev", "staging", "prod"]
+    assert repo.environments["dev"].approval is None
+    for name in ("staging", "prod"):
+        config = repo.environments[name]
+        assert config.approval is not None
+        assert (config.approval.team, config.approval.required) == ("acme/ml-release", 2)
+        assert config.role == ROLES[name]
+    assert repo.environments["prod"].data_root == "s3://acme-ml-prod/data"
+    assert repo.environments["dev"].data_root == "data/dev"
+    assert ("dev", "example") in repo.specs
+    assert (target / "models" / "example" / "train.py").is_file()
+    assert (
+        "/environments/prod/** @acme/ml-release" in (target / ".github" / "CODEOWNERS").read_text()
+    )
+
+    settings = ScaffoldSettings("acme", "ml-release", "https://mlflow.acme.internal", roles=ROLES)
+    assert_hardened(target)
+    assert_promotion_workflows(target, settings)
+    assert zizmor_findings(target) == []
+    assert git.head_commit(target) and not git.is_dirty(target)
+
+
+def test_the_training_stub_trains_in_dev(tmp_path: Path) -> None:
+    from promote.apply import Pipeline
+    from promote.registry import Registry, default_tracking_uri
+
+    target = tmp_path / "repo"
+    assert promote_cli("init", str(target), *ARGUMENTS, cwd=tmp_path).returncode == 0
+    data = target / "data" / "dev" / "example"
+    data.mkdir(parents=True)
+    rows = "\n".join(f"{i % 7},{(i * 3) % 11},{int(i % 7 > 3)}" for i in range(80))
+    for name in ("train.csv", "test.csv"):
+        (data / name).write_text(f"x1,x2,label\n{rows}\n")
+    registry = Registry(default_tracking_uri(target), target / ".promote" / "artifacts")
+    outcome = Pipeline(load_repository(target), registry).train("example", "dev", {})
+    assert outcome.ok, outcome.detail
+    assert outcome.version == 1
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        (["--data-root", "qa=data/qa"], "--data-root: unknown environment 'qa'"),
+        (["--role", "prod=not-an-arn"], "--role: prod: 'not-an-arn' is not an IAM role ARN"),
+        (["--registry-uri", "https://ml:hunter2@mlflow.acme"], "--registry-uri: holds a password"),
+        (["--org", "acme corp"], "--org: 'acme corp' is not a GitHub organisation"),
+        (["--data-root", "dev"], "--data-root: 'dev' is not ENV=VALUE"),
+    ],
+    ids=["unknown-env", "bad-role", "password", "bad-org", "no-value"],
+)
+def test_bad_input_is_refused_and_nothing_is_written(
+    tmp_path: Path, changes: list[str], expected: str
+) -> None:
+    target = tmp_path / "repo"
+    completed = promote_cli("init", str(target), *ARGUMENTS, *changes, cwd=tmp_path)
+    assert completed.returncode == 2
+    assert expected in completed.stderr
+    assert "hunter2" not in completed.stderr
+    assert not target.exists()
+
+
+def test_a_non_empty_folder_is_refused_untouched(tmp_path: Path) -> None:
+    target = tmp_path / "repo"
+    target.mkdir()
+    (target / "notes.txt").write_text("mine\n")
+    completed = promote_cli("init", str(target), *ARGUMENTS, cwd=tmp_path)
+    assert completed.returncode == 2
+    assert "exists and is not empty" in completed.stderr
+    assert [p.name for p in target.iterdir()] == ["notes.txt"]
