@@ -185,11 +185,20 @@ class Manifest(_Strict):
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A validated manifest with where it came from."""
+    """A validated manifest with where it came from and the environment it is applied in."""
 
-    environment: str
+    config: EnvironmentConfig
     manifest: Manifest
     path: Path
+
+    @property
+    def environment(self) -> str:
+        return self.config.name
+
+    @property
+    def gates(self) -> Gates:
+        """The gates that apply: the manifest's, refining its environment's."""
+        return self.manifest.gates.merged_over(self.config.gates)
 
     @property
     def model(self) -> str:
@@ -202,7 +211,17 @@ class ModelSpec:
 
     @property
     def digest(self) -> str:
-        body = {"environment": self.environment, **self.manifest.model_dump(mode="json")}
+        """What was approved: the manifest and the environment settings that shape the build.
+
+        Machine-specific settings (the interpreter) stay out, so CI and laptops agree.
+        """
+        body = {
+            "environment": self.environment,
+            "manifest": self.manifest.model_dump(mode="json"),
+            "data_root": self.config.data_root,
+            "training": self.config.training,
+            "gates": self.gates.model_dump(mode="json"),
+        }
         return canonical_digest(body)
 
 
@@ -324,7 +343,7 @@ def load_repository(root: Path) -> Repository:
             if manifest.model != path.stem:
                 raise InputError(display, "model", f"must match the file name {path.stem!r}")
             _check_manifest_against_environment(manifest, config, display)
-            repo.specs[(config.name, manifest.model)] = ModelSpec(config.name, manifest, path)
+            repo.specs[(config.name, manifest.model)] = ModelSpec(config, manifest, path)
     return repo
 
 

@@ -1,0 +1,311 @@
+"""Every refusal the pipeline owes: the registry stays as it was, or gains one rejected version."""
+
+from __future__ import annotations
+
+import stat
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import MODEL, World
+
+from promote import git
+from promote.errors import BadReference, InputError
+from promote.manifests import load_repository
+from promote.plan import Action, compute
+from promote.propose import propose
+from promote.registry import (
+    CHAMPION,
+    TAG_REASON,
+    TAG_VERDICT,
+    VERDICT_REJECTED,
+)
+
+STAGING_MANIFEST = f"environments/staging/{MODEL}.yaml"
+PROD_MANIFEST = f"environments/prod/{MODEL}.yaml"
+
+
+def refused_apply(world: World, environment: str, expected: str) -> None:
+    """`promote apply` exits 2 naming the problem, and not one registry row changes."""
+    before = world.snapshot()
+    result = world.cli("apply", "--env", environment)
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+    assert world.snapshot() == before
+
+
+def rejected_apply(world: World, environment: str, expected: str) -> None:
+    """The rebuild ran and failed a check: one new version tagged rejected, champion unmoved."""
+    name = f"{environment}.{MODEL}"
+    before = world.registry.model(name)
+    result = world.pipeline().apply(environment)
+    assert not result.ok
+    after = world.registry.model(name)
+    assert after is not None
+    old_champion = before.aliases.get(CHAMPION) if before else None
+    assert after.aliases.get(CHAMPION) == old_champion
+    new = [v for v in after.versions if before is None or before.version(v.version) is None]
+    assert len(new) == 1
+    assert new[0].tags[TAG_VERDICT] == VERDICT_REJECTED
+    assert expected in new[0].tags[TAG_REASON], new[0].tags[TAG_REASON]
+    if before is not None:
+        for version in before.versions:
+            assert after.version(version.version) == version
+    # Re-running does not rebuild a rejected manifest.
+    snapshot = world.snapshot()
+    again = world.pipeline().apply(environment)
+    assert not again.ok and [o.action for o in again.outcomes if o.environment == environment] == [
+        "rejected"
+    ]
+    assert world.snapshot() == snapshot
+
+
+def test_dirty_working_tree_can_be_trained_but_never_promoted(trained: World) -> None:
+    entrypoint = trained.repo / "models" / MODEL / "train.py"
+    entrypoint.write_text(entrypoint.read_text() + "\n# an uncommitted experiment\n")
+    dirty_version = trained.train_dev()
+    assert dirty_version == 2
+    with pytest.raises(BadReference, match="dirty working tree"):
+        propose(load_repository(trained.repo), trained.registry, MODEL, "staging")
+    # A manifest written by hand for the dirty version is refused by apply too.
+    git.run_git(trained.repo, "checkout", "--", ".")
+    commit = git.head_commit(trained.repo)
+    trained.edit_yaml(
+        STAGING_MANIFEST,
+        lambda body: body.update(
+            model=MODEL,
+            source={"environment": "dev", "version": dirty_version},
+            code={"entrypoint": f"models/{MODEL}/train.py", "commit": commit, "params": {}},
+            data={"path": MODEL},
+        ),
+    )
+    refused_apply(trained, "staging", "dirty working tree")
+
+
+def test_commit_not_on_the_protected_branch_is_refused(trained: World) -> None:
+    git.run_git(trained.repo, "checkout", "--quiet", "-b", "experiment")
+    (trained.repo / "NOTES.md").write_text("side branch\n")
+    trained.commit("Side-branch change")
+    side_version = trained.train_dev()
+    side_commit = git.head_commit(trained.repo)
+    git.run_git(trained.repo, "checkout", "--quiet", "main")
+    trained.edit_yaml(
+        STAGING_MANIFEST,
+        lambda body: body.update(
+            model=MODEL,
+            source={"environment": "dev", "version": side_version},
+            code={"entrypoint": f"models/{MODEL}/train.py", "commit": side_commit, "params": {}},
+            data={"path": MODEL},
+        ),
+    )
+    refused_apply(trained, "staging", "is not on the protected branch main")
+
+
+def test_manifest_commit_must_be_the_source_versions_commit(trained: World) -> None:
+    trained.propose_and_merge("staging")
+    other_commit = git.run_git(trained.repo, "rev-parse", "HEAD")
+    trained.edit_yaml(STAGING_MANIFEST, lambda body: body["code"].update(commit=other_commit))
+    refused_apply(trained, "staging", "is not the commit dev.churn/1 was trained from")
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [({"environment": "dev", "version": 42}, "dev.churn/42 does not exist")],
+)
+def test_missing_source_version_is_refused(
+    trained: World, source: dict[str, Any], expected: str
+) -> None:
+    trained.propose_and_merge("staging")
+    trained.edit_yaml(STAGING_MANIFEST, lambda body: body.update(source=source))
+    refused_apply(trained, "staging", expected)
+
+
+def test_rejected_source_version_is_refused(promoted: World) -> None:
+    promoted.edit_yaml(
+        "environments/staging/environment.yaml",
+        lambda body: body["gates"]["metrics"].update(roc_auc={"min": 0.999}),
+    )
+    rejected_apply(promoted, "staging", "gate metric roc_auc: FAIL")
+    rejected = promoted.registry.model(f"staging.{MODEL}")
+    assert rejected is not None and rejected.versions[-1].version == 2
+    promoted.edit_yaml(PROD_MANIFEST, lambda body: body["source"].update(version=2))
+    refused_apply(promoted, "prod", "staging.churn/2 was rejected")
+
+
+def test_skipping_an_environment_is_bad_input(trained: World) -> None:
+    trained.propose_and_merge("staging")
+    commit = git.head_commit(trained.repo)
+    trained.edit_yaml(
+        PROD_MANIFEST,
+        lambda body: body.update(
+            model=MODEL,
+            source={"environment": "dev", "version": 1},
+            code={"entrypoint": f"models/{MODEL}/train.py", "commit": commit},
+            data={"path": MODEL},
+        ),
+    )
+    result = trained.cli("apply")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"error: {PROD_MANIFEST}: source.environment: prod promotes only from staging, "
+        "not dev (environments cannot be skipped)"
+    )
+
+
+def test_changed_schema_in_prod_data_is_rejected_after_rebuild(promoted: World) -> None:
+    for name in ("train.csv", "test.csv"):
+        path = promoted.sandbox.data("prod") / name
+        lines = path.read_text().splitlines()
+        path.write_text(
+            "\n".join([lines[0] + ",region"] + [line + ",west" for line in lines[1:]]) + "\n"
+        )
+    promoted.train_dev(C=0.3)
+    promoted.promote("staging")
+    promoted.propose_and_merge("prod")
+    rejected_apply(promoted, "prod", "schema_fingerprint differs")
+
+
+def _python_with_other_library_version(folder: Path, library_version: str) -> str:
+    """An interpreter on which scikit-learn reports another version: a different library set."""
+    fake = folder / "site" / f"scikit_learn-{library_version}.dist-info"
+    fake.mkdir(parents=True)
+    (fake / "METADATA").write_text(
+        f"Metadata-Version: 2.1\nName: scikit-learn\nVersion: {library_version}\n"
+    )
+    wrapper = folder / "python"
+    wrapper.write_text(
+        f'#!/bin/sh\nPYTHONPATH="{folder / "site"}" exec "{sys.executable}" "$@"\n'
+    )
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IEXEC)
+    return str(wrapper)
+
+
+def test_pinned_library_mismatch_fails_the_rebuild_before_registering(
+    promoted: World, tmp_path: Path
+) -> None:
+    python = _python_with_other_library_version(tmp_path, "0.0.1")
+    promoted.edit_yaml(
+        "environments/prod/environment.yaml", lambda body: body.update(python=python)
+    )
+    promoted.train_dev(C=0.3)
+    promoted.promote("staging")
+    promoted.propose_and_merge("prod")
+    before = promoted.snapshot()["model_versions"]
+    result = promoted.cli("apply", "--env", "prod")
+    assert result.returncode == 1
+    assert "scikit-learn==" in result.stderr and "but 0.0.1 is installed" in result.stderr
+    assert [row for row in promoted.snapshot()["model_versions"] if "prod.churn" in row] == [
+        row for row in before if "prod.churn" in row
+    ]
+
+
+def test_unpinned_library_set_difference_fails_the_lineage_match(
+    promoted: World, tmp_path: Path
+) -> None:
+    requirements = promoted.repo / "models" / MODEL / "requirements.txt"
+    requirements.write_text("scikit-learn\npandas\n")
+    promoted.commit("Unpin libraries")
+    python = _python_with_other_library_version(tmp_path, "0.0.1")
+    promoted.edit_yaml(
+        "environments/prod/environment.yaml", lambda body: body.update(python=python)
+    )
+    promoted.train_dev(C=0.3)
+    promoted.promote("staging")
+    promoted.propose_and_merge("prod")
+    rejected_apply(promoted, "prod", "libraries differs: ")
+    rejected = promoted.registry.model(f"prod.{MODEL}")
+    assert rejected is not None
+    assert "scikit-learn: '" in rejected.versions[-1].tags[TAG_REASON]
+    assert "-> '0.0.1'" in rejected.versions[-1].tags[TAG_REASON]
+
+
+def test_one_changed_byte_in_the_source_artifact_refuses_the_promotion(promoted: World) -> None:
+    promoted.train_dev(C=0.3)
+    promoted.promote("staging")
+    staging = promoted.registry.model(f"staging.{MODEL}")
+    assert staging is not None and staging.champion is not None
+    artifact = Path(staging.champion.source.removeprefix("file://")) / "model.skops"
+    payload = bytearray(artifact.read_bytes())
+    payload[len(payload) // 2] ^= 0x01
+    artifact.write_bytes(bytes(payload))
+    promoted.propose_and_merge("prod")
+    before = promoted.snapshot()
+    result = promoted.pipeline().apply("prod")
+    assert not result.ok
+    assert "artifact in storage does not match its recorded digest" in result.outcomes[-1].detail
+    assert promoted.snapshot() == before
+
+
+def test_one_changed_byte_in_the_prod_artifact_fails_verify_and_status(promoted: World) -> None:
+    prod = promoted.registry.model(f"prod.{MODEL}")
+    assert prod is not None and prod.champion is not None
+    artifact = Path(prod.champion.source.removeprefix("file://")) / "MLmodel"
+    artifact.write_text(artifact.read_text() + " ")
+    verify = promoted.cli("verify", MODEL, "--env", "prod")
+    assert verify.returncode == 1
+    assert "FAIL artifact digest" in verify.stdout
+    status = promoted.cli("status", "--verify")
+    assert status.returncode == 1
+    assert "champion v1 artifact changed in storage" in status.stdout
+    assert promoted.cli("status").returncode == 0  # without --verify, no artifact is read
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("model: churn\ncode: [unclosed\n", "invalid YAML at line"),
+        (
+            "model: churn\ncode:\n  entrypoint: t.py\ndata: {path: churn}\ncolour: blue\n",
+            "colour: unknown field",
+        ),
+        (
+            "model: churn\ncode:\n  entrypoint: t.py\n  params: {C: [1, 2]}\ndata: {path: churn}\n",
+            "code.params.C",
+        ),
+        (
+            "model: churn\ncode:\n  entrypoint: ../outside.py\ndata: {path: churn}\n",
+            "code.entrypoint",
+        ),
+        ("model: churn\ncode:\n  entrypoint: t.py\ndata: {path: /etc}\n", "data.path"),
+        ("- just\n- a list\n", "must be a YAML mapping"),
+    ],
+)
+def test_malformed_manifests_are_refused_before_any_write(
+    world: World, content: str, expected: str
+) -> None:
+    (world.repo / "environments" / "dev" / f"{MODEL}.yaml").write_text(content)
+    for command in (["plan"], ["apply"], ["train", MODEL], ["status"]):
+        result = world.cli(*command)
+        assert result.returncode == 2, (command, result.stderr)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1, result.stderr
+        assert lines[0].startswith(f"error: environments/dev/{MODEL}.yaml: ")
+        assert expected in lines[0]
+    assert not (world.repo / ".promote").exists()
+
+
+def test_wrong_types_name_the_field(world: World) -> None:
+    (world.repo / "environments" / "prod" / "environment.yaml").write_text(
+        "name: prod\npromotes_from: staging\ndata_root: ../data/prod\ntraining: rebuild\n"
+    )
+    with pytest.raises(InputError) as caught:
+        load_repository(world.repo)
+    assert str(caught.value).startswith("environments/prod/environment.yaml: training: ")
+
+
+def test_plan_shows_refusals_without_writing(trained: World) -> None:
+    trained.propose_and_merge("staging")
+    trained.edit_yaml(STAGING_MANIFEST, lambda body: body["source"].update(version=9))
+    states = compute(load_repository(trained.repo), trained.registry)
+    assert [(s.environment, s.action) for s in states] == [
+        ("dev", Action.DEV),
+        ("staging", Action.REFUSED),
+    ]
+    before = trained.snapshot()
+    result = trained.cli("plan")
+    assert result.returncode == 2
+    assert "dev.churn/9 does not exist" in result.stdout
+    assert trained.snapshot() == before
