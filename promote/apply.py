@@ -218,7 +218,7 @@ class Pipeline:
         source = check_source(self.repo, self.registry, spec)
         self._verify_stored(source)
         source_lineage = self.registry.lineage(source.run_id)
-        config = self.repo.environment(spec.environment)
+        config = spec.config
         if config.training == "copy":
             self.report(f"{state.registered_name}: copying {source.ref}")
             run_id = self._copy(spec, source, source_lineage)
@@ -256,7 +256,7 @@ class Pipeline:
         return self._conclude(spec, candidate, lineage, problems, event="promote")
 
     def _lineage_problems(self, spec: ModelSpec, source: Lineage, rebuilt: Lineage) -> list[str]:
-        config = self.repo.environment(spec.environment)
+        config = spec.config
         data_root = resolve_uri(self.repo.root, config.data_root, "")
         return compare(source, rebuilt, data_root.rstrip("/"), copied=config.training == "copy")
 
@@ -266,7 +266,7 @@ class Pipeline:
 
         from promote.lineage import LINEAGE_ARTIFACT
 
-        config = self.repo.environment(spec.environment)
+        config = spec.config
         experiment_id = self.registry.experiment_id(config.name, config.artifact_root)
         with tempfile.TemporaryDirectory() as scratch:
             local = self.registry.download_model(source, Path(scratch))
@@ -324,10 +324,7 @@ class Pipeline:
             size = self._verify_stored(candidate)
         except CheckFailed as exc:
             problems.append(exc.message)
-        config = self.repo.environment(spec.environment)
-        results = gates.evaluate(
-            spec.manifest.gates.merged_over(config.gates), lineage.metrics, champion_metrics, size
-        )
+        results = gates.evaluate(spec.gates, lineage.metrics, champion_metrics, size)
         problems += [f"gate {r}" for r in results if not r.passed]
         for line in results:
             self.report(f"{name}: gate {line}")
