@@ -148,21 +148,34 @@ def model_command(
     context: typer.Context,
     name: str = typer.Argument(..., help="Model name."),
     to: str = typer.Option(..., "--to", help="Target environment."),
+    open_pr: bool = typer.Option(
+        False,
+        "--open-pr",
+        help="Push the branch and open (or update) its pull request; needs GITHUB_TOKEN.",
+    ),
     as_json: bool = JsonOption,
 ) -> None:
     """Propose: write environments/TO/NAME.yaml for the source champion on a new branch."""
-    from promote.propose import propose
+    from promote.propose import open_pull_request, propose
 
     settings: Settings = context.obj
+    opened = None
     with handled():
-        proposal = propose(settings.repository(), settings.registry(), name, to)
+        repo, registry = settings.repository(), settings.registry()
+        proposal = propose(repo, registry, name, to)
+        if open_pr and proposal.branch is not None:
+            opened = open_pull_request(repo, registry, proposal)
     if as_json:
-        emit_json(proposal.to_json())
+        emit_json({**proposal.to_json(), "pull_request": opened.__dict__ if opened else None})
     elif proposal.branch is None:
         echo(f"{proposal.path} already promotes {proposal.source_ref}: nothing to propose")
     else:
         echo(f"wrote {proposal.path} for {proposal.source_ref} on branch {proposal.branch}")
-        echo(f"next: git push origin {proposal.branch} and open a pull request")
+        if opened is None:
+            echo(f"next: git push origin {proposal.branch} and open a pull request")
+        else:
+            verb = "opened" if opened.created else "updated"
+            echo(f"{verb} pull request #{opened.number} {opened.url}")
 
 
 @app.command()
@@ -227,6 +240,31 @@ def apply(
             ],
         )
     raise typer.Exit(0 if result.ok else 1)
+
+
+@app.command()
+def report(
+    context: typer.Context,
+    env: Optional[str] = typer.Option(None, "--env", help="Only this environment."),  # noqa: UP045
+    title: str = typer.Option("promote plan", "--title", help="Heading of the report."),
+    summary: bool = typer.Option(
+        False, "--summary", help="Also append it to the job summary (GITHUB_STEP_SUMMARY)."
+    ),
+    comment: bool = typer.Option(
+        False, "--comment", help="Also post it as the pull request's one plan comment."
+    ),
+) -> None:
+    """The plan as markdown: changes per environment, version, commit, metrics, gates."""
+    from promote.report import append_job_summary, comment_on_pull_request, report_states
+
+    settings: Settings = context.obj
+    with handled():
+        markdown = report_states(settings.repository(), settings.registry(), env, title)
+        if summary:
+            append_job_summary(markdown)
+        if comment:
+            comment_on_pull_request(markdown)
+    echo(markdown)
 
 
 @app.command()

@@ -1,0 +1,225 @@
+"""The markdown shown on GitHub: the plan comment, the job summary and the promotion PR body.
+
+All three render the same table per environment: model, action, version, commit, metrics
+against the current champion, and gate results.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from itertools import groupby
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from promote import gates as gate_rules
+from promote.errors import InputError
+from promote.gates import GateResult
+from promote.manifests import Gates, Manifest, Repository
+
+if TYPE_CHECKING:
+    from promote.plan import ModelState
+    from promote.propose import Proposal
+    from promote.registry import Registry, Version
+
+# Found again on the next push, so the plan stays ONE comment, edited in place.
+COMMENT_MARKER = "<!-- promote:plan -->"
+SIZE_NOTE = "Artifact size budgets are checked on the built artifact, at apply."
+
+
+@dataclass(frozen=True)
+class MetricLine:
+    name: str
+    value: float
+    baseline: float | None
+
+
+@dataclass(frozen=True)
+class Row:
+    """One model in one environment, as the table shows it."""
+
+    environment: str
+    model: str
+    action: str
+    detail: str
+    version: str
+    commit: str
+    metrics: list[MetricLine] = field(default_factory=list)
+    gates: list[GateResult] = field(default_factory=list)
+
+
+def _metrics_and_gates(
+    registry: Registry,
+    candidate: Version | None,
+    baseline: Version | None,
+    gates: Gates,
+) -> tuple[list[MetricLine], list[GateResult]]:
+    """The candidate's metrics against the baseline's, and the gates those metrics pass."""
+    if candidate is None:
+        return [], []
+    metrics = registry.run_metrics(candidate.run_id)
+    baseline_metrics = registry.run_metrics(baseline.run_id) if baseline else None
+    lines = [
+        MetricLine(name, value, (baseline_metrics or {}).get(name))
+        for name, value in sorted(metrics.items())
+    ]
+    # The size gate needs the built artifact; the table says so instead of guessing.
+    without_size = gates.model_copy(update={"max_artifact_mb": None})
+    return lines, gate_rules.evaluate(without_size, metrics, baseline_metrics, 0)
+
+
+def row_for_state(repo: Repository, registry: Registry, state: ModelState) -> Row:
+    """What a plan state means for the table: which version, measured against which."""
+    from promote.plan import Action
+    from promote.registry import PREVIOUS, TAG_COMMIT
+
+    spec = state.spec
+    manifest = spec.manifest
+    model = registry.model(state.registered_name)
+    champion = model.champion if model else None
+    gates = manifest.gates.merged_over(repo.environment(spec.environment).gates)
+    candidate: Version | None
+    baseline: Version | None = champion
+    if state.action is Action.BUILD and manifest.source is not None:
+        source_name = repo.registered_name(manifest.source.environment, spec.model)
+        source_model = registry.model(source_name)
+        candidate = source_model.version(manifest.source.version) if source_model else None
+        version = f"{manifest.source.environment} v{manifest.source.version} → new"
+    elif state.target is not None:
+        candidate = model.version(state.target) if model else None
+        version = f"v{state.champion} → v{state.target}" if state.champion else f"v{state.target}"
+    else:
+        candidate = champion
+        baseline = model.version(model.aliases.get(PREVIOUS)) if model else None
+        version = f"v{state.champion}" if state.champion else "none"
+    commit = manifest.code.commit or (champion.tags.get(TAG_COMMIT, "") if champion else "")
+    metrics, gate_results = _metrics_and_gates(registry, candidate, baseline, gates)
+    return Row(
+        spec.environment,
+        spec.model,
+        state.action.value,
+        state.detail,
+        version,
+        commit,
+        metrics,
+        gate_results,
+    )
+
+
+def proposal_row(repo: Repository, registry: Registry, proposal: Proposal) -> Row:
+    """The row a proposed manifest will produce in its environment's plan."""
+    manifest: Manifest = proposal.manifest
+    assert manifest.source is not None and manifest.code.commit is not None
+    config = repo.environment(proposal.environment)
+    source_name = repo.registered_name(manifest.source.environment, proposal.model)
+    source_model = registry.model(source_name)
+    source = source_model.version(manifest.source.version) if source_model else None
+    target = registry.model(repo.registered_name(proposal.environment, proposal.model))
+    champion = target.champion if target else None
+    verb = "rebuild" if config.training == "retrain" else "copy"
+    metrics, gate_results = _metrics_and_gates(
+        registry, source, champion, manifest.gates.merged_over(config.gates)
+    )
+    return Row(
+        proposal.environment,
+        proposal.model,
+        "build",
+        f"{verb} {proposal.source_ref} at {manifest.code.commit[:12]}",
+        f"{manifest.source.environment} v{manifest.source.version} → new",
+        manifest.code.commit,
+        metrics,
+        gate_results,
+    )
+
+
+def _markdown() -> Any:
+    import jinja2
+
+    environment = jinja2.Environment(
+        loader=jinja2.PackageLoader("promote", "templates/report"),
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+    )
+    environment.filters["cell"] = table_cell
+    return environment
+
+
+def table_cell(value: object) -> str:
+    """Text that cannot break a markdown table row or open HTML."""
+    text = " ".join(str(value).split())
+    return text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def render_report(rows: list[Row], title: str) -> str:
+    environments = [
+        (name, list(group)) for name, group in groupby(rows, key=lambda r: r.environment)
+    ]
+    return (
+        _markdown()
+        .get_template("report.md.j2")
+        .render(marker=COMMENT_MARKER, title=title, environments=environments, note=SIZE_NOTE)
+    )
+
+
+def render_pull_request_body(repo: Repository, registry: Registry, proposal: Proposal) -> str:
+    manifest = proposal.manifest
+    assert manifest.source is not None
+    source_model = registry.model(repo.registered_name(manifest.source.environment, proposal.model))
+    source = source_model.version(manifest.source.version) if source_model else None
+    if source is None:
+        raise InputError(proposal.path, "source.version", f"{proposal.source_ref} does not exist")
+    lineage = registry.lineage(source.run_id)
+    plan = render_report(
+        [proposal_row(repo, registry, proposal)], f"Plan for {proposal.environment}"
+    )
+    return (
+        _markdown()
+        .get_template("pull_request.md.j2")
+        .render(
+            proposal=proposal,
+            source_environment=manifest.source.environment,
+            lineage=lineage,
+            plan=plan.removeprefix(COMMENT_MARKER + "\n"),
+        )
+    )
+
+
+def report_states(repo: Repository, registry: Registry, environment: str | None, title: str) -> str:
+    from promote.plan import compute
+
+    states = compute(repo, registry, environment)
+    return render_report([row_for_state(repo, registry, s) for s in states], title)
+
+
+def append_job_summary(markdown: str, environ: Mapping[str, str] | None = None) -> Path:
+    """Append to the file GitHub Actions shows as the job summary."""
+    env = os.environ if environ is None else environ
+    target = env.get("GITHUB_STEP_SUMMARY")
+    if not target:
+        raise InputError("GITHUB_STEP_SUMMARY", None, "not set: --summary runs in GitHub Actions")
+    path = Path(target)
+    with path.open("a", encoding="utf-8") as summary:
+        summary.write(markdown + "\n")
+    return path
+
+
+def comment_on_pull_request(markdown: str, environ: Mapping[str, str] | None = None) -> int:
+    """Create or update the plan comment on the pull request this workflow runs for."""
+    from promote.github import GitHubClient
+
+    env = os.environ if environ is None else environ
+    event_path = env.get("GITHUB_EVENT_PATH", "")
+    if env.get("GITHUB_EVENT_NAME") != "pull_request" or not event_path:
+        raise InputError("--comment", None, "needs a pull_request event (GITHUB_EVENT_PATH)")
+    try:
+        event = json.loads(Path(event_path).read_text(encoding="utf-8"))
+        number = int(event["pull_request"]["number"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise InputError(event_path, "pull_request.number", "missing or not a number") from None
+    client = GitHubClient.from_environ(env.get("GITHUB_REPOSITORY", ""), env)
+    return client.upsert_comment(number, COMMENT_MARKER, markdown)
