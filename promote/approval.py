@@ -105,7 +105,9 @@ def authorize(
     environments = sorted({s.environment for s in guarded})
     for name in environments:
         _require_merge_workflow(repo, name, context)
-    api = client or GitHubClient.from_environ(context.repository)
+    api = client or GitHubClient.from_environ(context.repository).require_token(
+        "checking the approval of " + ", ".join(environments)
+    )
     return {(s.environment, s.model): _authorize_spec(repo, s, api) for s in guarded}
 
 

@@ -116,6 +116,12 @@ class GitHubClient:
             timeout,
         )
 
+    def require_token(self, purpose: str) -> GitHubClient:
+        """Refuse early, with the reason, rather than fail later with GitHub's 401."""
+        if not self._token:
+            raise InputError("GITHUB_TOKEN", None, f"not set: {purpose} needs a GitHub token")
+        return self
+
     @property
     def repo_path(self) -> str:
         return f"/repos/{urllib.parse.quote(self.owner)}/{urllib.parse.quote(self.name)}"

@@ -138,6 +138,7 @@ def open_pull_request(
 
     assert proposal.branch is not None
     client = GitHubClient.from_environ(github_repository(repo.root, environ), environ)
+    client.require_token("--open-pr")
     body = render_pull_request_body(repo, registry, proposal)
     title = f"Promote {proposal.model} to {proposal.environment}: {proposal.source_ref}"
     # The branch is rebuilt from the protected branch on every proposal: it belongs to promote.

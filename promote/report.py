@@ -222,4 +222,4 @@ def comment_on_pull_request(markdown: str, environ: Mapping[str, str] | None = N
     except (OSError, ValueError, KeyError, TypeError):
         raise InputError(event_path, "pull_request.number", "missing or not a number") from None
     client = GitHubClient.from_environ(env.get("GITHUB_REPOSITORY", ""), env)
-    return client.upsert_comment(number, COMMENT_MARKER, markdown)
+    return client.require_token("--comment").upsert_comment(number, COMMENT_MARKER, markdown)

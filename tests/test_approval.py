@@ -277,3 +277,34 @@ def test_break_glass_promotes_from_a_laptop_and_is_recorded(
     assert model.champion.version == 2
     assert model.champion.tags[TAG_BREAK_GLASS] == "INC-42: fraud spike"
     assert model.events()[-1]["break_glass"] == "INC-42: fraud spike"
+
+
+def test_without_a_token_the_approval_cannot_be_checked(
+    change: MergedChange, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    change.review("bob")
+    monkeypatch.delenv("GITHUB_TOKEN")
+    message = refused(change, change.context())
+    assert message == "GITHUB_TOKEN: not set: checking the approval of prod needs a GitHub token"
+    assert change.github.requests == []
+
+
+@pytest.mark.parametrize(
+    ("approval", "field", "problem"),
+    [
+        ({"required": 1, "team": "release-approvers"}, "approval.team", "should match pattern"),
+        ({"required": 0, "team": "acme/release"}, "approval.required", "greater than or equal"),
+        ({"team": "acme/release", "teams": []}, "approval.teams", "unknown field"),
+    ],
+    ids=["team-without-org", "zero-required", "unknown-field"],
+)
+def test_a_malformed_approval_rule_is_bad_input(
+    world: World, approval: dict[str, object], field: str, problem: str
+) -> None:
+    world.edit_yaml(
+        "environments/prod/environment.yaml", lambda body: body.update(approval=approval)
+    )
+    completed = world.cli("plan")
+    assert completed.returncode == 2
+    assert f"environments/prod/environment.yaml: {field}: " in completed.stderr
+    assert problem in completed.stderr

@@ -102,7 +102,9 @@ def assert_promotion_workflows(directory: Path, settings: ScaffoldSettings) -> N
         job = jobs[name]
         assert job["environment"] == name
         assert job.get("needs") == (ENVIRONMENT_ORDER[index - 1] if index else None)
-        assert f"promote apply --env {name}" in [s.get("run") for s in steps(job)]
+        [apply_step] = [s for s in steps(job) if s.get("run") == f"promote apply --env {name}"]
+        for secret in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+            assert apply_step["env"][secret] == "${{ secrets." + secret + " }}"
         credentials = [
             s for s in steps(job) if "configure-aws-credentials" in str(s.get("uses", ""))
         ]
