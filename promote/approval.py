@@ -65,7 +65,6 @@ class Authorization:
 
     environment: str
     model: str
-    pull_request: int | None = None
     pull_request_url: str = ""
     approvers: tuple[str, ...] = ()
     break_glass: str = ""
@@ -88,7 +87,6 @@ def authorize(
     specs: list[ModelSpec],
     context: CiContext,
     break_glass: str | None = None,
-    client: GitHubClient | None = None,
 ) -> dict[tuple[str, str], Authorization]:
     """The authorization of every spec whose environment has an approval rule, or a refusal."""
     guarded = [s for s in specs if repo.environment(s.environment).approval is not None]
@@ -105,7 +103,7 @@ def authorize(
     environments = sorted({s.environment for s in guarded})
     for name in environments:
         _require_merge_workflow(repo, name, context)
-    api = client or GitHubClient.from_environ(context.repository).require_token(
+    api = GitHubClient.from_environ(context.repository).require_token(
         "checking the approval of " + ", ".join(environments)
     )
     return {(s.environment, s.model): _authorize_spec(repo, s, api) for s in guarded}
@@ -192,9 +190,7 @@ def _authorize_spec(repo: Repository, spec: ModelSpec, api: GitHubClient) -> Aut
             f"{display}: PR #{pull.number} has {len(approvers)} of {rule.required} required "
             f"approvals from {rule.team} on its final commit {pull.head_sha[:12]} ({why})"
         )
-    return Authorization(
-        spec.environment, spec.model, pull.number, pull.url or f"#{pull.number}", approvers
-    )
+    return Authorization(spec.environment, spec.model, pull.url or f"#{pull.number}", approvers)
 
 
 def _merged_pull_request(api: GitHubClient, commit: str, branch: str) -> PullRequest | None:

@@ -32,13 +32,10 @@ class GitHubError(ExternalError):
 @dataclass(frozen=True)
 class PullRequest:
     number: int
-    title: str
     author: str
     head_sha: str
-    head_ref: str
     base_ref: str
     merged: bool
-    merge_commit_sha: str | None
     url: str
 
     @classmethod
@@ -46,13 +43,10 @@ class PullRequest:
         try:
             return cls(
                 number=int(body["number"]),
-                title=str(body.get("title") or ""),
                 author=str(body["user"]["login"]),
                 head_sha=str(body["head"]["sha"]),
-                head_ref=str(body["head"]["ref"]),
                 base_ref=str(body["base"]["ref"]),
                 merged=body.get("merged_at") is not None,
-                merge_commit_sha=body.get("merge_commit_sha"),
                 url=str(body.get("html_url") or ""),
             )
         except (KeyError, TypeError, ValueError):
@@ -66,7 +60,6 @@ class Review:
     reviewer: str
     state: str  # APPROVED, CHANGES_REQUESTED, COMMENTED, DISMISSED, PENDING
     commit_id: str
-    submitted_at: str
 
     @classmethod
     def from_api(cls, body: Mapping[str, Any]) -> Review:
@@ -75,7 +68,6 @@ class Review:
                 reviewer=str(body["user"]["login"]),
                 state=str(body["state"]),
                 commit_id=str(body.get("commit_id") or ""),
-                submitted_at=str(body.get("submitted_at") or ""),
             )
         except (KeyError, TypeError):
             raise GitHubError("GitHub API: a review without user or state") from None
@@ -194,9 +186,6 @@ class GitHubClient:
         return [
             PullRequest.from_api(p) for p in self._list(f"{self.repo_path}/commits/{sha}/pulls")
         ]
-
-    def pull_request(self, number: int) -> PullRequest:
-        return PullRequest.from_api(self.request("GET", f"{self.repo_path}/pulls/{number}"))
 
     def reviews(self, number: int) -> list[Review]:
         """GET /repos/{owner}/{repo}/pulls/{number}/reviews, oldest first."""
