@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +94,6 @@ class Pipeline:
 
     def train(self, model: str, environment: str, overrides: dict[str, Any]) -> Outcome:
         """Train at HEAD of the working tree and, if its gates pass, make it the champion."""
-        spec = self.repo.spec(environment, model)
         config = self.repo.environment(environment)
         if config.promotes_from is not None:
             raise InputError(
@@ -103,6 +102,7 @@ class Pipeline:
                 f"{environment} is built by the pipeline from an approved manifest; "
                 f"train in an environment that promotes from none (such as dev)",
             )
+        spec = self.repo.spec(environment, model)
         commit = git.head_commit(self.repo.root)
         dirty = git.is_dirty(self.repo.root)
         if dirty:
@@ -262,31 +262,25 @@ class Pipeline:
 
     def _copy(self, spec: ModelSpec, source: Version, source_lineage: Lineage) -> str:
         """Copy mode: the validated artifact itself, logged anew under this environment."""
-        import mlflow
-
-        from promote.lineage import LINEAGE_ARTIFACT
-
         config = spec.config
         experiment_id = self.registry.experiment_id(config.name, config.artifact_root)
+
+        def copied_lineage(run_id: str) -> Lineage:
+            return replace(
+                source_lineage,
+                environment=config.name,
+                run_id=run_id,
+                trained_by=runner.who_runs(),
+                copied_from=source.ref,
+            )
+
         with tempfile.TemporaryDirectory() as scratch:
-            local = self.registry.download_model(source, Path(scratch))
-            with mlflow.start_run(
-                experiment_id=experiment_id,
-                tags={"promote.model": spec.model, "promote.environment": config.name},
-            ) as run:
-                mlflow.log_artifacts(str(local), MODEL_ARTIFACT_DIR)
-                lineage = Lineage(
-                    **{
-                        **source_lineage.__dict__,
-                        "environment": config.name,
-                        "run_id": run.info.run_id,
-                        "trained_by": runner.who_runs(),
-                        "copied_from": source.ref,
-                    }
-                )
-                mlflow.log_metrics(lineage.metrics)
-                mlflow.log_text(lineage.to_json(), LINEAGE_ARTIFACT)
-                return str(run.info.run_id)
+            return self.registry.log_copy(
+                experiment_id,
+                {"promote.model": spec.model, "promote.environment": config.name},
+                self.registry.download_model(source, Path(scratch)),
+                copied_lineage,
+            )
 
     # -- shared ------------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ import json
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import cached_property
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from promote.errors import ExternalError
-from promote.lineage import LINEAGE_ARTIFACT, Lineage, artifact_digest
+from promote.lineage import LINEAGE_ARTIFACT, MODEL_ARTIFACT_DIR, Lineage, artifact_digest
 from promote.redact import redact, redact_mapping
 
 CHAMPION = "champion"
@@ -101,7 +102,6 @@ class Registry:
     def client(self) -> Any:
         import logging
 
-        import mlflow
         from mlflow import MlflowClient
 
         # MLflow narrates schema migrations at INFO; the pipeline reports what matters itself.
@@ -111,8 +111,6 @@ class Registry:
             Path(self.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(
                 parents=True, exist_ok=True
             )
-        mlflow.set_tracking_uri(self.tracking_uri)
-        mlflow.set_registry_uri(self.tracking_uri)
         return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
 
     def _call(self, what: str, function: Any, *args: Any, **kwargs: Any) -> Any:
@@ -193,7 +191,10 @@ class Registry:
         with tempfile.TemporaryDirectory() as scratch:
             try:
                 path = download_artifacts(
-                    run_id=run_id, artifact_path=LINEAGE_ARTIFACT, dst_path=scratch
+                    run_id=run_id,
+                    artifact_path=LINEAGE_ARTIFACT,
+                    dst_path=scratch,
+                    tracking_uri=self.tracking_uri,
                 )
             except Exception as exc:  # MLflow raises several types for a missing artifact
                 raise ExternalError(
@@ -232,6 +233,35 @@ class Registry:
                 artifact_location=location,
             )
         )
+
+    def log_copy(
+        self,
+        experiment_id: str,
+        tags: dict[str, str],
+        model_dir: Path,
+        lineage_for: Callable[[str], Lineage],
+    ) -> str:
+        """A run holding an existing model directory and its lineage (the copy training mode)."""
+        run_id = str(
+            self._call(
+                "creating a run", self.client.create_run, experiment_id, tags=tags
+            ).info.run_id
+        )
+        self._call(
+            "logging the model",
+            self.client.log_artifacts,
+            run_id,
+            str(model_dir),
+            MODEL_ARTIFACT_DIR,
+        )
+        lineage = lineage_for(run_id)
+        for name, value in lineage.metrics.items():
+            self._call("logging metrics", self.client.log_metric, run_id, name, value)
+        self._call(
+            "logging lineage", self.client.log_text, run_id, lineage.to_json(), LINEAGE_ARTIFACT
+        )
+        self._call("closing the run", self.client.set_terminated, run_id)
+        return run_id
 
     def register(self, name: str, source: str, run_id: str, tags: dict[str, str]) -> Version:
         from mlflow.exceptions import MlflowException

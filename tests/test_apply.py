@@ -71,3 +71,51 @@ def test_reverting_the_manifest_repoints_champion_without_rebuilding(promoted: W
     assert [e["action"] for e in prod.events()] == ["promote", "promote", "rollback"]
     assert prod.champion is not None
     assert prod.champion.tags[TAG_MANIFEST_DIGEST] == states[0].spec.digest
+
+
+def test_copy_mode_promotes_the_validated_artifact_itself(trained: World) -> None:
+    trained.edit_yaml(
+        "environments/staging/environment.yaml", lambda body: body.update(training="copy")
+    )
+    result = trained.promote("staging")
+    assert result.ok, result.outcomes
+    dev = trained.registry.model(f"dev.{MODEL}")
+    staging = trained.registry.model(f"staging.{MODEL}")
+    assert dev is not None and dev.champion is not None
+    assert staging is not None and staging.champion is not None
+    assert staging.champion.tags[TAG_ARTIFACT_DIGEST] == dev.champion.tags[TAG_ARTIFACT_DIGEST]
+    assert staging.champion.run_id != dev.champion.run_id
+    assert "/artifacts/staging/" in staging.champion.source
+    lineage = trained.registry.lineage(staging.champion.run_id)
+    assert lineage.copied_from == f"dev.{MODEL}/1"
+    assert lineage.environment == "staging"
+    assert trained.registry.run_metrics(staging.champion.run_id) == lineage.metrics
+
+
+def test_train_overrides_params_and_records_them(trained: World) -> None:
+    result = trained.cli("train", MODEL, "--env", "dev", "--param", "C=0.05", "--json")
+    assert result.returncode == 0, result.stderr
+    dev = trained.registry.model(f"dev.{MODEL}")
+    assert dev is not None and dev.champion is not None and dev.champion.version == 2
+    assert trained.registry.lineage(dev.champion.run_id).params == {"C": 0.05, "max_iter": 300}
+
+
+def test_training_above_dev_is_refused(trained: World) -> None:
+    result = trained.cli("train", MODEL, "--env", "prod")
+    assert result.returncode == 2
+    assert "prod is built by the pipeline from an approved manifest" in result.stderr
+
+
+def test_champion_moved_by_hand_is_drift_and_apply_moves_it_back(promoted: World) -> None:
+    promoted.train_dev(C=0.2)
+    promoted.promote("staging")
+    client = promoted.registry.client
+    client.set_registered_model_alias(f"staging.{MODEL}", CHAMPION, "1")
+    status = promoted.cli("status")
+    assert status.returncode == 1
+    assert "champion moved by hand to v1 (pipeline set v2)" in status.stdout
+    result = promoted.pipeline().apply("staging")
+    assert result.ok and [o.action for o in result.outcomes] == ["repoint"]
+    staging = promoted.registry.model(f"staging.{MODEL}")
+    assert staging is not None and staging.aliases[CHAMPION] == 2
+    assert promoted.cli("status").returncode == 0
