@@ -258,7 +258,16 @@ class Pipeline:
     def _lineage_problems(self, spec: ModelSpec, source: Lineage, rebuilt: Lineage) -> list[str]:
         config = spec.config
         data_root = resolve_uri(self.repo.root, config.data_root, "")
-        return compare(source, rebuilt, data_root.rstrip("/"), copied=config.training == "copy")
+        problems = compare(source, rebuilt, data_root.rstrip("/"), copied=config.training == "copy")
+        name = self.repo.registered_name(spec.environment, spec.model)
+        if problems:
+            self.report(f"{name}: lineage match FAILED: {'; '.join(problems)}")
+        else:
+            self.report(
+                f"{name}: lineage match ok: same code, params, libraries, Python, schema, "
+                f"signature and flavor as {source.environment}; data is {spec.environment}'s own"
+            )
+        return problems
 
     def _copy(self, spec: ModelSpec, source: Version, source_lineage: Lineage) -> str:
         """Copy mode: the validated artifact itself, logged anew under this environment."""
@@ -351,7 +360,8 @@ class Pipeline:
         self.registry.append_event(
             name, self._event(event, spec, candidate.version, previous, lineage.code_commit)
         )
-        self.report(f"{name}: champion v{previous} -> v{candidate.version}")
+        was = f"v{previous}" if previous is not None else "(none)"
+        self.report(f"{name}: champion {was} -> v{candidate.version}")
         return Outcome(
             spec.environment,
             spec.model,

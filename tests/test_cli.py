@@ -1,0 +1,97 @@
+"""The command line: fast start, schemas, and the quickstart as a new user runs it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+PROBE = """
+import sys
+from promote.cli import app
+try:
+    app({args!r}, prog_name="promote")
+except SystemExit as exit:
+    code = exit.code
+print("EXIT", code, "MLFLOW", "mlflow" in sys.modules, "PANDAS", "pandas" in sys.modules)
+"""
+
+
+def _probe(args: list[str], cwd: Path) -> str:
+    completed = subprocess.run(
+        [sys.executable, "-c", PROBE.format(args=args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return completed.stdout.strip().splitlines()[-1]
+
+
+def test_help_and_plan_on_an_empty_repository_import_no_mlflow(tmp_path: Path) -> None:
+    assert _probe(["--help"], tmp_path) == "EXIT 0 MLFLOW False PANDAS False"
+    assert _probe(["plan"], tmp_path) == "EXIT 0 MLFLOW False PANDAS False"
+    assert not (tmp_path / ".promote").exists()
+
+
+def test_schemas_are_exported_as_json_schema(tmp_path: Path) -> None:
+    for kind, required in (("manifest", {"model", "code", "data"}), ("environment", {"name"})):
+        completed = subprocess.run(
+            [sys.executable, "-m", "promote", "schema", kind],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        schema = json.loads(completed.stdout)
+        assert required <= set(schema["required"])
+        assert schema["additionalProperties"] is False
+    unknown = subprocess.run(
+        [sys.executable, "-m", "promote", "schema", "pipeline"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert unknown.returncode == 2 and "unknown kind" in unknown.stderr
+
+
+def test_quickstart_runs_the_whole_story(tmp_path: Path) -> None:
+    target = tmp_path / "demo"
+    completed = subprocess.run(
+        [sys.executable, "-m", "promote", "quickstart", str(target)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert completed.returncode == 0, completed.stderr
+    out = completed.stdout
+    for step in (
+        "2. promote train churn --env dev",
+        "3. promote model churn --to staging",
+        "4. promote apply --env staging",
+        "6. promote apply --env prod",
+        "prod.churn: rebuilding models/churn/train.py",
+        "prod.churn: lineage match",
+        "7. promote status",
+    ):
+        assert step in out, step
+    for environment in ("dev", "staging", "prod"):
+        assert f"   {environment:8} churn    in sync  champion v1" in out
+    status = subprocess.run(
+        [sys.executable, "-m", "promote", "status", "--json"],
+        cwd=target / "repo",
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert [s["status"] for s in json.loads(status.stdout)] == ["in sync"] * 3
+    again = subprocess.run(
+        [sys.executable, "-m", "promote", "quickstart", str(target)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert again.returncode == 2
+    assert again.stderr.strip() == f"error: {target}: exists and is not empty: choose a new folder"
