@@ -348,7 +348,8 @@ class Pipeline:
                     "reject", spec, candidate.version, previous, lineage.code_commit, reason
                 ),
             )
-            self.report(f"{name}: v{candidate.version} rejected; champion stays v{previous}")
+            stays = f"v{previous}" if previous is not None else "unset"
+            self.report(f"{name}: v{candidate.version} rejected; champion stays {stays}")
             return Outcome(
                 spec.environment, spec.model, event, candidate.version, False, f"rejected: {reason}"
             )

@@ -44,8 +44,16 @@ def _relative_path(value: str, what: str) -> str:
 
 
 class Threshold(_Strict):
-    min: float | None = None
-    max: float | None = None
+    # strict: YAML's `true` is not the number 1 (pydantic would otherwise accept it).
+    min: float | None = Field(default=None, strict=True)
+    max: float | None = Field(default=None, strict=True)
+
+    def strictest(self, other: Threshold) -> Threshold:
+        lows = [v for v in (self.min, other.min) if v is not None]
+        highs = [v for v in (self.max, other.max) if v is not None]
+        return Threshold.model_construct(
+            min=max(lows) if lows else None, max=min(highs) if highs else None
+        )
 
     @model_validator(mode="after")
     def _bounded(self) -> Threshold:
@@ -60,21 +68,27 @@ class NoRegression(_Strict):
     """The new version may not be worse than the current champion by more than `tolerance`."""
 
     metric: str
-    tolerance: float = Field(default=0.0, ge=0)
+    tolerance: float = Field(default=0.0, ge=0, strict=True)
     higher_is_better: bool = True
 
 
 class Gates(_Strict):
     metrics: dict[str, Threshold] = Field(default_factory=dict)
     no_regression: NoRegression | None = None
-    max_artifact_mb: float | None = Field(default=None, gt=0)
+    max_artifact_mb: float | None = Field(default=None, gt=0, strict=True)
 
     def merged_over(self, base: Gates) -> Gates:
-        """A manifest's gates refine its environment's: per-metric thresholds are combined."""
+        """A manifest's gates add to its environment's; where both bound a value, the stricter
+        bound holds, so a manifest can tighten an environment's floor but never relax it."""
+        metrics = dict(base.metrics)
+        for name, threshold in self.metrics.items():
+            floor = metrics.get(name)
+            metrics[name] = threshold if floor is None else floor.strictest(threshold)
+        budgets = [b for b in (base.max_artifact_mb, self.max_artifact_mb) if b is not None]
         return Gates(
-            metrics={**base.metrics, **self.metrics},
+            metrics=metrics,
             no_regression=self.no_regression or base.no_regression,
-            max_artifact_mb=self.max_artifact_mb or base.max_artifact_mb,
+            max_artifact_mb=min(budgets) if budgets else None,
         )
 
 
@@ -138,7 +152,7 @@ class EnvironmentConfig(_Strict):
 
 class Source(_Strict):
     environment: str = Field(pattern=NAME_PATTERN)
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, strict=True)
 
 
 class Code(_Strict):

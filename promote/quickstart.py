@@ -31,35 +31,23 @@ class Sandbox:
 
 
 def _environment_files() -> dict[str, dict[str, object]]:
-    regression = {"metric": "roc_auc", "tolerance": 0.03}
+    """Environment-wide gates hold for every model; metric gates live in each model's manifest."""
+    budget = {"max_artifact_mb": 50}
     return {
-        "dev": {
-            "name": "dev",
-            "data_root": "../data/dev",
-            "training": "retrain",
-            "gates": {"metrics": {"roc_auc": {"min": 0.6}}},
-        },
+        "dev": {"name": "dev", "data_root": "../data/dev", "training": "retrain"},
         "staging": {
             "name": "staging",
             "promotes_from": "dev",
             "data_root": "../data/staging",
             "training": "retrain",
-            "gates": {
-                "metrics": {"roc_auc": {"min": 0.65}},
-                "no_regression": regression,
-                "max_artifact_mb": 50,
-            },
+            "gates": budget,
         },
         "prod": {
             "name": "prod",
             "promotes_from": "staging",
             "data_root": "../data/prod",
             "training": "retrain",
-            "gates": {
-                "metrics": {"roc_auc": {"min": 0.65}},
-                "no_regression": regression,
-                "max_artifact_mb": 50,
-            },
+            "gates": budget,
         },
     }
 
@@ -68,7 +56,10 @@ DEV_MANIFEST = {
     "model": EXAMPLE_MODEL,
     "code": {"entrypoint": ENTRYPOINT, "params": {"C": 0.5, "max_iter": 300}},
     "data": {"path": EXAMPLE_MODEL},
-    "gates": {"metrics": {"accuracy": {"min": 0.6}}},
+    "gates": {
+        "metrics": {"roc_auc": {"min": 0.65}, "accuracy": {"min": 0.6}},
+        "no_regression": {"metric": "roc_auc", "tolerance": 0.03},
+    },
 }
 
 

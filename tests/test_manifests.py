@@ -132,3 +132,25 @@ def test_an_environment_folder_needs_its_file(layout: Path) -> None:
 def test_a_repository_without_environments_is_empty(tmp_path: Path) -> None:
     repo = load_repository(tmp_path)
     assert repo.environments == {} and repo.specs == {}
+
+
+def test_a_manifest_can_tighten_its_environments_gates_but_not_relax_them(layout: Path) -> None:
+    _write(
+        layout,
+        "environments/prod/environment.yaml",
+        {
+            **ENVIRONMENTS["prod"],
+            "gates": {"metrics": {"auc": {"min": 0.8}}, "max_artifact_mb": 10},
+        },
+    )
+    path = layout / "environments/prod/churn.yaml"
+    body = yaml.safe_load(path.read_text())
+    body["gates"] = {
+        "metrics": {"auc": {"min": 0.5, "max": 0.99}, "loss": {"max": 0.3}},
+        "max_artifact_mb": 50,
+    }
+    path.write_text(yaml.safe_dump(body))
+    gates = load_repository(layout).spec("prod", "churn").gates
+    assert (gates.metrics["auc"].min, gates.metrics["auc"].max) == (0.8, 0.99)
+    assert gates.metrics["loss"].max == 0.3
+    assert gates.max_artifact_mb == 10

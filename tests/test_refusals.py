@@ -126,7 +126,7 @@ def test_missing_source_version_is_refused(
 def test_rejected_source_version_is_refused(promoted: World) -> None:
     promoted.edit_yaml(
         "environments/staging/environment.yaml",
-        lambda body: body["gates"]["metrics"].update(roc_auc={"min": 0.999}),
+        lambda body: body["gates"].update(metrics={"roc_auc": {"min": 0.999}}),
     )
     rejected_apply(promoted, "staging", "gate metric roc_auc: FAIL")
     rejected = promoted.registry.model(f"staging.{MODEL}")
