@@ -120,12 +120,13 @@ def zizmor_executable() -> str:
 
 
 def zizmor_findings(directory: Path) -> list[Any]:
-    """zizmor offline, every audit at the most suspicious persona; its findings as JSON."""
+    """zizmor offline, schema-checked, every audit at its most suspicious persona: findings."""
     completed = subprocess.run(
         [
             zizmor_executable(),
             "--offline",
             "--no-config",
+            "--strict-collection",  # schema errors fail too
             "--persona",
             "auditor",
             "--format",
