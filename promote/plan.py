@@ -110,14 +110,19 @@ def drift_of(model: RegisteredModel | None, registry: Registry, verify: bool) ->
     return problems
 
 
-def check_source(repo: Repository, registry: Registry, spec: ModelSpec) -> Version:
+def check_source(
+    repo: Repository,
+    registry: Registry,
+    spec: ModelSpec,
+    models: dict[str, RegisteredModel] | None = None,
+) -> Version:
     """The source version a manifest promotes, if it may be promoted; else BadReference."""
     manifest = spec.manifest
     display = repo.relative(spec.path)
     assert manifest.source is not None and manifest.code.commit is not None
     source_name = repo.registered_name(manifest.source.environment, spec.model)
     ref = f"{source_name}/{manifest.source.version}"
-    source_model = registry.model(source_name)
+    source_model = models.get(source_name) if models is not None else registry.model(source_name)
     source = source_model.version(manifest.source.version) if source_model else None
     if source is None:
         raise BadReference(display, "source.version", f"{ref} does not exist")
@@ -166,9 +171,16 @@ def _best_match(model: RegisteredModel | None, digest: str, verdict: str) -> Ver
     return candidates[-1] if candidates else None
 
 
-def model_state(repo: Repository, registry: Registry, spec: ModelSpec, verify: bool) -> ModelState:
+def model_state(
+    repo: Repository,
+    registry: Registry,
+    spec: ModelSpec,
+    verify: bool,
+    models: dict[str, RegisteredModel] | None = None,
+) -> ModelState:
+    """Desired against actual for one manifest; `models` is a bulk read of the registry, if any."""
     name = repo.registered_name(spec.environment, spec.model)
-    model = registry.model(name)
+    model = models.get(name) if models is not None else registry.model(name)
     champion = model.champion if model else None
     state = ModelState(spec, name, Action.NONE, champion=champion.version if champion else None)
     state.drift = drift_of(model, registry, verify)
@@ -200,7 +212,7 @@ def model_state(repo: Repository, registry: Registry, spec: ModelSpec, verify: b
         state.detail = f"finish the checks of v{pending.version}"
         return state
     try:
-        check_source(repo, registry, spec)
+        check_source(repo, registry, spec, models)
     except BadReference as exc:
         state.action, state.detail, state.refusal = Action.REFUSED, exc.message, exc
         return state
@@ -227,4 +239,13 @@ def compute(
         if environment in (None, config.name)
         for spec in repo.specs_in(config.name)
     ]
-    return [model_state(repo, registry, spec, verify) for spec in specs]
+    if not specs:
+        return []
+    names = {repo.registered_name(s.environment, s.model) for s in specs}
+    names |= {
+        repo.registered_name(s.manifest.source.environment, s.model)
+        for s in specs
+        if s.manifest.source is not None
+    }
+    models = registry.models(sorted(names))
+    return [model_state(repo, registry, spec, verify, models) for spec in specs]

@@ -145,6 +145,15 @@ class Registry:
             versions=versions,
         )
 
+    def models(self, names: list[str]) -> dict[str, RegisteredModel]:
+        """Many registered models at once (absent names are left out)."""
+        found = {}
+        for name in names:
+            model = self.model(name)
+            if model is not None:
+                found[name] = model
+        return found
+
     def _all_versions(self, name: str) -> list[Version]:
         escaped = name.replace("'", "\\'")
         versions: list[Version] = []
