@@ -311,7 +311,9 @@ def _read_yaml(path: Path, display: str) -> dict[str, Any]:
 
 def _validation_message(exc: ValidationError) -> tuple[str | None, str]:
     error = exc.errors()[0]
-    location = ".".join(str(part) for part in error["loc"] if part != "__root__") or None
+    location = (
+        ".".join(_printable(str(part)) for part in error["loc"] if part != "__root__") or None
+    )
     kind = error["type"]
     if kind == "extra_forbidden":
         return location, "unknown field"
@@ -319,6 +321,11 @@ def _validation_message(exc: ValidationError) -> tuple[str | None, str]:
         return location, "required field is missing"
     message = str(error["msg"]).removeprefix("Value error, ")
     return location, " ".join(message.split())
+
+
+def _printable(text: str) -> str:
+    """A key as it can appear in a one-line message: quoted and escaped if it has to be."""
+    return text if text.isprintable() else repr(text)
 
 
 def parse(model_class: type[_Strict], data: dict[str, Any], display: str) -> Any:
@@ -362,17 +369,23 @@ def load_repository(root: Path) -> Repository:
 
 
 def _check_environment_order(repo: Repository) -> None:
+    def display(config: EnvironmentConfig) -> str:
+        return repo.relative(repo.root / ENVIRONMENTS_DIR / config.name / ENVIRONMENT_FILE)
+
+    # Every link first: the cycle walk below may only follow environments that exist.
     for config in repo.environments.values():
-        display = repo.relative(repo.root / ENVIRONMENTS_DIR / config.name / ENVIRONMENT_FILE)
         if config.promotes_from is not None and config.promotes_from not in repo.environments:
             raise InputError(
-                display, "promotes_from", f"unknown environment {config.promotes_from!r}"
+                display(config), "promotes_from", f"unknown environment {config.promotes_from!r}"
             )
+    for config in repo.environments.values():
         seen = {config.name}
         upstream = config.promotes_from
         while upstream is not None:
             if upstream in seen:
-                raise InputError(display, "promotes_from", "environments promote in a cycle")
+                raise InputError(
+                    display(config), "promotes_from", "environments promote in a cycle"
+                )
             seen.add(upstream)
             upstream = repo.environments[upstream].promotes_from
 
