@@ -10,7 +10,6 @@ and checked against its policies.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -18,11 +17,12 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import MODEL, World, free_port
+from conftest import MODEL, Environ, World, free_port
 from typer.testing import CliRunner
 
 from promote.access import AccessDenied, preflight
@@ -34,7 +34,6 @@ from promote.verify import verify
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
 ENVIRONMENTS = ("dev", "staging", "prod")
-CREDENTIAL_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 ADMIN_POLICY = {
     "Version": "2012-10-17",
     "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}],
@@ -55,11 +54,12 @@ class Credentials:
     secret_key: str
     session_token: str | None = None
 
-    def env(self) -> dict[str, str]:
-        values = {"AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key}
-        if self.session_token:
-            values["AWS_SESSION_TOKEN"] = self.session_token
-        return values
+    def env(self) -> dict[str, str | None]:
+        return {
+            "AWS_ACCESS_KEY_ID": self.access_key,
+            "AWS_SECRET_ACCESS_KEY": self.secret_key,
+            "AWS_SESSION_TOKEN": self.session_token,  # None: unset, not inherited
+        }
 
 
 class IamMoto:
@@ -177,19 +177,12 @@ def acting_as(credentials: Credentials) -> Iterator[None]:
     import boto3
     from mlflow.store.artifact.s3_artifact_repo import _cached_get_s3_client
 
-    saved = {name: os.environ.get(name) for name in CREDENTIAL_VARIABLES}
-    os.environ.pop("AWS_SESSION_TOKEN", None)
-    os.environ.update(credentials.env())
     boto3.DEFAULT_SESSION = None
     _cached_get_s3_client.cache_clear()
     try:
-        yield
+        with Environ(credentials.env()):
+            yield
     finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
         boto3.DEFAULT_SESSION = None
         _cached_get_s3_client.cache_clear()
 
@@ -225,6 +218,10 @@ class AwsStory:
         return {item["Key"]: item["ETag"] for item in listing.get("Contents", [])}
 
 
+def _use_s3_roots(body: dict[str, Any], env: str) -> None:
+    body.update(data_root=f"s3://{data_bucket(env)}", artifact_root=f"s3://{artifact_bucket(env)}")
+
+
 def _build_story(moto: IamMoto, base: Path) -> AwsStory:
     world = World(create_sandbox(base / "sandbox"))
     platform = Platform(moto)
@@ -238,9 +235,7 @@ def _build_story(moto: IamMoto, base: Path) -> AwsStory:
             )
         world.edit_yaml(
             f"environments/{env}/environment.yaml",
-            lambda body, env=env: body.update(
-                data_root=f"s3://{data_bucket(env)}", artifact_root=f"s3://{artifact_bucket(env)}"
-            ),
+            partial(_use_s3_roots, env=env),
         )
     # The documents exactly as `promote access` prints them for the platform team.
     printed = CliRunner().invoke(app, ["--repo", str(world.repo), "access", "--json"])
@@ -269,19 +264,12 @@ def _build_story(moto: IamMoto, base: Path) -> AwsStory:
 def aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AwsStory]:
     base = tmp_path_factory.mktemp("iam")
     moto = IamMoto(base / "moto.log")
-    endpoint = {"AWS_ENDPOINT_URL": moto.url, "AWS_DEFAULT_REGION": REGION}
-    saved = {name: os.environ.get(name) for name in (*endpoint, "AWS_PROFILE")}
-    os.environ.pop("AWS_PROFILE", None)
-    os.environ.update(endpoint)
+    endpoint = {"AWS_ENDPOINT_URL": moto.url, "AWS_DEFAULT_REGION": REGION, "AWS_PROFILE": None}
     try:
-        yield _build_story(moto, base)
+        with Environ(endpoint):
+            yield _build_story(moto, base)
     finally:
         moto.stop()
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def _denied(call: Any, **arguments: Any) -> str:
