@@ -146,13 +146,24 @@ class Registry:
         )
 
     def models(self, names: list[str]) -> dict[str, RegisteredModel]:
-        """Many registered models at once (absent names are left out)."""
-        found = {}
-        for name in names:
-            model = self.model(name)
-            if model is not None:
-                found[name] = model
-        return found
+        """Many registered models at once (absent names are left out), read live every time.
+
+        The same result as `model` per name, in a number of reads that grows with pages of
+        names, not with names: MLflow's tables directly where the store is SQL, else the
+        client's search calls, paged (see registry_bulk).
+        """
+        from promote import registry_bulk
+
+        if registry_bulk.is_sql_store(self.tracking_uri):
+            if registry_bulk.sqlite_file_missing(self.tracking_uri):
+                return {}
+            from sqlalchemy.exc import SQLAlchemyError
+
+            try:
+                return registry_bulk.read_sql(self.tracking_uri, names)
+            except SQLAlchemyError:
+                pass  # no schema yet, or not this MLflow version's: the client knows what to do
+        return registry_bulk.read_paged(self.client, names, self._call)
 
     def _all_versions(self, name: str) -> list[Version]:
         escaped = name.replace("'", "\\'")

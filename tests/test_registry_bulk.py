@@ -1,0 +1,190 @@
+"""Registry.models: the bulk read equals per-model reads, sees every change, stays few calls.
+
+The registry is built through the real MLflow client and changed behind the pipeline's back
+the way a person would change it (aliases, versions, tags). Both bulk paths are checked: the
+direct SQL read `Registry.models` takes on sqlite, and the client paging it takes for a
+tracking server.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from promote import registry_bulk
+from promote.registry import CHAMPION, PREVIOUS, RegisteredModel, Registry
+
+ENVIRONMENTS = ("dev", "staging", "prod")
+MODELS = ("churn", "fraud", "ltv")
+
+
+def per_model(registry: Registry, names: list[str]) -> dict[str, RegisteredModel]:
+    """The reference: one registered-model read and one version search per name."""
+    found = {name: registry.model(name) for name in names}
+    return {name: model for name, model in found.items() if model is not None}
+
+
+def direct(registry: Registry, names: list[str]) -> dict[str, RegisteredModel]:
+    """The path a SQL store takes (called here without the fallback `models` keeps)."""
+    return registry_bulk.read_sql(registry.tracking_uri, names)
+
+
+def paged(registry: Registry, names: list[str]) -> dict[str, RegisteredModel]:
+    """The path a tracking server over http takes."""
+    return registry_bulk.read_paged(registry.client, names, registry._call)
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Registry:
+    """dev, staging and prod with three models each, two or three versions per model."""
+    root = tmp_path_factory.mktemp("bulk")
+    registry = Registry(f"sqlite:///{root / 'registry.db'}", root / "artifacts")
+    client = registry.client
+    for environment in ENVIRONMENTS:
+        for index, model in enumerate(MODELS):
+            name = f"{environment}.{model}"
+            client.create_registered_model(name, tags={"promote.managed": "true"})
+            for number in range(1, 3 + index % 2):
+                client.create_model_version(
+                    name,
+                    f"file:///artifacts/{name}/{number}",
+                    run_id=f"{number:032x}",
+                    tags={
+                        "promote.manifest_digest": f"{name}-{number}",
+                        "promote.verdict": "passed",
+                    },
+                )
+            client.set_registered_model_alias(name, PREVIOUS, "1")
+            client.set_registered_model_alias(name, CHAMPION, "2")
+            client.set_registered_model_tag(name, "promote.champion", "2")
+    return registry
+
+
+def names_of(*environments: str) -> list[str]:
+    return [f"{e}.{m}" for e in environments for m in MODELS]
+
+
+def test_bulk_read_equals_per_model_reads(registry: Registry) -> None:
+    names = [*names_of(*ENVIRONMENTS), "prod.absent"]
+    expected = per_model(registry, names)
+    assert "prod.absent" not in expected and len(expected) == 9
+    assert expected["prod.fraud"].champion is not None
+    assert [v.version for v in expected["prod.fraud"].versions] == [1, 2, 3]
+    assert direct(registry, names) == expected
+    assert paged(registry, names) == expected
+    assert registry.models(names) == expected
+    # Only what was asked for, whichever path.
+    assert set(direct(registry, names_of("prod"))) == set(names_of("prod"))
+    assert set(paged(registry, names_of("prod"))) == set(names_of("prod"))
+
+
+def test_sql_store_is_read_without_the_mlflow_client(tmp_path: Path) -> None:
+    fresh = Registry(f"sqlite:///{tmp_path / 'registry.db'}", tmp_path / "artifacts")
+    assert fresh.models(["prod.churn"]) == {}
+    assert not (tmp_path / "registry.db").exists(), "a read created the registry"
+    assert "client" not in vars(fresh), "MLflow was loaded for a read SQL answers"
+
+
+def test_changes_behind_the_pipelines_back_are_seen(registry: Registry) -> None:
+    client = registry.client
+    names = names_of(*ENVIRONMENTS)
+    before = registry.models(names)
+    client.set_registered_model_alias("prod.churn", CHAMPION, "1")
+    client.create_model_version("staging.churn", "file:///hand/made", run_id="f" * 32)
+    client.delete_model_version_tag("dev.ltv", "2", "promote.verdict")
+    client.delete_registered_model_tag("dev.churn", "promote.champion")
+    client.delete_model_version("prod.ltv", "2")  # the champion: its alias goes with it
+    client.set_model_version_tag("staging.fraud", "3", "promote.verdict", "rejected")
+
+    after = direct(registry, names)
+    assert after == per_model(registry, names)
+    assert after == paged(registry, names)
+    assert after != before
+    assert after["prod.churn"].aliases[CHAMPION] == 1
+    assert [v.version for v in after["staging.churn"].versions] == [1, 2, 3]
+    assert after["staging.churn"].versions[-1].source == "file:///hand/made"
+    assert "promote.verdict" not in after["dev.ltv"].version(2).tags  # type: ignore[union-attr]
+    assert "promote.champion" not in after["dev.churn"].tags
+    assert after["prod.ltv"].version(2) is None and CHAMPION not in after["prod.ltv"].aliases
+    assert after["staging.fraud"].version(3).verdict == "rejected"  # type: ignore[union-attr]
+
+
+class StatementCounter:
+    """Counts the SQL statements every SQLAlchemy engine in this process sends."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, *_: Any) -> None:
+        self.count += 1
+
+
+@pytest.fixture
+def statements() -> Iterator[StatementCounter]:
+    counter = StatementCounter()
+    event.listen(Engine, "before_cursor_execute", counter)
+    yield counter
+    event.remove(Engine, "before_cursor_execute", counter)
+
+
+class CountingClient:
+    """An MlflowClient whose search calls are counted."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.calls = 0
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.client, name)
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.calls += 1
+            return method(*args, **kwargs)
+
+        return counted
+
+
+def add_models(registry: Registry, environment: str, count: int) -> list[str]:
+    """Bulk-insert models (each with a champion v1 and a tag) into MLflow's own tables."""
+    names = [f"{environment}.m{index:05d}" for index in range(count)]
+    with sqlite3.connect(registry.tracking_uri.removeprefix("sqlite:///")) as db:
+        db.executemany("INSERT INTO registered_models (name) VALUES (?)", [(n,) for n in names])
+        db.executemany(
+            "INSERT INTO model_versions (name, version, source, run_id, current_stage)"
+            " VALUES (?, 1, 'file:///x', '', 'None')",
+            [(n,) for n in names],
+        )
+        db.executemany(
+            "INSERT INTO registered_model_aliases (name, alias, version) VALUES (?, ?, 1)",
+            [(n, CHAMPION) for n in names],
+        )
+        db.executemany(
+            "INSERT INTO model_version_tags (name, version, key, value) VALUES (?, 1, ?, ?)",
+            [(n, "promote.verdict", "passed") for n in names],
+        )
+    return names
+
+
+def test_reads_do_not_grow_with_models(registry: Registry, statements: StatementCounter) -> None:
+    small = add_models(registry, "small", 50)
+    large = add_models(registry, "large", 500)
+    counts = []
+    for names in (small, large):
+        statements.count = 0
+        assert len(direct(registry, names)) == len(names)
+        counts.append(statements.count)
+    assert counts[0] == counts[1], counts
+
+    client_calls = []
+    for names in (small, large):
+        counting = CountingClient(registry.client)
+        models = registry_bulk.read_paged(counting, names, registry._call)
+        assert models == direct(registry, names)
+        client_calls.append(counting.calls)
+    assert client_calls == [2, 2]  # one page of registered models, one of versions
