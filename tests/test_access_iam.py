@@ -25,9 +25,10 @@ import pytest
 from conftest import MODEL, Environ, World, free_port
 from typer.testing import CliRunner
 
-from promote.access import AccessDenied, preflight
+from promote.access import AccessDenied, ci_policy, data_scientist_policy, preflight
 from promote.cli import app
-from promote.manifests import load_repository
+from promote.errors import CheckFailed
+from promote.manifests import EnvironmentConfig, Repository, load_repository
 from promote.quickstart import create_sandbox
 from promote.verify import verify
 
@@ -415,3 +416,51 @@ def test_overwritten_prod_artifact_is_refused_by_verify_and_apply(prod_applied: 
     assert "does not match its recorded digest" in result.outcomes[0].detail
     prod = world.registry.model(f"prod.{MODEL}")
     assert prod is not None and len(prod.versions) == len(before.versions)
+
+
+def test_an_experiment_created_by_someone_else_cannot_redirect_artifacts(trained: World) -> None:
+    """Whoever creates `promote/<env>` first chooses where its runs store artifacts: a prod
+    experiment logging anywhere but prod's artifact store is refused before anything is built."""
+    trained.edit_yaml(
+        "environments/staging/environment.yaml",
+        lambda body: body.update(artifact_root="s3://acme-staging-artifacts"),
+    )
+    trained.registry.client.create_experiment(
+        "promote/staging", artifact_location="s3://acme-dev-artifacts/elsewhere"
+    )
+    trained.propose_and_merge("staging")
+    before = trained.snapshot()
+    with pytest.raises(CheckFailed) as refused:
+        trained.pipeline().apply("staging")
+    assert "stores artifacts in s3://acme-dev-artifacts/elsewhere" in refused.value.message
+    assert trained.snapshot() == before
+
+
+def test_roots_under_a_prefix_are_listed_under_that_prefix_only(tmp_path: Path) -> None:
+    """Shared buckets: ListBucket is narrowed by `s3:prefix` (AWS evaluates it; moto does not,
+    so the enforcing tests above give each environment whole buckets)."""
+    environments = {
+        "dev": EnvironmentConfig(name="dev", data_root="s3://shared/dev/data"),
+        "prod": EnvironmentConfig(
+            name="prod",
+            promotes_from="dev",
+            data_root="s3://shared/prod/data",
+            artifact_root="s3://shared/prod/artifacts",
+        ),
+    }
+    repo = Repository(root=tmp_path, environments=environments)
+    lists = [
+        s
+        for s in ci_policy(repo, environments["prod"])["Statement"]
+        if "s3:ListBucket" in s["Action"]
+    ]
+    assert {tuple(s["Condition"]["StringLike"]["s3:prefix"]) for s in lists} == {
+        ("prod/data", "prod/data/*"),
+        ("prod/artifacts", "prod/artifacts/*"),
+    }
+    assert all(s["Resource"] == ["arn:aws:s3:::shared"] for s in lists)
+    denied = [s for s in data_scientist_policy(repo)["Statement"] if s["Effect"] == "Deny"]
+    assert {arn for s in denied for arn in s["Resource"]} == {
+        "arn:aws:s3:::shared/prod/data/*",
+        "arn:aws:s3:::shared/prod/artifacts/*",
+    }
