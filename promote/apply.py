@@ -12,16 +12,18 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from promote import gates, git, runner
+from promote import gates, git, lock, runner
 from promote.access import preflight
 from promote.approval import Authorization, CiContext, authorize
 from promote.data import resolve_uri
 from promote.errors import CheckFailed, InputError
+from promote.faults import failpoint
 from promote.lineage import MODEL_ARTIFACT_DIR, Lineage, compare
 from promote.manifests import ModelSpec, Repository
-from promote.plan import Action, ModelState, check_source, compute
+from promote.plan import Action, ModelState, check_source, compute, model_state
 from promote.registry import (
     TAG_ARTIFACT_DIGEST,
+    TAG_CHAMPION_FROM,
     TAG_COMMIT,
     TAG_DATA_DIGEST,
     TAG_DATA_URI,
@@ -83,11 +85,16 @@ class Pipeline:
     """The write side: every registry change a promotion makes."""
 
     def __init__(
-        self, repo: Repository, registry: Registry, report: Report = lambda _: None
+        self,
+        repo: Repository,
+        registry: Registry,
+        report: Report = lambda _: None,
+        lock_wait: float = 900.0,
     ) -> None:
         self.repo = repo
         self.registry = registry
         self.report = report
+        self.lock_wait = lock_wait
         self.authorizations: dict[tuple[str, str], Authorization] = {}
 
     # -- dev ---------------------------------------------------------------------------------
@@ -164,34 +171,64 @@ class Pipeline:
             result.outcomes.append(self._act(state))
         return result
 
-    def _act(self, state: ModelState) -> Outcome:
-        name = state.registered_name
+    def _act(self, planned: ModelState) -> Outcome:
+        if planned.action not in (*CHANGING_ACTIONS, Action.RECORD):
+            return self._settled(planned)
+        name = planned.registered_name
         try:
-            if state.action in (Action.NONE, Action.DEV):
-                return Outcome(
-                    state.environment,
-                    state.model,
-                    state.action.value,
-                    state.champion,
-                    True,
-                    state.detail,
-                )
-            if state.action is Action.REJECTED:
-                return Outcome(
-                    state.environment, state.model, "rejected", state.target, False, state.detail
-                )
-            if state.action is Action.REPOINT:
-                assert state.target is not None
-                return self._repoint(state, state.target)
-            if state.action is Action.RESUME:
-                assert state.target is not None
-                return self._resume(state, state.target)
-            return self._build(state)
+            with lock.hold(self.registry, name, self.lock_wait, on_wait=self.report):
+                # Another applier may have acted while this one waited: decide again, live.
+                state = model_state(self.repo, self.registry, planned.spec, verify=False)
+                if state.action is Action.REPOINT:
+                    assert state.target is not None
+                    return self._repoint(state, state.target)
+                if state.action is Action.RESUME:
+                    assert state.target is not None
+                    return self._resume(state, state.target)
+                if state.action is Action.BUILD:
+                    return self._build(state)
+                if state.action is Action.RECORD:
+                    return self._record(state)
+                return self._settled(state)
         except CheckFailed as exc:
             self.report(f"{name}: {exc.message}")
             return Outcome(
-                state.environment, state.model, state.action.value, state.target, False, exc.message
+                planned.environment,
+                planned.model,
+                planned.action.value,
+                planned.target,
+                False,
+                exc.message,
             )
+
+    @staticmethod
+    def _settled(state: ModelState) -> Outcome:
+        """Nothing to write: in sync, a dev template, or a manifest already rejected."""
+        ok = state.action in (Action.NONE, Action.DEV)
+        version = state.champion if ok else state.target
+        return Outcome(
+            state.environment, state.model, state.action.value, version, ok, state.detail
+        )
+
+    def _record(self, state: ModelState) -> Outcome:
+        """Log the promotion a crash kept out of the history (the aliases had already moved)."""
+        name = state.registered_name
+        model = self.registry.model(name)
+        assert model is not None and state.target is not None
+        version = model.version(state.target)
+        assert version is not None
+        came_from = model.tags.get(TAG_CHAMPION_FROM) or None
+        previous = int(came_from) if came_from else None
+        self.registry.append_event(
+            name,
+            self._event(
+                "promote", state.spec, version.version, previous, version.tags.get(TAG_COMMIT, "")
+            ),
+        )
+        self.report(f"{name}: recorded the promotion of v{version.version} in the history")
+        return Outcome(
+            state.environment, state.model, "record", version.version, True, state.detail
+        )
 
     def _repoint(self, state: ModelState, number: int) -> Outcome:
         name = state.registered_name
@@ -203,7 +240,12 @@ class Pipeline:
         previous = model.champion.version if model and model.champion else None
         self.registry.tag_version(version, self._authorization_tags(state.spec))
         self.registry.move_champion(name, number, previous)
-        kind = "rollback" if previous is not None and number < previous else "repoint"
+        if not any(e.get("version") == number for e in model.events()):  # type: ignore[union-attr]
+            kind = "promote"  # finishing a promotion that a crash interrupted
+        elif previous is not None and number < previous:
+            kind = "rollback"
+        else:
+            kind = "repoint"
         self.registry.append_event(
             name,
             self._event(kind, state.spec, number, previous, version.tags.get(TAG_COMMIT, "")),
@@ -219,7 +261,14 @@ class Pipeline:
         self._verify_stored(source)
         source_lineage = self.registry.lineage(source.run_id)
         config = spec.config
-        if config.training == "copy":
+        reusable = self.registry.reusable_run(config.name, spec.digest)
+        if reusable is not None:
+            self.report(
+                f"{state.registered_name}: reusing run {reusable[:8]}, finished for this "
+                f"manifest by an apply that stopped before registering it"
+            )
+            run_id = reusable
+        elif config.training == "copy":
             self.report(f"{state.registered_name}: copying {source.ref}")
             run_id = self._copy(spec, source, source_lineage)
         else:
@@ -235,8 +284,10 @@ class Pipeline:
                 entrypoint=manifest.code.entrypoint,
                 params=dict(manifest.code.params),
                 data_uri=resolve_uri(self.repo.root, config.data_root, manifest.data.path),
+                run_tags={TAG_MANIFEST_DIGEST: spec.digest},
             )
             run_id = runner.build_at_commit(self.repo.root, request, self.registry)
+        failpoint("after-training")
         lineage = self.registry.lineage(run_id)
         candidate = self._register(state.registered_name, lineage, spec.digest, source=source.ref)
         problems = self._lineage_problems(spec, source_lineage, lineage)
@@ -286,7 +337,11 @@ class Pipeline:
         with tempfile.TemporaryDirectory() as scratch:
             return self.registry.log_copy(
                 experiment_id,
-                {"promote.model": spec.model, "promote.environment": config.name},
+                {
+                    "promote.model": spec.model,
+                    "promote.environment": config.name,
+                    TAG_MANIFEST_DIGEST: spec.digest,
+                },
                 self.registry.download_model(source, Path(scratch)),
                 copied_lineage,
             )
@@ -299,6 +354,7 @@ class Pipeline:
             name, uri, lineage.run_id, version_tags(lineage, manifest_digest, source)
         )
         self.report(f"{name}: registered v{version.version} (run {lineage.run_id[:8]})")
+        failpoint("after-register")
         return version
 
     def _verify_stored(self, version: Version) -> int:
@@ -355,8 +411,10 @@ class Pipeline:
             )
         self.registry.tag_version(
             candidate,
-            {TAG_VERDICT: VERDICT_PASSED, TAG_REASON: "", **self._authorization_tags(spec)},
+            # The verdict goes last: a version is "passed" only once everything else is recorded.
+            {**self._authorization_tags(spec), TAG_REASON: "", TAG_VERDICT: VERDICT_PASSED},
         )
+        failpoint("after-verdict")
         self.registry.move_champion(name, candidate.version, previous)
         self.registry.append_event(
             name, self._event(event, spec, candidate.version, previous, lineage.code_commit)

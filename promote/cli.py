@@ -213,6 +213,9 @@ def apply(
         help="Emergency: bypass approval rules outside the merge workflow. Recorded in the "
         "history and the version's tags.",
     ),
+    lock_wait: float = typer.Option(
+        900.0, "--lock-wait", metavar="SECONDS", help="How long to wait for another apply's lock."
+    ),
     as_json: bool = JsonOption,
 ) -> None:
     """Make the registry match the manifests: rebuild, check lineage and gates, move champion."""
@@ -220,9 +223,10 @@ def apply(
 
     settings: Settings = context.obj
     with handled():
-        result = Pipeline(settings.repository(), settings.registry(), reporter(as_json)).apply(
-            env, break_glass=break_glass
+        pipeline = Pipeline(
+            settings.repository(), settings.registry(), reporter(as_json), lock_wait=lock_wait
         )
+        result = pipeline.apply(env, break_glass=break_glass)
     if as_json:
         emit_json({"ok": result.ok, "outcomes": [o.to_json() for o in result.outcomes]})
     else:
@@ -288,7 +292,13 @@ def status(
         table(
             ["ENV", "MODEL", "STATUS", "CHAMPION", "DETAIL"],
             [
-                (s.environment, s.model, s.status, s.champion, "; ".join(s.drift) or s.detail)
+                (
+                    s.environment,
+                    s.model,
+                    s.status,
+                    s.champion,
+                    "; ".join([*s.drift, *([s.lock] if s.lock else [])]) or s.detail,
+                )
                 for s in states
             ],
         )
@@ -375,6 +385,55 @@ def history(
             for e in events
         ],
     )
+
+
+@app.command()
+def rollback(
+    context: typer.Context,
+    name: str = typer.Argument(..., help="Model name."),
+    env: str = EnvOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Propose a rollback: the manifest `previous` was built from, on a new branch."""
+    from promote.propose import propose_rollback
+
+    settings: Settings = context.obj
+    with handled():
+        proposal = propose_rollback(settings.repository(), settings.registry(), name, env)
+    if as_json:
+        emit_json(proposal.to_json())
+        return
+    typer.echo(f"wrote {proposal.path} for {proposal.source_ref} on branch {proposal.branch}")
+    typer.echo("merged, `promote apply` re-points champion to it without rebuilding")
+
+
+@app.command()
+def unlock(
+    context: typer.Context,
+    name: str = typer.Argument(..., help="Model name."),
+    env: str = EnvOption,
+    force: bool = typer.Option(False, "--force", help="Release a lock that has not expired."),
+) -> None:
+    """Release the apply lock a dead process left behind (after its expiry, or with --force)."""
+    from promote import lock
+
+    settings: Settings = context.obj
+    with handled():
+        repo, registry = settings.repository(), settings.registry()
+        registered = repo.registered_name(env, name)
+        held = lock.read(registry, registered)
+        if held is None:
+            typer.echo(f"{registered} is not locked")
+            return
+        if not held.stale and not force:
+            raise InputError(
+                "--force",
+                None,
+                f"{registered} is locked by {held.owner} until {held.expires.isoformat()}; "
+                "it may still be running: wait, or pass --force",
+            )
+        lock.release(registry, registered, owner=None)
+    typer.echo(f"released the lock on {registered} held by {held.owner}")
 
 
 @app.command()

@@ -297,6 +297,11 @@ def _read_yaml(path: Path, display: str) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(display, None, f"cannot read file ({exc.__class__.__name__})") from None
+    return parse_yaml(text, display)
+
+
+def parse_yaml(text: str, display: str) -> dict[str, Any]:
+    """Safe YAML to a mapping, or an InputError naming the file (and line) otherwise."""
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

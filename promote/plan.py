@@ -10,10 +10,12 @@ from enum import Enum
 
 from promote import git
 from promote.errors import BadReference
+from promote.lock import TAG_LOCK_EXPIRES, TAG_LOCK_OWNER, lock_name
 from promote.manifests import ModelSpec, Repository
 from promote.registry import (
     REQUIRED_VERSION_TAGS,
     TAG_ARTIFACT_DIGEST,
+    TAG_CHAMPION_FROM,
     TAG_COMMIT,
     TAG_DIRTY,
     TAG_EXPECTED_CHAMPION,
@@ -33,6 +35,7 @@ class Action(str, Enum):
     DEV = "dev"  # a dev training template: `promote train` moves it, not apply
     BUILD = "build"  # rebuild (or copy) from the pinned commit
     REPOINT = "repoint"  # champion -> an existing version built from this very manifest
+    RECORD = "record"  # in sync, but a crash kept the promotion out of the history
     RESUME = "resume"  # a version of this manifest was registered but its checks never finished
     REJECTED = "rejected"  # this manifest was built and rejected: change it to try again
     REFUSED = "refused"  # the manifest references something that may not be promoted
@@ -50,6 +53,7 @@ class ModelState:
     target: int | None = None
     drift: list[str] = field(default_factory=list)
     refusal: BadReference | None = None
+    lock: str | None = None  # who holds this model's apply lock, if anyone
 
     @property
     def environment(self) -> str:
@@ -82,6 +86,7 @@ class ModelState:
             "manifest_digest": self.spec.digest if self.spec.managed else None,
             "commit": self.spec.manifest.code.commit,
             "drift": self.drift,
+            "lock": self.lock,
         }
 
 
@@ -92,10 +97,18 @@ def drift_of(model: RegisteredModel | None, registry: Registry, verify: bool) ->
     problems = []
     champion = model.champion
     expected = model.tags.get(TAG_EXPECTED_CHAMPION)
-    if champion is not None and expected != str(champion.version):
+    # A move the pipeline recorded (intent tags) but whose history event never came is a crash
+    # mid-move: apply finishes it. Anything else off the recorded champion was done by hand.
+    completed = expected is not None and any(
+        str(e.get("version")) == expected for e in model.events()
+    )
+    interrupted = not completed and (
+        champion is None or model.tags.get(TAG_CHAMPION_FROM) == str(champion.version)
+    )
+    if champion is not None and expected != str(champion.version) and not interrupted:
         was = f"pipeline set v{expected}" if expected else "the pipeline never set it"
         problems.append(f"champion moved by hand to v{champion.version} ({was})")
-    if champion is None and expected:
+    if champion is None and expected and not interrupted:
         problems.append(f"champion alias removed by hand (pipeline set v{expected})")
     for version in model.versions:
         missing = [t for t in REQUIRED_VERSION_TAGS if t not in version.tags]
@@ -184,6 +197,11 @@ def model_state(
     champion = model.champion if model else None
     state = ModelState(spec, name, Action.NONE, champion=champion.version if champion else None)
     state.drift = drift_of(model, registry, verify)
+    held = models.get(lock_name(name)) if models is not None else registry.model(lock_name(name))
+    if held is not None:
+        state.lock = f"locked by {held.tags.get(TAG_LOCK_OWNER, 'unknown')} until " + held.tags.get(
+            TAG_LOCK_EXPIRES, "?"
+        )
     if not spec.managed:
         state.action = Action.DEV
         state.detail = (
@@ -195,8 +213,14 @@ def model_state(
     digest = spec.digest
     passed = _best_match(model, digest, VERDICT_PASSED)
     if passed is not None:
-        if champion is not None and champion.version == passed.version and not state.drift:
+        assert model is not None
+        recorded = model.tags.get(TAG_EXPECTED_CHAMPION) == str(passed.version)
+        if champion is not None and champion.version == passed.version and recorded:
             state.detail = f"champion v{passed.version} is this manifest"
+            if not any(e.get("version") == passed.version for e in model.events()):
+                state.action = Action.RECORD
+                state.target = passed.version
+                state.detail += "; record the promotion an interrupted apply did not log"
         else:
             state.action, state.target = Action.REPOINT, passed.version
             state.detail = f"champion -> v{passed.version} (already built from this manifest)"
@@ -224,6 +248,9 @@ def model_state(
         f"{verb} {spec.manifest.source.environment} v{spec.manifest.source.version} "
         f"at {spec.manifest.code.commit[:12]}"
     )
+    reusable = registry.reusable_run(spec.environment, digest)
+    if reusable is not None:
+        state.detail += f" (reuses run {reusable[:8]}, left by an interrupted apply)"
     return state
 
 
@@ -247,5 +274,6 @@ def compute(
         for s in specs
         if s.manifest.source is not None
     }
+    names |= {lock_name(name) for name in names}
     models = registry.models(sorted(names))
     return [model_state(repo, registry, spec, verify, models) for spec in specs]

@@ -14,6 +14,7 @@ from pathlib import Path
 from promote import git
 from promote.errors import BadReference, InputError
 from promote.manifests import (
+    ENVIRONMENT_FILE,
     ENVIRONMENTS_DIR,
     Code,
     Data,
@@ -23,8 +24,10 @@ from promote.manifests import (
     Repository,
     Source,
     dump_manifest,
+    parse,
+    parse_yaml,
 )
-from promote.registry import TAG_DIRTY, VERDICT_PASSED, Registry
+from promote.registry import PREVIOUS, TAG_DIRTY, TAG_MANIFEST_DIGEST, VERDICT_PASSED, Registry
 
 
 @dataclass
@@ -151,3 +154,43 @@ def open_pull_request(
     base = repo.environment(proposal.environment).protected_branch
     created = client.create_pull_request(proposal.branch, base, title, body)
     return OpenedPullRequest(created.number, created.url, created=True)
+
+
+def propose_rollback(
+    repo: Repository, registry: Registry, model: str, environment: str
+) -> Proposal:
+    """Write, on a new branch, the manifest that `previous` was built from: merged, apply
+    re-points `champion` to it without rebuilding."""
+    spec = repo.spec(environment, model)
+    name = repo.registered_name(environment, model)
+    registered = registry.model(name)
+    previous = registered.version(registered.aliases.get(PREVIOUS)) if registered else None
+    if previous is None:
+        raise BadReference(name, "previous", "no previous version to roll back to")
+    wanted = previous.tags.get(TAG_MANIFEST_DIGEST)
+    relative = repo.relative(spec.path)
+    environment_file = f"{ENVIRONMENTS_DIR}/{environment}/{ENVIRONMENT_FILE}"
+    history = git.run_git(repo.root, "log", "--format=%H", "--", relative).split()
+    for commit in history:
+        text = git.run_git(repo.root, "show", f"{commit}:{relative}", check=False)
+        if not text:
+            continue
+        display = f"{relative}@{commit[:12]}"
+        manifest: Manifest = parse(Manifest, parse_yaml(text, display), display)
+        if ModelSpec(spec.config, manifest, spec.path).digest != wanted:
+            continue
+        branch = f"promote/{environment}/{model}-rollback-v{previous.version}"
+        config = spec.config
+        base = git.resolve_ref(repo.root, config.protected_branch) or git.head_commit(repo.root)
+        message = (
+            f"Roll back {model} in {environment} to v{previous.version}\n\n"
+            f"Restores {relative} as of {commit}; apply re-points champion, no rebuild.\n"
+        )
+        created = git.commit_files_on_branch(repo.root, branch, base, {relative: text}, message)
+        return Proposal(environment, model, branch, created, relative, manifest, previous.ref)
+    raise BadReference(
+        name,
+        "previous",
+        f"no commit of {relative} under the current {environment_file} builds "
+        f"v{previous.version}: restore its manifest (and environment settings) by hand",
+    )

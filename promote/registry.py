@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from promote.errors import ExternalError
+from promote.faults import failpoint
 from promote.lineage import LINEAGE_ARTIFACT, MODEL_ARTIFACT_DIR, Lineage, artifact_digest
 from promote.redact import redact, redact_mapping
 
@@ -36,6 +37,7 @@ TAG_REASON = "promote.reason"
 # Registered-model tags.
 TAG_MANAGED = "promote.managed"
 TAG_EXPECTED_CHAMPION = "promote.champion"
+TAG_CHAMPION_FROM = "promote.champion.from"
 EVENT_PREFIX = "promote.event."
 
 VERDICT_PENDING = "pending"
@@ -254,6 +256,36 @@ class Registry:
             )
         )
 
+    def reusable_run(self, environment: str, manifest_digest: str) -> str | None:
+        """A finished training run for this manifest that no version was registered from.
+
+        Only an apply that stopped between training and registering leaves one: plan turns
+        a manifest with any version into a re-point, a resume or a rejection instead.
+        """
+        experiment = self._call(
+            "reading experiment", self.client.get_experiment_by_name, f"promote/{environment}"
+        )
+        if experiment is None:
+            return None
+        runs = self._call(
+            "searching runs",
+            self.client.search_runs,
+            [experiment.experiment_id],
+            filter_string=(
+                f"tags.`{TAG_MANIFEST_DIGEST}` = '{manifest_digest}' "
+                "and attributes.status = 'FINISHED'"
+            ),
+            max_results=5,
+            order_by=["attributes.start_time DESC"],
+        )
+        for run in runs:
+            try:
+                self.lineage(run.info.run_id)
+            except Exception:  # a run without a sound lineage record is not reusable
+                continue
+            return str(run.info.run_id)
+        return None
+
     def log_copy(
         self,
         experiment_id: str,
@@ -321,7 +353,17 @@ class Registry:
             )
 
     def move_champion(self, name: str, version: int, current: int | None) -> None:
-        """Point `champion` at `version`; the version it leaves becomes `previous`."""
+        """Point `champion` at `version`; the version it leaves becomes `previous`.
+
+        The intent is recorded first (which version the pipeline sets, and from which), so a
+        crash between the two alias writes reads as an unfinished move, never as drift.
+        """
+        intent = {TAG_EXPECTED_CHAMPION: str(version), TAG_CHAMPION_FROM: str(current or "")}
+        for key, value in intent.items():
+            self._call(
+                "recording the champion", self.client.set_registered_model_tag, name, key, value
+            )
+        failpoint("after-intent")
         if current is not None and current != version:
             self._call(
                 "setting previous",
@@ -330,16 +372,11 @@ class Registry:
                 PREVIOUS,
                 str(current),
             )
+        failpoint("after-previous")
         self._call(
             "setting champion", self.client.set_registered_model_alias, name, CHAMPION, str(version)
         )
-        self._call(
-            "recording the champion",
-            self.client.set_registered_model_tag,
-            name,
-            TAG_EXPECTED_CHAMPION,
-            str(version),
-        )
+        failpoint("after-champion")
 
     def append_event(self, name: str, event: dict[str, Any]) -> dict[str, Any]:
         """Append to the model's audit history: one tag per event, keys sort by time."""

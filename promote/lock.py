@@ -1,0 +1,124 @@
+"""A lock per registered model, kept in the shared registry itself.
+
+Creating a registered model is atomic and its name unique, in every MLflow store: the lock is
+a registered model named `promote-lock.<name>` whose tags record the owner and the expiry.
+Two appliers racing for the same model serialise on it; the loser waits, then re-reads state.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from promote.errors import CheckFailed, ExternalError
+from promote.registry import Registry
+
+LOCK_PREFIX = "promote-lock."
+TAG_LOCK_OWNER = "promote.lock.owner"
+TAG_LOCK_EXPIRES = "promote.lock.expires"
+DEFAULT_TTL = timedelta(hours=2)
+
+
+class LockHeld(CheckFailed):
+    """Another apply holds the model's lock (or left it behind when it died)."""
+
+
+@dataclass(frozen=True)
+class LockInfo:
+    name: str
+    owner: str
+    expires: datetime
+
+    @property
+    def stale(self) -> bool:
+        return datetime.now(timezone.utc) >= self.expires
+
+
+def lock_name(registered_name: str) -> str:
+    return f"{LOCK_PREFIX}{registered_name}"
+
+
+def owner_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def read(registry: Registry, registered_name: str) -> LockInfo | None:
+    model = registry.model(lock_name(registered_name))
+    if model is None:
+        return None
+    expires = model.tags.get(TAG_LOCK_EXPIRES, "")
+    try:
+        when = datetime.fromisoformat(expires)
+    except ValueError:
+        when = datetime.fromtimestamp(0, timezone.utc)
+    return LockInfo(model.name, model.tags.get(TAG_LOCK_OWNER, "unknown"), when)
+
+
+def _try_acquire(registry: Registry, registered_name: str, owner: str, ttl: timedelta) -> bool:
+    from mlflow.exceptions import MlflowException
+
+    expires = (datetime.now(timezone.utc) + ttl).isoformat(timespec="seconds")
+    try:
+        registry.client.create_registered_model(
+            lock_name(registered_name),
+            tags={TAG_LOCK_OWNER: owner, TAG_LOCK_EXPIRES: expires},
+            description=f"promote apply lock on {registered_name}; do not edit",
+        )
+    except MlflowException as exc:
+        if getattr(exc, "error_code", "") == "RESOURCE_ALREADY_EXISTS":
+            return False
+        raise ExternalError(
+            f"registry: taking the lock on {registered_name} failed: {exc.message}"
+        ) from None
+    return True
+
+
+def release(registry: Registry, registered_name: str, owner: str | None) -> bool:
+    """Drop the lock; only its owner may, unless `owner` is None (the explicit unlock command)."""
+    held = read(registry, registered_name)
+    if held is None or (owner is not None and held.owner != owner):
+        return False
+    registry.client.delete_registered_model(held.name)
+    return True
+
+
+@contextmanager
+def hold(
+    registry: Registry,
+    registered_name: str,
+    wait_seconds: float,
+    ttl: timedelta = DEFAULT_TTL,
+    on_wait: Any = None,
+) -> Iterator[str]:
+    """Hold the model's lock for the block; wait up to `wait_seconds` for another holder."""
+    owner = owner_id()
+    deadline = time.monotonic() + wait_seconds
+    pause = 0.5
+    told = False
+    while not _try_acquire(registry, registered_name, owner, ttl):
+        held = read(registry, registered_name)
+        if time.monotonic() >= deadline:
+            if held is None:
+                raise LockHeld(f"{registered_name}: could not take the lock in {wait_seconds}s")
+            advice = (
+                f"expired at {held.expires.isoformat()}: `promote unlock` releases it"
+                if held.stale
+                else f"until {held.expires.isoformat()}"
+            )
+            raise LockHeld(f"{registered_name} is locked by {held.owner}, {advice}")
+        if held is not None and on_wait is not None and not told:
+            on_wait(f"{registered_name}: waiting for the lock held by {held.owner}")
+            told = True
+        time.sleep(pause)
+        pause = min(pause * 2, 5.0)
+    try:
+        yield owner
+    finally:
+        release(registry, registered_name, owner)
