@@ -134,28 +134,30 @@ def _tables() -> dict[str, Any]:
 def _read_chunk(connection: Any, tables: dict[str, Any], chunk: list[str], rows: Rows) -> None:
     import sqlalchemy as sa
 
-    def select(name: str, *columns: str) -> Any:
+    def fetch(name: str, *columns: str, where: Any = sa.true()) -> list[Any]:
         table = tables[name]
-        return sa.select(*(table.c[c] for c in ("name", *columns))).where(
-            table.c.workspace == DEFAULT_WORKSPACE, table.c.name.in_(chunk)
+        statement = sa.select(*(table.c[c] for c in ("name", *columns))).where(
+            table.c.workspace == DEFAULT_WORKSPACE, table.c.name.in_(chunk), where
         )
+        # The driver's own rows, in one call: these untyped columns need no conversion, and
+        # building SQLAlchemy Row objects would cost as much as the fetch itself.
+        return list(connection.execute(statement).cursor.fetchall())
 
-    rows.models.update(name for (name,) in connection.execute(select("models")))
-    rows.aliases.extend(connection.execute(select("aliases", "alias", "version")).tuples())
-    rows.model_tags.extend(connection.execute(select("model_tags", "key", "value")).tuples())
-    live = set()
-    for name, number, source, run_id in connection.execute(
-        select("versions", "version", "source", "run_id").where(
-            tables["versions"].c.current_stage != DELETED_STAGE
-        )
-    ):
-        live.add((name, number))
-        rows.versions.append((name, number, source, run_id))
+    rows.models.update(name for (name,) in fetch("models"))
+    rows.aliases.extend(fetch("aliases", "alias", "version"))
+    rows.model_tags.extend(fetch("model_tags", "key", "value"))
+    versions = fetch(
+        "versions",
+        "version",
+        "source",
+        "run_id",
+        where=tables["versions"].c.current_stage != DELETED_STAGE,
+    )
+    rows.versions.extend(versions)
+    live = {(name, number) for name, number, _, _ in versions}
     # A deleted version keeps its tag rows: only tags of live versions are read back.
     rows.version_tags.extend(
-        row
-        for row in connection.execute(select("version_tags", "version", "key", "value")).tuples()
-        if (row[0], row[1]) in live
+        row for row in fetch("version_tags", "version", "key", "value") if row[:2] in live
     )
 
 
