@@ -40,6 +40,21 @@ class LockInfo:
     def stale(self) -> bool:
         return datetime.now(timezone.utc) >= self.expires
 
+    @property
+    def owner_is_dead(self) -> bool:
+        """True only when the owner ran on this host and its process is gone (a crash)."""
+        host, _, rest = self.owner.partition(":")
+        pid = rest.partition(":")[0]
+        if host != socket.gethostname() or not pid.isdigit():
+            return False
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+
 
 def lock_name(registered_name: str) -> str:
     return f"{LOCK_PREFIX}{registered_name}"
@@ -104,6 +119,11 @@ def hold(
     told = False
     while not _try_acquire(registry, registered_name, owner, ttl):
         held = read(registry, registered_name)
+        if held is not None and held.owner_is_dead:
+            if on_wait is not None:
+                on_wait(f"{registered_name}: releasing the lock of {held.owner}, which died")
+            release(registry, registered_name, held.owner)
+            continue
         if time.monotonic() >= deadline:
             if held is None:
                 raise LockHeld(f"{registered_name}: could not take the lock in {wait_seconds}s")

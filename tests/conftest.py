@@ -75,7 +75,9 @@ class World:
         git.run_git(self.repo, "commit", "--quiet", "-m", message, env=git.identity_env(self.repo))
         return git.head_commit(self.repo)
 
-    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self, *args: str, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         """The real `promote` command in a subprocess, run from the repository."""
         return subprocess.run(
             [sys.executable, "-m", "promote", *args],
@@ -83,6 +85,7 @@ class World:
             capture_output=True,
             text=True,
             check=False,
+            env={**os.environ, **(env or {})},
         )
 
     def snapshot(self) -> dict[str, list[tuple[Any, ...]]]:
