@@ -28,6 +28,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain click help: rendering it with rich imports rich and markdown-it, which more than
+    # doubles the start-up of `promote --help` (benchmarks/startup.py).
+    rich_markup_mode=None,
 )
 
 JsonOption = typer.Option(False, "--json", help="Print the result as JSON.")

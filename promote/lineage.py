@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import queue
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -90,17 +91,21 @@ class Lineage:
 
 
 def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
     with path.open("rb") as handle:
+        if hasattr(hashlib, "file_digest"):  # Python 3.11+: one reusable buffer, no copies
+            return hashlib.file_digest(handle, "sha256").hexdigest()
+        digest = hashlib.sha256()
         while chunk := handle.read(_CHUNK):
             digest.update(chunk)
-    return digest.hexdigest()
+        return digest.hexdigest()
 
 
 def artifact_digest(directory: Path) -> str:
     """sha256 over the sorted (relative path, file sha256) pairs of a model directory.
 
-    Files are hashed on several threads: hashlib releases the GIL on large buffers.
+    Files are hashed on one thread per core (hashlib and file reads release the GIL). Each
+    thread takes the next file as soon as it is done with one: no task per file, which costs
+    as much as hashing a small one, and a large file never leaves the other threads idle.
     """
     files = sorted(
         p
@@ -109,11 +114,25 @@ def artifact_digest(directory: Path) -> str:
     )
     if not files:
         raise CheckFailed(f"model directory {directory} is empty")
+    digests = [""] * len(files)
+    remaining: queue.SimpleQueue[int] = queue.SimpleQueue()
+    for index in range(len(files)):
+        remaining.put(index)
+
+    def hash_until_done() -> None:
+        while True:
+            try:
+                index = remaining.get_nowait()
+            except queue.Empty:
+                return
+            digests[index] = _file_digest(files[index])
+
     workers = min(len(files), os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        digests = list(pool.map(_file_digest, files))
+        for future in [pool.submit(hash_until_done) for _ in range(workers)]:
+            future.result()  # a file that cannot be read fails the digest
     return canonical_digest(
-        [[p.relative_to(directory).as_posix(), d] for p, d in zip(files, digests, strict=False)]
+        [[p.relative_to(directory).as_posix(), d] for p, d in zip(files, digests, strict=True)]
     )
 
 

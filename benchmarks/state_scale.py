@@ -1,0 +1,323 @@
+"""`promote status` and `promote plan` over 1,000 and 10,000 models x 3 environments, on sqlite.
+
+For each size: a GitOps repository with one manifest per model and environment, and a sqlite
+registry in the state the pipeline leaves (champion built from the manifest, every 10th model
+with a previous version, every 100th prod champion moved by hand: drift). MLflow creates the
+schema; the rows are bulk-inserted, then a sample is read back through MlflowClient.
+
+Measured: loading the manifests, the bulk registry read (and its SQL statements), the library
+call behind status/plan, the CLI in a subprocess, and the client-only baselines: MLflow's search
+API paged (in full) and one read per model (on a sample, extrapolated). Then the registry is
+changed behind the tool's back, and status must see it.
+
+    python benchmarks/state_scale.py [--quick] [--sizes 1000 10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from figures import Table, seconds, timed
+
+from promote import registry_bulk
+from promote.manifests import Repository, load_repository
+from promote.plan import compute
+from promote.registry import (
+    CHAMPION,
+    PREVIOUS,
+    TAG_EXPECTED_CHAMPION,
+    TAG_MANAGED,
+    TAG_MANIFEST_DIGEST,
+    TAG_VERDICT,
+    Registry,
+)
+
+ENVIRONMENTS = (("dev", None), ("staging", "dev"), ("prod", "staging"))
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+TARGET_SECONDS = 3.0
+DRIFT_EVERY = 100  # every 100th prod champion is moved by hand
+TWO_VERSIONS_EVERY = 10  # every 10th model has a previous version
+PER_MODEL_SAMPLE = 300
+
+
+def write_repository(root: Path, models: int) -> None:
+    """environments/<env>/environment.yaml and one manifest per model, in plain text (fast)."""
+    for environment, promotes_from in ENVIRONMENTS:
+        folder = root / "environments" / environment
+        folder.mkdir(parents=True)
+        upstream = f"promotes_from: {promotes_from}\n" if promotes_from else ""
+        (folder / "environment.yaml").write_text(
+            f"name: {environment}\n{upstream}data_root: data/{environment}\n"
+            "gates: {metrics: {roc_auc: {min: 0.6}}}\n"
+        )
+        for index in range(models):
+            model = model_name(index)
+            pinned = (
+                f"source: {{environment: {promotes_from}, version: {champion_version(index)}}}\n"
+                if promotes_from
+                else ""
+            )
+            commit = f"  commit: {COMMIT}\n" if promotes_from else ""
+            (folder / f"{model}.yaml").write_text(
+                f"model: {model}\n{pinned}code:\n  repo: .\n{commit}"
+                f"  entrypoint: models/{model}/train.py\n"
+                "  params: {C: 0.5, max_iter: 300}\n"
+                f"data:\n  path: {model}\n"
+                "gates:\n  metrics: {roc_auc: {min: 0.7}}\n"
+            )
+
+
+def model_name(index: int) -> str:
+    return f"m{index:05d}"
+
+
+def champion_version(index: int) -> int:
+    return 2 if index % TWO_VERSIONS_EVERY == 0 else 1
+
+
+def drifted(environment: str, index: int) -> bool:
+    return environment == "prod" and index % DRIFT_EVERY == 0
+
+
+def fill_registry(path: Path, repo: Repository) -> None:
+    """Bulk-insert the rows the pipeline would have written, straight into MLflow's tables."""
+    models, versions, aliases, model_tags, version_tags = [], [], [], [], []
+    upstream = dict(ENVIRONMENTS)
+    for (environment, model), spec in repo.specs.items():
+        name = f"{environment}.{model}"
+        index = int(model[1:])
+        champion = champion_version(index)
+        models.append((name,))
+        model_tags += [(name, TAG_MANAGED, "true"), (name, TAG_EXPECTED_CHAMPION, str(champion))]
+        model_tags.append((name, "promote.event.00000000000000000001.abcdef01", '{"event": "x"}'))
+        for number in range(1, champion + 1):
+            digest = spec.digest if number == champion else f"an-older-manifest-{number}"
+            versions.append((name, number, f"file:///artifacts/{name}/{number}", f"{number:032x}"))
+            version_tags += [
+                (name, number, key, value)
+                for key, value in {
+                    "promote.code.commit": COMMIT,
+                    "promote.artifact_digest": "a" * 64,
+                    "promote.lineage_digest": "b" * 64,
+                    TAG_MANIFEST_DIGEST: digest,
+                    "promote.source": (
+                        f"{upstream[environment]}.{model}/{champion}"
+                        if upstream[environment]
+                        else ""
+                    ),
+                    "promote.data.uri": f"data/{environment}/{model}",
+                    "promote.data.digest": "c" * 64,
+                    "promote.code.dirty": "false",
+                    TAG_VERDICT: "passed",
+                }.items()
+            ]
+        live = 1 if drifted(environment, index) and champion == 2 else champion
+        aliases.append((name, CHAMPION, live))
+        if champion == 2:
+            aliases.append((name, PREVIOUS, 1))
+    with sqlite3.connect(path) as db:
+        db.executemany("INSERT INTO registered_models (name) VALUES (?)", models)
+        db.executemany(
+            "INSERT INTO model_versions (name, version, source, run_id, current_stage, status)"
+            " VALUES (?, ?, ?, ?, 'None', 'READY')",
+            versions,
+        )
+        db.executemany(
+            "INSERT INTO registered_model_aliases (name, alias, version) VALUES (?, ?, ?)", aliases
+        )
+        db.executemany(
+            "INSERT INTO registered_model_tags (name, key, value) VALUES (?, ?, ?)", model_tags
+        )
+        db.executemany(
+            "INSERT INTO model_version_tags (name, version, key, value) VALUES (?, ?, ?, ?)",
+            version_tags,
+        )
+
+
+def check_through_client(registry: Registry, repo: Repository, sample: list[str]) -> None:
+    """The bulk-inserted rows read back through MlflowClient as the pipeline's own would."""
+    for name in sample:
+        environment, _, model = name.partition(".")
+        index = int(model[1:])
+        entity = registry.client.get_registered_model(name)
+        champion = int(entity.aliases[CHAMPION])
+        expected = 1 if drifted(environment, index) else champion_version(index)
+        assert champion == expected, (name, entity.aliases)
+        versions = registry.client.search_model_versions(f"name = '{name}'")
+        tags = {int(v.version): v.tags for v in versions}
+        assert sorted(tags) == list(range(1, champion_version(index) + 1)), name
+        digest = repo.specs[(environment, model)].digest
+        assert tags[champion_version(index)][TAG_MANIFEST_DIGEST] == digest, name
+    assert registry.models(sample) == {name: registry.model(name) for name in sample}
+
+
+class CountingClient:
+    """MlflowClient with every method call counted: the client-only baseline's registry calls."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.calls = 0
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.client, name)
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.calls += 1
+            return method(*args, **kwargs)
+
+        return counted
+
+
+class StatementCounter:
+    """SQL statements sent by every SQLAlchemy engine in this process (MLflow's included)."""
+
+    def __init__(self) -> None:
+        from sqlalchemy import event
+        from sqlalchemy.engine import Engine
+
+        self.count = 0
+        event.listen(Engine, "before_cursor_execute", self._count)
+
+    def _count(self, *_: Any) -> None:
+        self.count += 1
+
+
+def cli(root: Path, uri: str, *command: str) -> tuple[int, float]:
+    """`promote COMMAND` as a user runs it, in a subprocess: exit code and wall time."""
+
+    def run() -> int:
+        return subprocess.run(
+            [sys.executable, "-m", "promote", "--repo", str(root), "--registry", uri, *command],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            check=False,
+        ).returncode
+
+    return timed(run)
+
+
+def template_registry(folder: Path) -> Path:
+    """An empty registry with the schema MLflow creates (once per run; the migrations are slow)."""
+    path = folder / "template.db"
+    Registry(f"sqlite:///{path}", folder / "artifacts").client.search_registered_models()
+    return path
+
+
+def measure(
+    models: int, template: Path, work: Path, counter: StatementCounter, quick: bool
+) -> None:
+    root = work / f"repo-{models}"
+    write_repository(root, models)
+    database = root / ".promote" / "registry.db"
+    database.parent.mkdir(parents=True)
+    shutil.copyfile(template, database)
+    uri = f"sqlite:///{database}"
+
+    repo, load_time = timed(lambda: load_repository(root))
+    fill_registry(database, repo)
+    registry = Registry(uri, root / ".promote" / "artifacts")
+    names = sorted(f"{env}.{model}" for env, model in repo.specs)
+    check_through_client(registry, repo, random.Random(5).sample(names, 25))
+
+    counter.count = 0
+    bulk, bulk_time = timed(lambda: registry.models(names))
+    statements = counter.count
+    assert len(bulk) == len(names)
+    fresh = Registry(uri, registry.default_artifact_root)  # as the CLI starts: no client yet
+    states, status_time = timed(lambda: compute(load_repository(root), fresh))
+    drift = sum(1 for s in states if s.drift)
+    expected_drift = sum(
+        1 for i in range(models) if drifted("prod", i) and champion_version(i) == 2
+    )
+    assert drift == expected_drift, (drift, expected_drift)
+    status_code, status_cli = cli(root, uri, "status")
+    plan_code, plan_cli = cli(root, uri, "plan")
+
+    counting = CountingClient(registry.client)
+    paged, paged_time = timed(lambda: registry_bulk.read_paged(counting, names, registry._call))
+    assert paged == bulk
+    sample = names[:: max(1, len(names) // (50 if quick else PER_MODEL_SAMPLE))]
+    _, sample_time = timed(lambda: [registry.model(name) for name in sample])
+    per_model = sample_time / len(sample) * len(names)
+
+    # Behind the tool's back: a prod champion moved by hand must show at once (no cache).
+    registry.client.set_registered_model_alias(
+        f"prod.{model_name(TWO_VERSIONS_EVERY)}", CHAMPION, "1"
+    )
+    after = compute(load_repository(root), Registry(uri, registry.default_artifact_root))
+    seen = sum(1 for s in after if s.drift) == drift + 1
+
+    count = f"{models:,} x 3 = {len(names):,}"
+    pages = -(-len(names) // registry_bulk.NAMES_PER_STATEMENT)
+    table = Table(f"state at scale: {count} registered models, sqlite")
+    table.add(f"load {len(names):,} manifests", seconds(load_time))
+    table.add(
+        "registry read (direct SQL)",
+        seconds(bulk_time),
+        f"{seconds(paged_time)} client paging",
+        f"{paged_time / bulk_time:.1f}x",
+    )
+    table.add(
+        "registry calls",
+        f"{statements} SQL statements",
+        f"{counting.calls} client calls",
+        target="grow with pages",
+        passed=statements <= pages * 5 + 1,
+    )
+    table.add(
+        f"  per {registry_bulk.NAMES_PER_STATEMENT}-name page",
+        f"{statements / pages:.1f} statements",
+        f"{len(names) / max(counting.calls, 1):.0f} models/call",
+    )
+    table.add(
+        "status, library (load + compare)",
+        seconds(status_time),
+        f"{seconds(per_model)} one read per model (extrapolated from {len(sample)})",
+        f"{per_model / status_time:.0f}x",
+        f"<= {TARGET_SECONDS:.0f} s" if models >= 10_000 else "",
+        status_time <= TARGET_SECONDS if models >= 10_000 else None,
+    )
+    for command, code, wall in (("status", status_code, status_cli), ("plan", plan_code, plan_cli)):
+        table.add(
+            f"promote {command} (CLI, exit {code})",
+            seconds(wall),
+            target=f"<= {TARGET_SECONDS:.0f} s" if models >= 10_000 else "",
+            passed=wall <= TARGET_SECONDS if models >= 10_000 else None,
+        )
+    table.add(
+        "drift found / changed behind the back seen",
+        f"{drift} / {'yes' if seen else 'NO'}",
+        target="all / yes",
+        passed=seen,
+    )
+    table.print()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="1,000 models only, small sample")
+    parser.add_argument("--sizes", type=int, nargs="+", default=None)
+    options = parser.parse_args()
+    sizes = options.sizes or ([1000] if options.quick else [1000, 10_000])
+    os.environ["MLFLOW_SQLALCHEMYSTORE_POOLCLASS"] = "NullPool"
+    work = Path(tempfile.mkdtemp(prefix="promote-bench-state-"))
+    try:
+        template = template_registry(work)
+        counter = StatementCounter()
+        for models in sizes:
+            measure(models, template, work, counter, options.quick)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
