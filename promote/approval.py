@@ -163,11 +163,12 @@ def _authorize_spec(repo: Repository, spec: ModelSpec, api: GitHubClient) -> Aut
     rule = config.approval
     assert rule is not None
     display = repo.relative(spec.path)
-    commit = git.run_git(repo.root, "log", "-1", "--format=%H", "HEAD", "--", display)
-    if not commit:
+    commits = _commits_that_brought(repo, display)
+    if not commits:
         raise ApprovalRefused(f"{display}: no commit on {config.protected_branch} changed it")
+    commit = commits[0]
     try:
-        pull = _merged_pull_request(api, commit, config.protected_branch)
+        pull = _merged_pull_request(api, commits, config.protected_branch)
         if pull is None:
             raise ApprovalRefused(
                 f"{display}: changed by {commit[:12]}, which no merged pull request into "
@@ -193,9 +194,32 @@ def _authorize_spec(repo: Repository, spec: ModelSpec, api: GitHubClient) -> Aut
     return Authorization(spec.environment, spec.model, pull.url or f"#{pull.number}", approvers)
 
 
-def _merged_pull_request(api: GitHubClient, commit: str, branch: str) -> PullRequest | None:
-    merged = [p for p in api.pulls_for_commit(commit) if p.merged and p.base_ref == branch]
-    return max(merged, key=lambda p: p.number) if merged else None
+def _commits_that_brought(repo: Repository, relative: str) -> list[str]:
+    """The commit that last changed `relative`, then the merge that brought it onto the branch.
+
+    GitHub associates a pull request with both; asking about the change first and the merge
+    second finds it whether the PR was merged, squashed or rebased.
+    """
+    change = git.run_git(repo.root, "log", "-1", "--format=%H", "HEAD", "--", relative)
+    if not change:
+        return []
+    first_parents = git.run_git(repo.root, "rev-list", "--first-parent", "HEAD").split()
+    if change in first_parents:
+        return [change]
+    descendants = set(
+        git.run_git(repo.root, "rev-list", "--ancestry-path", f"{change}..HEAD").split()
+    )
+    merges = [c for c in first_parents if c in descendants]  # newest first
+    return [change, merges[-1]] if merges else [change]
+
+
+def _merged_pull_request(api: GitHubClient, commits: list[str], branch: str) -> PullRequest | None:
+    """The latest pull request merged into `branch` that GitHub associates with the commits."""
+    for commit in commits:
+        merged = [p for p in api.pulls_for_commit(commit) if p.merged and p.base_ref == branch]
+        if merged:
+            return max(merged, key=lambda p: p.number)
+    return None
 
 
 def count_approvals(

@@ -212,6 +212,15 @@ def test_a_manifest_change_without_a_merged_pull_request_refuses(change: MergedC
     assert "no merged pull request into main contains" in message
 
 
+def test_the_pull_request_is_found_from_its_merge_commit_too(change: MergedChange) -> None:
+    change.github.commit_pulls = {change.merge_commit: [PR]}
+    message = refused(change, change.context())
+    assert f"PR #{PR} has 0 of 1 required approvals" in message
+    asked = [path for _, path, _ in change.github.requests if "/commits/" in path]
+    assert len(asked) == 2
+    assert change.branch_commit in asked[0] and change.merge_commit in asked[1]
+
+
 @pytest.mark.parametrize(
     ("changes", "expected"),
     [
@@ -266,8 +275,9 @@ def test_break_glass_promotes_from_a_laptop_and_is_recorded(
     assert "--break-glass" in refusal.stderr
     assert prod_champion(change.world) == 1
 
-    empty = change.world.cli("apply", "--env", "prod", "--break-glass", "  ")
-    assert empty.returncode == 2 and "give the reason" in empty.stderr
+    with pytest.raises(InputError, match="give the reason") as empty:
+        change.world.pipeline().apply("prod", break_glass="  ", context=change.context())
+    assert empty.value.exit_code == 2
 
     done = change.world.cli("apply", "--env", "prod", "--break-glass", "INC-42: fraud spike")
     assert done.returncode == 0, done.stderr
