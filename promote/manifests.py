@@ -24,6 +24,8 @@ ENVIRONMENTS_DIR = "environments"
 ENVIRONMENT_FILE = "environment.yaml"
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 COMMIT_PATTERN = r"^[0-9a-f]{40}$"
+# Already normal and safely relative: no empty, `.` or `..` part, no `~`, no backslash.
+_PLAIN_RELATIVE_PATH = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*(?:/[A-Za-z0-9_][A-Za-z0-9_.-]*)*")
 # The same safe subset of YAML, through libyaml when PyYAML was built with it.
 _FAST_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 ParamValue = str | int | float | bool
@@ -35,6 +37,8 @@ class _Strict(BaseModel):
 
 def _relative_path(value: str, what: str) -> str:
     """Paths in manifests stay inside the checkout or data root: no absolute paths, no `..`."""
+    if _PLAIN_RELATIVE_PATH.fullmatch(value):
+        return value  # the common case, decided without pathlib: thousands of manifests
     path = PurePosixPath(value)
     if (
         not value
