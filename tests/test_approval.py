@@ -318,3 +318,25 @@ def test_a_malformed_approval_rule_is_bad_input(
     assert completed.returncode == 2
     assert f"environments/prod/environment.yaml: {field}: " in completed.stderr
     assert problem in completed.stderr
+
+
+def test_the_cli_reads_the_merge_event_from_the_actions_environment(
+    change: MergedChange, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the apply workflow does: the context comes from GITHUB_* variables only."""
+    change.review("bob", commit=change.earlier_commit)
+    for name, value in {
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_EVENT_NAME": "push",
+        "GITHUB_EVENT_PATH": str(change.event_path),
+        "GITHUB_REF": "refs/heads/main",
+        "GITHUB_SHA": change.merge_commit,
+    }.items():
+        monkeypatch.setenv(name, value)
+    before = change.world.snapshot()
+    completed = change.world.cli("apply", "--env", "prod")
+    assert completed.returncode == 1
+    [line] = [text for text in completed.stderr.splitlines() if text.startswith("error:")]
+    assert line.startswith(f"error: {PROD_MANIFEST}: PR #{PR} has 0 of 1 required approvals")
+    assert "bob approved" in line and "(stale)" in line
+    assert change.world.snapshot() == before
