@@ -39,7 +39,9 @@ _PATTERNS = (
     # AWS access key ids: long-term (AKIA) and temporary (ASIA) credentials.
     re.compile(r"(?P<secret>\b(?:AKIA|ASIA)[A-Z0-9]{16}\b)"),
     # `Authorization: Basic ...` / `Bearer ...` headers echoed by HTTP libraries.
-    re.compile(r"(?i)\bauthorization['\"]?\s*[:=]\s*['\"]?(?:basic|bearer|token)\s+(?P<secret>[^\s'\",]+)"),
+    re.compile(
+        r"(?i)\bauthorization['\"]?\s*[:=]\s*['\"]?(?:basic|bearer|token)\s+(?P<secret>[^\s'\",]+)"
+    ),
     # aws_secret_access_key = ... in config files or debug output.
     re.compile(r"(?i)aws_secret_access_key['\"]?\s*[=:]\s*['\"]?(?P<secret>[A-Za-z0-9/+=]{16,})"),
     # scheme://user:password@host -> scheme://user:***@host (the user name helps debugging).
