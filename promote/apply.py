@@ -261,6 +261,7 @@ class Pipeline:
         self._verify_stored(source)
         source_lineage = self.registry.lineage(source.run_id)
         config = spec.config
+        failpoint("before-training")
         reusable = self.registry.reusable_run(config.name, spec.digest)
         if reusable is not None:
             self.report(

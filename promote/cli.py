@@ -6,6 +6,7 @@ Library modules are imported inside the commands so that `promote --help` stays 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -33,6 +34,12 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
+REGISTRY_RETRY_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "4",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "60",
+}
 JsonOption = typer.Option(False, "--json", help="Print the result as JSON.")
 EnvOption = typer.Option(..., "--env", help="Environment name (dev, staging, prod, ...).")
 
@@ -69,6 +76,10 @@ def main(
 ) -> None:
     context.obj = Settings(repo=repo, registry_uri=registry)
     redact_log_records()
+    # MLflow retries an unreachable server with backoff for minutes by default; a pipeline
+    # should give up sooner and say so. Explicit settings in the environment still win.
+    for name, value in REGISTRY_RETRY_DEFAULTS.items():
+        os.environ.setdefault(name, value)
 
 
 def echo(message: str = "", err: bool = False) -> None:
@@ -304,7 +315,7 @@ def status(
                     s.model,
                     s.status,
                     s.champion,
-                    "; ".join([*s.drift, *([s.lock] if s.lock else [])]) or s.detail,
+                    "; ".join([*(s.drift or [s.detail]), *([s.lock] if s.lock else [])]),
                 )
                 for s in states
             ],

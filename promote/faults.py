@@ -16,6 +16,7 @@ FAILPOINT_VARIABLE = "PROMOTE_FAILPOINT"
 CRASH_EXIT_CODE = 137  # what a shell reports for a process killed by SIGKILL
 WAIT_LIMIT_SECONDS = 120
 POINTS = (
+    "before-training",
     "after-training",
     "after-register",
     "after-verdict",

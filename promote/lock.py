@@ -141,4 +141,8 @@ def hold(
     try:
         yield owner
     finally:
-        release(registry, registered_name, owner)
+        try:
+            release(registry, registered_name, owner)
+        except Exception:  # registry gone: the next apply frees a dead owner's lock, or unlock
+            if on_wait is not None:
+                on_wait(f"{registered_name}: could not release the lock (registry unreachable)")

@@ -6,6 +6,7 @@ MLflow is imported lazily here and nowhere on the CLI's start-up path.
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 import time
 import uuid
@@ -21,6 +22,10 @@ from promote.faults import failpoint
 from promote.lineage import LINEAGE_ARTIFACT, MODEL_ARTIFACT_DIR, Lineage, artifact_digest
 from promote.redact import redact, redact_mapping
 
+# How MLflow's REST client words a server it could not reach (after its own retries).
+_UNREACHABLE_MARKERS = re.compile(
+    r"Max retries exceeded|Connection refused|Failed to establish|timed out|ConnectionError"
+)
 CHAMPION = "champion"
 PREVIOUS = "previous"
 # Version tags (contract: other tools rely on these names).
@@ -121,7 +126,16 @@ class Registry:
         try:
             return function(*args, **kwargs)
         except MlflowException as exc:
-            raise ExternalError(f"registry: {what} failed: {exc.message.splitlines()[0]}") from None
+            raise self._failure(what, exc) from None
+
+    def _failure(self, what: str, exc: Exception) -> ExternalError:
+        first_line = (str(exc).splitlines() or [exc.__class__.__name__])[0]
+        if _UNREACHABLE_MARKERS.search(str(exc)):
+            return ExternalError(
+                f"registry {redact(self.tracking_uri)} unreachable, gave up after retries "
+                f"with backoff: {what} failed; nothing further was written"
+            )
+        return ExternalError(f"registry: {what} failed: {first_line}")
 
     @staticmethod
     def _is_missing(exc: Exception) -> bool:
@@ -219,6 +233,8 @@ class Registry:
                     tracking_uri=self.tracking_uri,
                 )
             except Exception as exc:  # MLflow raises several types for a missing artifact
+                if _UNREACHABLE_MARKERS.search(str(exc)):
+                    raise self._failure(f"reading the lineage of run {run_id}", exc) from None
                 raise ExternalError(
                     f"registry: run {run_id} has no lineage record ({exc.__class__.__name__})"
                 ) from None
