@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from promote import gates as gate_rules
 from promote.errors import InputError
 from promote.gates import GateResult
-from promote.manifests import Gates, Manifest, Repository
+from promote.manifests import Gates, ModelSpec, Repository
 
 if TYPE_CHECKING:
     from promote.plan import ModelState
@@ -79,7 +79,6 @@ def row_for_state(repo: Repository, registry: Registry, state: ModelState) -> Ro
     manifest = spec.manifest
     model = registry.model(state.registered_name)
     champion = model.champion if model else None
-    gates = manifest.gates.merged_over(repo.environment(spec.environment).gates)
     candidate: Version | None
     baseline: Version | None = champion
     if state.action is Action.BUILD and manifest.source is not None:
@@ -95,7 +94,7 @@ def row_for_state(repo: Repository, registry: Registry, state: ModelState) -> Ro
         baseline = model.version(model.aliases.get(PREVIOUS)) if model else None
         version = f"v{state.champion}" if state.champion else "none"
     commit = manifest.code.commit or (champion.tags.get(TAG_COMMIT, "") if champion else "")
-    metrics, gate_results = _metrics_and_gates(registry, candidate, baseline, gates)
+    metrics, gate_results = _metrics_and_gates(registry, candidate, baseline, spec.gates)
     return Row(
         spec.environment,
         spec.model,
@@ -109,29 +108,12 @@ def row_for_state(repo: Repository, registry: Registry, state: ModelState) -> Ro
 
 
 def proposal_row(repo: Repository, registry: Registry, proposal: Proposal) -> Row:
-    """The row a proposed manifest will produce in its environment's plan."""
-    manifest: Manifest = proposal.manifest
-    assert manifest.source is not None and manifest.code.commit is not None
+    """The row the proposed manifest will have in its environment's plan once merged."""
+    from promote.plan import model_state
+
     config = repo.environment(proposal.environment)
-    source_name = repo.registered_name(manifest.source.environment, proposal.model)
-    source_model = registry.model(source_name)
-    source = source_model.version(manifest.source.version) if source_model else None
-    target = registry.model(repo.registered_name(proposal.environment, proposal.model))
-    champion = target.champion if target else None
-    verb = "rebuild" if config.training == "retrain" else "copy"
-    metrics, gate_results = _metrics_and_gates(
-        registry, source, champion, manifest.gates.merged_over(config.gates)
-    )
-    return Row(
-        proposal.environment,
-        proposal.model,
-        "build",
-        f"{verb} {proposal.source_ref} at {manifest.code.commit[:12]}",
-        f"{manifest.source.environment} v{manifest.source.version} → new",
-        manifest.code.commit,
-        metrics,
-        gate_results,
-    )
+    spec = ModelSpec(config, proposal.manifest, repo.root / proposal.path)
+    return row_for_state(repo, registry, model_state(repo, registry, spec, verify=False))
 
 
 def _markdown() -> Any:
