@@ -299,13 +299,15 @@ def status(
     as_json: bool = JsonOption,
 ) -> None:
     """Every model in every environment: in sync, pending or drifted (exit 1 on drift)."""
-    from promote.plan import compute
+    from promote.plan import compute, unmanaged
 
     settings: Settings = context.obj
     with handled():
-        states = compute(settings.repository(), settings.registry(), env, verify=verify)
+        repo, registry = settings.repository(), settings.registry()
+        states = compute(repo, registry, env, verify=verify)
+        strays = unmanaged(repo, registry, env)
     if as_json:
-        emit_json([s.to_json() for s in states])
+        emit_json([*(s.to_json() for s in states), *(u.to_json() for u in strays)])
     else:
         table(
             ["ENV", "MODEL", "STATUS", "CHAMPION", "DETAIL"],
@@ -318,9 +320,11 @@ def status(
                     "; ".join([*(s.drift or [s.detail]), *([s.lock] if s.lock else [])]),
                 )
                 for s in states
-            ],
+            ]
+            + [(u.environment, u.registered_name, "drifted", None, u.problem) for u in strays],
         )
-    raise typer.Exit(1 if any(s.status in ("drifted", "rejected") for s in states) else 0)
+    drifted = strays or any(s.status in ("drifted", "rejected") for s in states)
+    raise typer.Exit(1 if drifted else 0)
 
 
 def _print_report(report: Any, as_json: bool) -> None:

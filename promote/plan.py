@@ -19,6 +19,7 @@ from promote.registry import (
     TAG_COMMIT,
     TAG_DIRTY,
     TAG_EXPECTED_CHAMPION,
+    TAG_MANAGED,
     TAG_MANIFEST_DIGEST,
     TAG_REASON,
     VERDICT_PASSED,
@@ -95,6 +96,8 @@ def drift_of(model: RegisteredModel | None, registry: Registry, verify: bool) ->
     if model is None:
         return []
     problems = []
+    if model.tags.get(TAG_MANAGED) != "true":
+        problems.append("registered model was not created by the pipeline (no promote.managed)")
     champion = model.champion
     expected = model.tags.get(TAG_EXPECTED_CHAMPION)
     # A move the pipeline recorded (intent tags) but whose history event never came is a crash
@@ -277,3 +280,46 @@ def compute(
     names |= {lock_name(name) for name in names}
     models = registry.models(sorted(names))
     return [model_state(repo, registry, spec, verify, models) for spec in specs]
+
+
+@dataclass(frozen=True)
+class Unmanaged:
+    """A registered model in a pipeline-owned environment that no manifest declares."""
+
+    environment: str
+    registered_name: str
+
+    @property
+    def problem(self) -> str:
+        return (
+            f"{self.registered_name} was registered outside the pipeline: no manifest declares it"
+        )
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "environment": self.environment,
+            "registered_model": self.registered_name,
+            "status": "drifted",
+            "drift": [self.problem],
+        }
+
+
+def unmanaged(
+    repo: Repository, registry: Registry, environment: str | None = None
+) -> list[Unmanaged]:
+    """Registered models under an environment above dev that no manifest declares.
+
+    MLflow lets anyone with create rights register `prod.anything`; only the pipeline should.
+    """
+    found = []
+    for config in repo.ordered_environments():
+        if config.promotes_from is None or environment not in (None, config.name):
+            continue
+        prefix = config.model_name.format(env=config.name, model="")
+        if not config.model_name.endswith("{model}") or not prefix:
+            continue  # names not grouped by a prefix cannot be listed by one
+        declared = {repo.registered_name(config.name, s.model) for s in repo.specs_in(config.name)}
+        found += [
+            Unmanaged(config.name, name) for name in registry.names(prefix) if name not in declared
+        ]
+    return found

@@ -197,6 +197,18 @@ class Registry:
                 return sorted(versions, key=lambda v: v.version)
 
     def names(self, prefix: str = "") -> list[str]:
+        """Every registered model name that starts with `prefix`, read live."""
+        from promote import registry_bulk
+
+        if registry_bulk.is_sql_store(self.tracking_uri):
+            if registry_bulk.sqlite_file_missing(self.tracking_uri):
+                return []
+            from sqlalchemy.exc import SQLAlchemyError
+
+            try:
+                return registry_bulk.read_names_sql(self.tracking_uri, prefix)
+            except SQLAlchemyError:
+                pass  # not this MLflow version's schema: the client knows what to do
         found: list[str] = []
         token = None
         filter_string = f"name LIKE '{prefix}%'" if prefix else None

@@ -212,3 +212,22 @@ def _pages(call: Callable[..., Any], search: Callable[..., Any], **options: Any)
         token = page.token
         if not token:
             return
+
+
+def read_names_sql(tracking_uri: str, prefix: str) -> list[str]:
+    """Registered model names starting with `prefix`, in one statement on a SQL store."""
+    import sqlalchemy as sa
+    from sqlalchemy.pool import NullPool
+
+    models = _tables()["models"]
+    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    engine = sa.create_engine(tracking_uri, poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            statement = sa.select(models.c.name).where(
+                models.c.workspace == DEFAULT_WORKSPACE,
+                models.c.name.like(f"{escaped}%", escape="\\"),
+            )
+            return sorted(row[0] for row in connection.execute(statement))
+    finally:
+        engine.dispose()

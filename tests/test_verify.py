@@ -53,3 +53,24 @@ def test_history_lists_promotions_with_versions_and_commits(promoted: World) -> 
     assert event["source"] == "staging/1"
     table = promoted.cli("history", MODEL, "--env", "prod")
     assert "promote" in table.stdout and event["commit"][:12] in table.stdout
+
+
+def test_models_and_versions_made_outside_the_pipeline_are_flagged(promoted: World) -> None:
+    client = promoted.registry.client
+    client.create_registered_model("prod.shadow")
+    prod = promoted.registry.model(f"prod.{MODEL}")
+    assert prod is not None and prod.champion is not None
+    client.create_model_version(f"prod.{MODEL}", prod.champion.source, prod.champion.run_id)
+    status = promoted.cli("status", "--json")
+    assert status.returncode == 1
+    rows = {(row["environment"], row["registered_model"]): row for row in json.loads(status.stdout)}
+    assert rows[("prod", "prod.shadow")]["drift"] == [
+        "prod.shadow was registered outside the pipeline: no manifest declares it"
+    ]
+    assert (
+        "v2 was not registered by the pipeline (no promote.code.commit)"
+        in rows[("prod", f"prod.{MODEL}")]["drift"]
+    )
+    foreign = promoted.cli("verify", MODEL, "--env", "prod", "--version", "2")
+    assert foreign.returncode == 1
+    assert "FAIL registered by the pipeline: missing promote.code.commit" in foreign.stdout
