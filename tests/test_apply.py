@@ -119,3 +119,33 @@ def test_champion_moved_by_hand_is_drift_and_apply_moves_it_back(promoted: World
     staging = promoted.registry.model(f"staging.{MODEL}")
     assert staging is not None and staging.aliases[CHAMPION] == 2
     assert promoted.cli("status").returncode == 0
+
+
+def test_promote_rollback_proposes_the_previous_manifest(promoted: World) -> None:
+    from promote import git
+    from promote.quickstart import merge
+
+    promoted.train_dev(C=0.2)
+    promoted.promote("staging")
+    assert promoted.promote("prod").ok
+    head = git.head_commit(promoted.repo)
+    proposed = promoted.cli("rollback", MODEL, "--env", "prod", "--json")
+    assert proposed.returncode == 0, proposed.stderr
+    assert git.head_commit(promoted.repo) == head  # a proposal only: main is untouched
+    branch = f"promote/prod/{MODEL}-rollback-v1"
+    merge(promoted.repo, branch, "Merge rollback")
+    runs_before = promoted.snapshot()["runs"]
+    result = promoted.pipeline().apply("prod")
+    assert result.ok and [o.action for o in result.outcomes] == ["rollback"]
+    prod = promoted.registry.model(f"prod.{MODEL}")
+    assert prod is not None and prod.aliases == {CHAMPION: 1, PREVIOUS: 2}
+    assert promoted.snapshot()["runs"] == runs_before
+
+
+def test_rollback_without_a_previous_version_is_bad_input(promoted: World) -> None:
+    result = promoted.cli("rollback", MODEL, "--env", "prod")
+    assert result.returncode == 2
+    assert (
+        result.stderr.strip()
+        == f"error: prod.{MODEL}: previous: no previous version to roll back to"
+    )
