@@ -393,16 +393,18 @@ def history(
         emit_json(events)
         return
     table(
-        ["TIME", "ACTION", "VERSION", "PREVIOUS", "COMMIT", "ACTOR", "REASON"],
+        ["TIME", "ACTION", "VERSION", "PREVIOUS", "COMMIT", "ACTOR", "APPROVED BY", "PR", "REASON"],
         [
             (
                 e["time"],
-                e["action"],
+                e["action"] + (" BREAK-GLASS" if e.get("break_glass") else ""),
                 e["version"],
                 e.get("previous"),
                 e["commit"][:12],
                 e["actor"],
-                e["reason"][:80],
+                ",".join(e.get("approvers") or []),
+                e.get("pull_request") or "",
+                (e.get("break_glass") or e["reason"])[:80],
             )
             for e in events
         ],
@@ -425,8 +427,8 @@ def rollback(
     if as_json:
         emit_json(proposal.to_json())
         return
-    typer.echo(f"wrote {proposal.path} for {proposal.source_ref} on branch {proposal.branch}")
-    typer.echo("merged, `promote apply` re-points champion to it without rebuilding")
+    echo(f"wrote {proposal.path} for {proposal.source_ref} on branch {proposal.branch}")
+    echo("merged, `promote apply` re-points champion to it without rebuilding")
 
 
 @app.command()
@@ -445,7 +447,7 @@ def unlock(
         registered = repo.registered_name(env, name)
         held = lock.read(registry, registered)
         if held is None:
-            typer.echo(f"{registered} is not locked")
+            echo(f"{registered} is not locked")
             return
         if not held.stale and not force:
             raise InputError(
@@ -455,7 +457,7 @@ def unlock(
                 "it may still be running: wait, or pass --force",
             )
         lock.release(registry, registered, owner=None)
-    typer.echo(f"released the lock on {registered} held by {held.owner}")
+    echo(f"released the lock on {registered} held by {held.owner}")
 
 
 @app.command()
