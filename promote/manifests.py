@@ -169,6 +169,16 @@ class Code(_Strict):
     entrypoint: str
     params: dict[str, ParamValue] = Field(default_factory=dict)
 
+    @field_validator("repo")
+    @classmethod
+    def _repo(cls, value: str) -> str:
+        # A URL with a user:password (or token) part would put a secret into git and lineage.
+        if re.match(r"^[a-z][a-z0-9+.-]*://[^/@]*:[^/@]*@", value):
+            raise ValueError("must not carry credentials: configure a git credential helper")
+        if value.startswith("-"):
+            raise ValueError("must be '.', a path or a git URL")
+        return value
+
     @field_validator("entrypoint")
     @classmethod
     def _entrypoint(cls, value: str) -> str:

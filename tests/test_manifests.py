@@ -154,3 +154,17 @@ def test_a_manifest_can_tighten_its_environments_gates_but_not_relax_them(layout
     assert (gates.metrics["auc"].min, gates.metrics["auc"].max) == (0.8, 0.99)
     assert gates.metrics["loss"].max == 0.3
     assert gates.max_artifact_mb == 10
+
+
+@pytest.mark.parametrize(
+    "repo", ["https://user:ghp_abcdefabcdef@github.example/org/code.git", "--upload-pack=touch x"]
+)
+def test_code_repositories_with_credentials_or_options_are_refused(layout: Path, repo: str) -> None:
+    path = layout / "environments/prod/churn.yaml"
+    body = yaml.safe_load(path.read_text())
+    body["code"]["repo"] = repo
+    path.write_text(yaml.safe_dump(body))
+    with pytest.raises(InputError) as caught:
+        load_repository(layout)
+    assert str(caught.value).startswith("environments/prod/churn.yaml: code.repo: must")
+    assert "ghp_" not in str(caught.value)
