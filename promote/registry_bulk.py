@@ -44,19 +44,24 @@ class Rows:
     version_tags: list[tuple[str, int, str, str]] = field(default_factory=list)  # name, v, k, val
 
     def assemble(self) -> dict[str, RegisteredModel]:
+        # Rows of a model that was not among the models read (created between two pages, or
+        # between two statements where the database allows phantoms) wait for the next read.
         aliases: dict[str, dict[str, int]] = {name: {} for name in self.models}
         model_tags: dict[str, dict[str, str]] = {name: {} for name in self.models}
         version_tags: dict[tuple[str, int], dict[str, str]] = {}
         for name, alias, number in self.aliases:
-            aliases[name][alias] = int(number)
+            if name in aliases:
+                aliases[name][alias] = int(number)
         for name, key, value in self.model_tags:
-            model_tags[name][key] = value
+            if name in model_tags:
+                model_tags[name][key] = value
         for name, number, key, value in self.version_tags:
             version_tags.setdefault((name, int(number)), {})[key] = value
         versions: dict[str, list[Version]] = {name: [] for name in self.models}
         for name, number, source, run_id in sorted(self.versions, key=lambda row: row[:2]):
-            tags = version_tags.get((name, int(number)), {})
-            versions[name].append(Version(name, int(number), source, run_id or "", tags))
+            if name in versions:
+                tags = version_tags.get((name, int(number)), {})
+                versions[name].append(Version(name, int(number), source, run_id or "", tags))
         return {
             name: RegisteredModel(name, aliases[name], model_tags[name], versions[name])
             for name in sorted(self.models)
@@ -90,7 +95,7 @@ def read_sql(tracking_uri: str, names: list[str]) -> dict[str, RegisteredModel]:
     engine = sa.create_engine(tracking_uri, poolclass=NullPool)
     if engine.dialect.name == "sqlite":
         # pysqlite opens no transaction for SELECTs; an explicit BEGIN makes the statements
-        # below one snapshot, so an alias is never read from after a version list it points into.
+        # below read one snapshot, so a write landing between two of them cannot show half.
         sa.event.listen(engine, "connect", _driver_autocommit)
         sa.event.listen(engine, "begin", _begin)
     else:

@@ -18,7 +18,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from promote import registry_bulk
-from promote.registry import CHAMPION, PREVIOUS, RegisteredModel, Registry
+from promote.registry import CHAMPION, PREVIOUS, RegisteredModel, Registry, Version
 
 ENVIRONMENTS = ("dev", "staging", "prod")
 MODELS = ("churn", "fraud", "ltv")
@@ -188,3 +188,15 @@ def test_reads_do_not_grow_with_models(registry: Registry, statements: Statement
         assert models == direct(registry, names)
         client_calls.append(counting.calls)
     assert client_calls == [2, 2]  # one page of registered models, one of versions
+
+
+def test_rows_of_a_model_created_between_two_reads_wait_for_the_next_read() -> None:
+    rows = registry_bulk.Rows(
+        models={"prod.a"},
+        aliases=[("prod.b", CHAMPION, 1)],
+        model_tags=[("prod.b", "promote.managed", "true")],
+        versions=[("prod.b", 1, "file:///b", ""), ("prod.a", 1, "file:///a", "")],
+        version_tags=[("prod.a", 1, "promote.verdict", "passed")],
+    )
+    expected = Version("prod.a", 1, "file:///a", "", {"promote.verdict": "passed"})
+    assert rows.assemble() == {"prod.a": RegisteredModel("prod.a", {}, {}, [expected])}
