@@ -312,7 +312,9 @@ def canonical_digest(body: Any) -> str:
 
 def _read_yaml(path: Path, display: str, cache: ParseCache | None = None) -> dict[str, Any]:
     try:
-        text = path.read_text(encoding="utf-8")
+        # Bytes decoded at once: a text-mode file object costs more than the read (YAML reads
+        # "\r\n" as a line break, as the newline translation of read_text would).
+        text = path.read_bytes().decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(display, None, f"cannot read file ({exc.__class__.__name__})") from None
     if cache is None:
@@ -391,7 +393,7 @@ def load_repository(root: Path) -> Repository:
     _check_environment_order(repo)
     cache = ParseCache.for_repository(root)
     for config in repo.environments.values():
-        for path in sorted((base / config.name).glob("*.y*ml")):
+        for path in sorted((base / config.name).glob("*.y*ml"), key=lambda p: p.name):
             if path.name == ENVIRONMENT_FILE:
                 continue
             display = f"{ENVIRONMENTS_DIR}/{config.name}/{path.name}"  # repo.relative, cheaper
