@@ -233,6 +233,9 @@ def read_names_sql(tracking_uri: str, prefix: str) -> list[str]:
                 models.c.workspace == DEFAULT_WORKSPACE,
                 models.c.name.like(f"{escaped}%", escape="\\"),
             )
-            return sorted(row[0] for row in connection.execute(statement))
+            # SQLite's LIKE ignores ASCII case; registered model names do not.
+            return sorted(
+                name for (name,) in connection.execute(statement) if name.startswith(prefix)
+            )
     finally:
         engine.dispose()
