@@ -16,6 +16,7 @@ changed behind the tool's back, and status must see it.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import shutil
@@ -98,7 +99,8 @@ def fill_registry(path: Path, repo: Repository) -> None:
         champion = champion_version(index)
         models.append((name,))
         model_tags += [(name, TAG_MANAGED, "true"), (name, TAG_EXPECTED_CHAMPION, str(champion))]
-        model_tags.append((name, "promote.event.00000000000000000001.abcdef01", '{"event": "x"}'))
+        event = {"action": "promote", "version": champion, "manifest_digest": spec.digest}
+        model_tags.append((name, "promote.event.00000000000000000001.abcdef01", json.dumps(event)))
         for number in range(1, champion + 1):
             digest = spec.digest if number == champion else f"an-older-manifest-{number}"
             versions.append((name, number, f"file:///artifacts/{name}/{number}", f"{number:032x}"))
