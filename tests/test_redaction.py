@@ -114,7 +114,8 @@ def test_cli_errors_do_not_print_a_password_in_the_tracking_uri(
     uri = f"http://promote:{PASSWORD}@127.0.0.1:{free_port()}"
     completed = world.cli("--registry", uri, "status")
     assert completed.returncode == 1
-    assert completed.stderr.startswith("error: registry:")
+    assert completed.stderr.startswith("error: registry ")
+    assert "unreachable, gave up after retries" in completed.stderr
     _assert_clean(completed.stdout + completed.stderr)
 
 
