@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from promote.errors import ExternalError, InputError
+from promote.redact import redact
 
 DEFAULT_API_URL = "https://api.github.com"
 DEFAULT_TIMEOUT_SECONDS = 10.0
@@ -137,7 +138,8 @@ class GitHubClient:
             headers["Authorization"] = f"Bearer {self._token}"
         data = None
         if body is not None:
-            data = json.dumps(body).encode()
+            # PR bodies and comments quote lineage and plans: nothing secret may leave in them.
+            data = redact(json.dumps(body)).encode()
             headers["Content-Type"] = "application/json"
         where = f"GitHub API {method} {path.split('?')[0]}"
         request = urllib.request.Request(

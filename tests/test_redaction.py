@@ -3,8 +3,10 @@ searched for in everything promote prints, logs and writes to the registry."""
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
+from typing import Any
 
 import pytest
 from conftest import MODEL, World
@@ -184,3 +186,19 @@ def test_tags_written_through_the_registry_are_masked(trained: World) -> None:
     text = _registry_text(trained)
     assert f"https://x:{MASK}@h failed" in text
     _assert_clean(text)
+
+
+def test_pull_request_bodies_and_comments_leave_without_secrets(
+    github: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from promote.github import GitHubClient
+
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+    github.add_pull(7, "alice", "a" * 40, head_ref="promote/prod/churn-v2", base_ref="main")
+    client = GitHubClient.from_environ(github.full_name)
+    leaky = f"plan with key {SECRET_KEY}, token {GITHUB_TOKEN} via http://u:{PASSWORD}@host"
+    client.upsert_comment(7, "<!-- promote plan -->", f"<!-- promote plan -->\n{leaky}")
+    client.update_pull_request(7, "Promote churn", leaky)
+    sent = json.dumps([github.comments, github.pulls])
+    _assert_clean(sent)
+    assert MASK in sent
