@@ -314,6 +314,8 @@ def main() -> None:
     sizes = options.sizes or ([1000] if options.quick else [1000, 10_000])
     os.environ["MLFLOW_SQLALCHEMYSTORE_POOLCLASS"] = "NullPool"
     work = Path(tempfile.mkdtemp(prefix="promote-bench-state-"))
+    # Parsed manifests are cached per repository: keep this run's cache in its own folder.
+    os.environ["XDG_CACHE_HOME"] = str(work / "cache")
     try:
         template = template_registry(work)
         counter = StatementCounter()
