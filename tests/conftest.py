@@ -8,6 +8,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,8 @@ from promote.registry import Registry, default_tracking_uri
 MODEL = "churn"
 # Fresh connections for every registry call: tests swap the sqlite file between cases.
 os.environ["MLFLOW_SQLALCHEMYSTORE_POOLCLASS"] = "NullPool"
+# Caches (parsed manifests, cloned code repositories) go to a folder of this run, not ~/.cache.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="promote-tests-cache-")
 
 
 def free_port() -> int:

@@ -176,9 +176,7 @@ def _python_with_other_library_version(folder: Path, library_version: str) -> st
         f"Metadata-Version: 2.1\nName: scikit-learn\nVersion: {library_version}\n"
     )
     wrapper = folder / "python"
-    wrapper.write_text(
-        f'#!/bin/sh\nPYTHONPATH="{folder / "site"}" exec "{sys.executable}" "$@"\n'
-    )
+    wrapper.write_text(f'#!/bin/sh\nPYTHONPATH="{folder / "site"}" exec "{sys.executable}" "$@"\n')
     wrapper.chmod(wrapper.stat().st_mode | stat.S_IEXEC)
     return str(wrapper)
 
