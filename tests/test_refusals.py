@@ -63,6 +63,19 @@ def rejected_apply(world: World, environment: str, expected: str) -> None:
     assert world.snapshot() == snapshot
 
 
+def pin_staging_by_hand(world: World, dev_version: int, commit: str) -> None:
+    """A staging manifest written without `promote model`, as a person could."""
+    world.edit_yaml(
+        STAGING_MANIFEST,
+        lambda body: body.update(
+            model=MODEL,
+            source={"environment": "dev", "version": dev_version},
+            code={"entrypoint": f"models/{MODEL}/train.py", "commit": commit, "params": {}},
+            data={"path": MODEL},
+        ),
+    )
+
+
 def test_dirty_working_tree_can_be_trained_but_never_promoted(trained: World) -> None:
     entrypoint = trained.repo / "models" / MODEL / "train.py"
     entrypoint.write_text(entrypoint.read_text() + "\n# an uncommitted experiment\n")
@@ -73,15 +86,7 @@ def test_dirty_working_tree_can_be_trained_but_never_promoted(trained: World) ->
     # A manifest written by hand for the dirty version is refused by apply too.
     git.run_git(trained.repo, "checkout", "--", ".")
     commit = git.head_commit(trained.repo)
-    trained.edit_yaml(
-        STAGING_MANIFEST,
-        lambda body: body.update(
-            model=MODEL,
-            source={"environment": "dev", "version": dirty_version},
-            code={"entrypoint": f"models/{MODEL}/train.py", "commit": commit, "params": {}},
-            data={"path": MODEL},
-        ),
-    )
+    pin_staging_by_hand(trained, dirty_version, commit)
     refused_apply(trained, "staging", "dirty working tree")
 
 
@@ -92,15 +97,7 @@ def test_commit_not_on_the_protected_branch_is_refused(trained: World) -> None:
     side_version = trained.train_dev()
     side_commit = git.head_commit(trained.repo)
     git.run_git(trained.repo, "checkout", "--quiet", "main")
-    trained.edit_yaml(
-        STAGING_MANIFEST,
-        lambda body: body.update(
-            model=MODEL,
-            source={"environment": "dev", "version": side_version},
-            code={"entrypoint": f"models/{MODEL}/train.py", "commit": side_commit, "params": {}},
-            data={"path": MODEL},
-        ),
-    )
+    pin_staging_by_hand(trained, side_version, side_commit)
     refused_apply(trained, "staging", "is not on the protected branch main")
 
 
