@@ -178,16 +178,19 @@ def _python_with_other_library_version(folder: Path, library_version: str) -> st
     return str(wrapper)
 
 
+def _prod_proposed_on_another_library_version(world: World, folder: Path) -> None:
+    """Prod trains on an interpreter reporting scikit-learn 0.0.1; a new version is proposed."""
+    python = _python_with_other_library_version(folder, "0.0.1")
+    world.edit_yaml("environments/prod/environment.yaml", lambda body: body.update(python=python))
+    world.train_dev(C=0.3)
+    world.promote("staging")
+    world.propose_and_merge("prod")
+
+
 def test_pinned_library_mismatch_fails_the_rebuild_before_registering(
     promoted: World, tmp_path: Path
 ) -> None:
-    python = _python_with_other_library_version(tmp_path, "0.0.1")
-    promoted.edit_yaml(
-        "environments/prod/environment.yaml", lambda body: body.update(python=python)
-    )
-    promoted.train_dev(C=0.3)
-    promoted.promote("staging")
-    promoted.propose_and_merge("prod")
+    _prod_proposed_on_another_library_version(promoted, tmp_path)
     before = promoted.snapshot()["model_versions"]
     result = promoted.cli("apply", "--env", "prod")
     assert result.returncode == 1
@@ -203,13 +206,7 @@ def test_unpinned_library_set_difference_fails_the_lineage_match(
     requirements = promoted.repo / "models" / MODEL / "requirements.txt"
     requirements.write_text("scikit-learn\npandas\n")
     promoted.commit("Unpin libraries")
-    python = _python_with_other_library_version(tmp_path, "0.0.1")
-    promoted.edit_yaml(
-        "environments/prod/environment.yaml", lambda body: body.update(python=python)
-    )
-    promoted.train_dev(C=0.3)
-    promoted.promote("staging")
-    promoted.propose_and_merge("prod")
+    _prod_proposed_on_another_library_version(promoted, tmp_path)
     rejected_apply(promoted, "prod", "libraries differs: ")
     rejected = promoted.registry.model(f"prod.{MODEL}")
     assert rejected is not None
