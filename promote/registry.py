@@ -173,11 +173,9 @@ class Registry:
         if registry_bulk.is_sql_store(self.tracking_uri):
             if registry_bulk.sqlite_file_missing(self.tracking_uri):
                 return {}
-            from sqlalchemy.exc import SQLAlchemyError
-
             try:
                 return registry_bulk.read_sql(self.tracking_uri, names)
-            except SQLAlchemyError:
+            except registry_bulk.SchemaUnknown:
                 pass  # no schema yet, or not this MLflow version's: the client knows what to do
         return registry_bulk.read_paged(self.client, names, self._call)
 
@@ -203,11 +201,9 @@ class Registry:
         if registry_bulk.is_sql_store(self.tracking_uri):
             if registry_bulk.sqlite_file_missing(self.tracking_uri):
                 return []
-            from sqlalchemy.exc import SQLAlchemyError
-
             try:
                 return registry_bulk.read_names_sql(self.tracking_uri, prefix)
-            except SQLAlchemyError:
+            except registry_bulk.SchemaUnknown:
                 pass  # not this MLflow version's schema: the client knows what to do
         found: list[str] = []
         token = None

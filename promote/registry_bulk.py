@@ -2,19 +2,24 @@
 
 `Registry.models` reads here, by one of two paths that return the same thing:
 
-- a SQL store (sqlite, PostgreSQL, MySQL, SQL Server): MLflow's own tables, read directly with
-  SQLAlchemy Core in one transaction, five statements per chunk of names;
+- a SQL store (sqlite, PostgreSQL, MySQL, SQL Server): MLflow's own tables, read directly in one
+  read transaction, five statements per chunk of names, or five in all when the names asked
+  for are most of the registry (a scan costs less than thousands of index look-ups);
 - anything else (a tracking server over http): client search calls, paged by name prefix.
 
 Both read the live registry on every call; nothing is cached, so a change made behind the
 pipeline's back (an alias moved, a version added, a tag deleted) is seen by the next read.
-SQLAlchemy and MLflow are imported inside the functions: the CLI's start-up never loads them.
+sqlite, the default, is read with the standard library's driver: importing SQLAlchemy and
+compiling its statements would cost more than the reads. Server databases go through
+SQLAlchemy, imported only then; MLflow is never imported here.
 """
 
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +29,8 @@ from promote.registry import RegisteredModel, Version
 SQL_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
 # Names per IN list: under SQLite's historical 999 bound variables and SQL Server's 2,100.
 NAMES_PER_STATEMENT = 500
+# Asked for at least this share of the registry's models, the tables are read whole.
+SCAN_SHARE = 0.25
 # The largest pages an MLflow server serves for each search.
 MODELS_PER_PAGE = 1000
 VERSIONS_PER_PAGE = 10_000
@@ -31,6 +38,12 @@ VERSIONS_PER_PAGE = 10_000
 DELETED_STAGE = "Deleted_Internal"
 # Single-tenant MLflow keeps every registry row in this workspace.
 DEFAULT_WORKSPACE = "default"
+
+Query = Callable[[str, dict[str, Any]], list[Any]]
+
+
+class SchemaUnknown(Exception):
+    """The tables are not the ones this MLflow version writes: read through the client."""
 
 
 @dataclass
@@ -45,27 +58,24 @@ class Rows:
 
     def assemble(self) -> dict[str, RegisteredModel]:
         # Rows of a model that was not among the models read (created between two pages, or
-        # between two statements where the database allows phantoms) wait for the next read.
-        aliases: dict[str, dict[str, int]] = {name: {} for name in self.models}
-        model_tags: dict[str, dict[str, str]] = {name: {} for name in self.models}
-        version_tags: dict[tuple[str, int], dict[str, str]] = {}
+        # between two statements where the database allows phantoms) wait for the next read;
+        # tags of a version not read (deleted, or not yet read) are left out with it.
+        models = {name: RegisteredModel(name, {}, {}, []) for name in sorted(self.models)}
         for name, alias, number in self.aliases:
-            if name in aliases:
-                aliases[name][alias] = int(number)
+            if name in models:
+                models[name].aliases[alias] = number
         for name, key, value in self.model_tags:
-            if name in model_tags:
-                model_tags[name][key] = value
+            if name in models:
+                models[name].tags[key] = value
+        version_tags: dict[tuple[str, int], dict[str, str]] = {}
         for name, number, key, value in self.version_tags:
-            version_tags.setdefault((name, int(number)), {})[key] = value
-        versions: dict[str, list[Version]] = {name: [] for name in self.models}
-        for name, number, source, run_id in sorted(self.versions, key=lambda row: row[:2]):
-            if name in versions:
-                tags = version_tags.get((name, int(number)), {})
-                versions[name].append(Version(name, int(number), source, run_id or "", tags))
-        return {
-            name: RegisteredModel(name, aliases[name], model_tags[name], versions[name])
-            for name in sorted(self.models)
-        }
+            if name in models:
+                version_tags.setdefault((name, number), {})[key] = value
+        for name, number, source, run_id in sorted(self.versions):  # (name, version) is unique
+            if name in models:
+                tags = version_tags.get((name, number), {})
+                models[name].versions.append(Version(name, number, source, run_id or "", tags))
+        return models
 
 
 def is_sql_store(tracking_uri: str) -> bool:
@@ -75,41 +85,78 @@ def is_sql_store(tracking_uri: str) -> bool:
     return scheme in SQL_SCHEMES and workspaces not in ("1", "true")
 
 
+def _sqlite_file(tracking_uri: str) -> Path | None:
+    """The database file of a plain `sqlite:///path` URI (no driver, no options), else None."""
+    if not tracking_uri.startswith("sqlite:///") or "?" in tracking_uri:
+        return None
+    path = tracking_uri.removeprefix("sqlite:///")
+    return Path(path) if path and path != ":memory:" else None
+
+
 def sqlite_file_missing(tracking_uri: str) -> bool:
     """No registry file yet: nothing is registered, and a read must not create one."""
-    if not tracking_uri.startswith("sqlite:///"):
-        return False
-    path = tracking_uri.removeprefix("sqlite:///").partition("?")[0]
-    return bool(path) and path != ":memory:" and not Path(path).exists()
+    path = _sqlite_file(tracking_uri.partition("?")[0])
+    return path is not None and not path.exists()
 
 
-def read_sql(tracking_uri: str, names: list[str]) -> dict[str, RegisteredModel]:
-    """Read MLflow's registry tables directly, filtered by name, in one read transaction.
-
-    Raises sqlalchemy.exc.SQLAlchemyError when the tables are not the ones this MLflow
-    version writes (no schema yet, an older schema): the caller then reads through the client.
-    """
+@contextmanager
+def _read_transaction(tracking_uri: str, trace: Callable[[str], None] | None) -> Iterator[Query]:
+    """Statements that all read one snapshot of the database; `trace` sees each statement."""
+    path = _sqlite_file(tracking_uri)
+    if path is not None:
+        with _sqlite_transaction(path, trace) as query:
+            yield query
+        return
     import sqlalchemy as sa
     from sqlalchemy.pool import NullPool
 
     engine = sa.create_engine(tracking_uri, poolclass=NullPool)
     if engine.dialect.name == "sqlite":
-        # pysqlite opens no transaction for SELECTs; an explicit BEGIN makes the statements
-        # below read one snapshot, so a write landing between two of them cannot show half.
+        # pysqlite opens no transaction for SELECTs; an explicit BEGIN reads one snapshot.
         sa.event.listen(engine, "connect", _driver_autocommit)
         sa.event.listen(engine, "begin", _begin)
     else:
         engine = engine.execution_options(isolation_level="REPEATABLE READ")
-    tables = _tables()
-    rows = Rows()
+    if trace is not None:
+        sa.event.listen(engine, "before_cursor_execute", lambda *event: trace(event[2]))
     try:
         with engine.connect() as connection:
-            for start in range(0, len(names), NAMES_PER_STATEMENT):
-                chunk = names[start : start + NAMES_PER_STATEMENT]
-                _read_chunk(connection, tables, chunk, rows)
+
+            def query(statement: str, parameters: dict[str, Any]) -> list[Any]:
+                try:
+                    return list(connection.execute(sa.text(statement), parameters).all())
+                except sa.exc.SQLAlchemyError as exc:
+                    raise SchemaUnknown(str(exc)) from None
+
+            yield query
+    except sa.exc.SQLAlchemyError as exc:
+        raise SchemaUnknown(str(exc)) from None
     finally:
         engine.dispose()
-    return rows.assemble()
+
+
+@contextmanager
+def _sqlite_transaction(path: Path, trace: Callable[[str], None] | None) -> Iterator[Query]:
+    try:
+        # Read-only: a read never creates, migrates or locks the registry for writing.
+        connection = sqlite3.connect(
+            f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None
+        )
+    except sqlite3.Error as exc:
+        raise SchemaUnknown(str(exc)) from None
+    connection.set_trace_callback(trace)
+    try:
+
+        def query(statement: str, parameters: dict[str, Any]) -> list[Any]:
+            try:
+                return connection.execute(statement, parameters).fetchall()
+            except sqlite3.Error as exc:
+                raise SchemaUnknown(str(exc)) from None
+
+        query("BEGIN", {})
+        yield query
+    finally:
+        connection.close()  # nothing was written: closing ends the read transaction
 
 
 def _driver_autocommit(dbapi_connection: Any, _record: Any) -> None:
@@ -120,50 +167,64 @@ def _begin(connection: Any) -> None:
     connection.exec_driver_sql("BEGIN")
 
 
-def _tables() -> dict[str, Any]:
-    """The columns read, as MLflow's dbmodels/models.py declares them (no reflection)."""
-    import sqlalchemy as sa
+def read_sql(
+    tracking_uri: str, names: list[str], trace: Callable[[str], None] | None = None
+) -> dict[str, RegisteredModel]:
+    """Read MLflow's registry tables directly, for `names`, in one read transaction.
 
-    def table(name: str, *columns: str) -> Any:
-        return sa.table(name, *(sa.column(c) for c in ("workspace", "name", *columns)))
+    Raises SchemaUnknown when the tables are not the ones this MLflow version writes (no schema
+    yet, an older one): the caller then reads through the client.
+    """
+    wanted = set(names)
+    rows = Rows()
+    with _read_transaction(tracking_uri, trace) as query:
+        workspace = {"workspace": DEFAULT_WORKSPACE}
+        (registered,) = query(
+            "SELECT COUNT(*) FROM registered_models WHERE workspace = :workspace", workspace
+        )[0]
+        if len(wanted) >= registered * SCAN_SHARE:
+            _read_rows(query, workspace, "", wanted, rows)
+        else:
+            ordered = sorted(wanted)
+            for start in range(0, len(ordered), NAMES_PER_STATEMENT):
+                chunk = ordered[start : start + NAMES_PER_STATEMENT]
+                parameters = {f"n{index}": name for index, name in enumerate(chunk)}
+                placeholders = ", ".join(f":{key}" for key in parameters)
+                _read_rows(
+                    query,
+                    {**workspace, **parameters},
+                    f" AND name IN ({placeholders})",
+                    wanted,
+                    rows,
+                )
+    return rows.assemble()
 
-    return {
-        "models": table("registered_models"),
-        "aliases": table("registered_model_aliases", "alias", "version"),
-        "model_tags": table("registered_model_tags", "key", "value"),
-        "versions": table("model_versions", "version", "source", "run_id", "current_stage"),
-        "version_tags": table("model_version_tags", "version", "key", "value"),
-    }
 
+def _read_rows(
+    query: Query, parameters: dict[str, Any], names: str, wanted: set[str], rows: Rows
+) -> None:
+    """The five tables' rows for the names `names` selects (all, when empty).
 
-def _read_chunk(connection: Any, tables: dict[str, Any], chunk: list[str], rows: Rows) -> None:
-    import sqlalchemy as sa
+    Only the registered models are kept to those wanted: `Rows.assemble` drops the other rows
+    of models not kept, and the tags of deleted versions with their versions.
+    """
 
-    def fetch(name: str, *columns: str, where: Any = sa.true()) -> list[Any]:
-        table = tables[name]
-        statement = sa.select(*(table.c[c] for c in ("name", *columns))).where(
-            table.c.workspace == DEFAULT_WORKSPACE, table.c.name.in_(chunk), where
-        )
-        # The driver's own rows, in one call: these untyped columns need no conversion, and
-        # building SQLAlchemy Row objects would cost as much as the fetch itself.
-        return list(connection.execute(statement).cursor.fetchall())
+    def fetch(table: str, *columns: str, condition: str = "") -> list[Any]:
+        selected = ", ".join(("name", *columns))
+        statement = f"SELECT {selected} FROM {table} WHERE workspace = :workspace{names}{condition}"
+        return query(statement, parameters)
 
-    rows.models.update(name for (name,) in fetch("models"))
-    rows.aliases.extend(fetch("aliases", "alias", "version"))
-    rows.model_tags.extend(fetch("model_tags", "key", "value"))
-    versions = fetch(
-        "versions",
+    rows.models.update(name for (name,) in fetch("registered_models") if name in wanted)
+    rows.aliases += fetch("registered_model_aliases", "alias", "version")
+    rows.model_tags += fetch("registered_model_tags", "key", "value")
+    rows.versions += fetch(
+        "model_versions",
         "version",
         "source",
         "run_id",
-        where=tables["versions"].c.current_stage != DELETED_STAGE,
+        condition=f" AND (current_stage IS NULL OR current_stage != '{DELETED_STAGE}')",
     )
-    rows.versions.extend(versions)
-    live = {(name, number) for name, number, _, _ in versions}
-    # A deleted version keeps its tag rows: only tags of live versions are read back.
-    rows.version_tags.extend(
-        row for row in fetch("version_tags", "version", "key", "value") if row[:2] in live
-    )
+    rows.version_tags += fetch("model_version_tags", "version", "key", "value")
 
 
 def read_paged(
@@ -221,21 +282,12 @@ def _pages(call: Callable[..., Any], search: Callable[..., Any], **options: Any)
 
 def read_names_sql(tracking_uri: str, prefix: str) -> list[str]:
     """Registered model names starting with `prefix`, in one statement on a SQL store."""
-    import sqlalchemy as sa
-    from sqlalchemy.pool import NullPool
-
-    models = _tables()["models"]
-    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    engine = sa.create_engine(tracking_uri, poolclass=NullPool)
-    try:
-        with engine.connect() as connection:
-            statement = sa.select(models.c.name).where(
-                models.c.workspace == DEFAULT_WORKSPACE,
-                models.c.name.like(f"{escaped}%", escape="\\"),
-            )
-            # SQLite's LIKE ignores ASCII case; registered model names do not.
-            return sorted(
-                name for (name,) in connection.execute(statement) if name.startswith(prefix)
-            )
-    finally:
-        engine.dispose()
+    escaped = prefix.replace("!", "!!").replace("%", "!%").replace("_", "!_")
+    with _read_transaction(tracking_uri, None) as query:
+        found = query(
+            "SELECT name FROM registered_models"
+            " WHERE workspace = :workspace AND name LIKE :pattern ESCAPE '!'",
+            {"workspace": DEFAULT_WORKSPACE, "pattern": f"{escaped}%"},
+        )
+    # SQLite's LIKE ignores ASCII case; registered model names do not.
+    return sorted(name for (name,) in found if name.startswith(prefix))
