@@ -177,6 +177,7 @@ class Pipeline:
         name = planned.registered_name
         try:
             with lock.hold(self.registry, name, self.lock_wait, on_wait=self.report):
+                planned.spec.confirm()
                 # Another applier may have acted while this one waited: decide again, live.
                 state = model_state(self.repo, self.registry, planned.spec, verify=False)
                 if state.action is Action.REPOINT:
@@ -240,7 +241,7 @@ class Pipeline:
         previous = model.champion.version if model and model.champion else None
         self.registry.tag_version(version, self._authorization_tags(state.spec))
         self.registry.move_champion(name, number, previous)
-        if not any(e.get("version") == number for e in model.events()):  # type: ignore[union-attr]
+        if number not in model.logged_versions:  # type: ignore[union-attr]
             kind = "promote"  # finishing a promotion that a crash interrupted
         elif previous is not None and number < previous:
             kind = "rollback"
@@ -440,7 +441,7 @@ class Pipeline:
         commit: str,
         reason: str = "",
     ) -> dict[str, Any]:
-        source = spec.manifest.source
+        source = spec.source
         return {
             "action": kind,
             "version": version,

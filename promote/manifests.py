@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import yaml
+from pydantic import VERSION as PYDANTIC_VERSION
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from promote.errors import InputError
-from promote.parse_cache import ParseCache
+from promote.errors import InputError, PromoteError
+from promote.manifest_cache import ManifestCache
 
 ENVIRONMENTS_DIR = "environments"
 ENVIRONMENT_FILE = "environment.yaml"
@@ -29,6 +31,7 @@ _PLAIN_RELATIVE_PATH = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*(?:/[A-Za-z0-9_][
 # The same safe subset of YAML, through libyaml when PyYAML was built with it.
 _FAST_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 ParamValue = str | int | float | bool
+_READ_SIZE = 1 << 16
 
 
 class _Strict(BaseModel):
@@ -215,13 +218,110 @@ class Manifest(_Strict):
     gates: Gates = Field(default_factory=Gates)
 
 
+class SourceRef(NamedTuple):
+    environment: str
+    version: int
+
+
+class ManifestFacts(NamedTuple):
+    """What planning reads of a validated manifest: small enough to cache as plain JSON."""
+
+    model: str
+    commit: str | None
+    source: SourceRef | None
+    digest: str
+
+    @classmethod
+    def of(cls, manifest: Manifest, config: EnvironmentConfig) -> ManifestFacts:
+        source = manifest.source
+        return cls(
+            manifest.model,
+            manifest.code.commit,
+            SourceRef(source.environment, source.version) if source else None,
+            manifest_digest(manifest, config),
+        )
+
+    @classmethod
+    def from_json(cls, entry: Any) -> ManifestFacts | None:
+        """Facts as `to_json` wrote them, or None for anything else (a damaged cache)."""
+        if type(entry) is not list or len(entry) != 5:
+            return None
+        model, commit, source_environment, source_version, digest = entry
+        if type(model) is not str or type(digest) is not str:
+            return None
+        if commit is not None and type(commit) is not str:
+            return None
+        if source_environment is None and source_version is None:
+            return cls(model, commit, None, digest)
+        if type(source_environment) is not str or type(source_version) is not int:
+            return None
+        return cls(model, commit, SourceRef(source_environment, source_version), digest)
+
+    def to_json(self) -> list[Any]:
+        environment, version = self.source or (None, None)
+        return [self.model, self.commit, environment, version, self.digest]
+
+
+def manifest_digest(manifest: Manifest, config: EnvironmentConfig) -> str:
+    """What was approved: the manifest and the environment settings that shape the build.
+
+    Machine-specific settings (the interpreter) stay out, so CI and laptops agree.
+    """
+    body = {
+        "environment": config.name,
+        "manifest": manifest.model_dump(mode="json"),
+        "data_root": config.data_root,
+        "training": config.training,
+        "gates": manifest.gates.merged_over(config.gates).model_dump(mode="json"),
+    }
+    return canonical_digest(body)
+
+
 @dataclass(frozen=True)
 class ModelSpec:
-    """A validated manifest with where it came from and the environment it is applied in."""
+    """A validated manifest with where it came from and the environment it is applied in.
+
+    Loaded from the manifest cache, a spec holds the facts its very text gave when validated
+    before, and the text: `manifest` validates that text only when something asks for it.
+    """
 
     config: EnvironmentConfig
-    manifest: Manifest
-    path: Path
+    folder: Path
+    file_name: str  # apart from the folder: one Path per manifest costs more than its read
+    facts: ManifestFacts
+    text: str | None = field(default=None, repr=False, compare=False)
+    validated: Manifest | None = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def of(cls, config: EnvironmentConfig, manifest: Manifest, path: Path) -> ModelSpec:
+        facts = ManifestFacts.of(manifest, config)
+        return cls(config, path.parent, path.name, facts, validated=manifest)
+
+    @property
+    def path(self) -> Path:
+        return self.folder / self.file_name
+
+    @cached_property
+    def manifest(self) -> Manifest:
+        if self.validated is not None:
+            return self.validated
+        assert self.text is not None, "a spec holds a validated manifest or its text"
+        return parse(Manifest, parse_yaml(self.text, self.display), self.display)
+
+    def confirm(self) -> None:
+        """Check the manifest's text gives the facts this spec was planned with.
+
+        Apply calls this before it acts on a model, so cached facts never decide what runs.
+        """
+        if ManifestFacts.of(self.manifest, self.config) != self.facts:
+            raise PromoteError(
+                f"{self.display}: the manifest cache disagrees with this manifest; "
+                "delete $XDG_CACHE_HOME/promote/manifests and run again"
+            )
+
+    @property
+    def display(self) -> str:
+        return f"{ENVIRONMENTS_DIR}/{self.config.name}/{self.file_name}"
 
     @property
     def environment(self) -> str:
@@ -234,27 +334,24 @@ class ModelSpec:
 
     @property
     def model(self) -> str:
-        return self.manifest.model
+        return self.facts.model
+
+    @property
+    def commit(self) -> str | None:
+        return self.facts.commit
+
+    @property
+    def source(self) -> SourceRef | None:
+        return self.facts.source
+
+    @property
+    def digest(self) -> str:
+        return self.facts.digest
 
     @property
     def managed(self) -> bool:
         """Pinned manifests are applied by the pipeline; unpinned ones are dev templates."""
-        return self.manifest.code.commit is not None
-
-    @cached_property  # a spec is frozen, and plan reads its digest several times
-    def digest(self) -> str:
-        """What was approved: the manifest and the environment settings that shape the build.
-
-        Machine-specific settings (the interpreter) stay out, so CI and laptops agree.
-        """
-        body = {
-            "environment": self.environment,
-            "manifest": self.manifest.model_dump(mode="json"),
-            "data_root": self.config.data_root,
-            "training": self.config.training,
-            "gates": self.gates.model_dump(mode="json"),
-        }
-        return canonical_digest(body)
+        return self.facts.commit is not None
 
 
 @dataclass
@@ -292,7 +389,7 @@ class Repository:
             raise InputError(path, None, "no such manifest") from None
 
     def specs_in(self, environment: str) -> list[ModelSpec]:
-        return [s for (env, _), s in sorted(self.specs.items()) if env == environment]
+        return [self.specs[key] for key in sorted(k for k in self.specs if k[0] == environment)]
 
     def registered_name(self, environment: str, model: str) -> str:
         template = self.environment(environment).model_name
@@ -310,16 +407,33 @@ def canonical_digest(body: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _read_yaml(path: Path, display: str, cache: ParseCache | None = None) -> dict[str, Any]:
+def _read_bytes(path: Path | str, display: str) -> bytes:
+    """A whole file, through the bare system calls: thousands of manifests are read per load."""
     try:
-        # Bytes decoded at once: a text-mode file object costs more than the read (YAML reads
-        # "\r\n" as a line break, as the newline translation of read_text would).
-        text = path.read_bytes().decode("utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        descriptor = os.open(path, os.O_RDONLY)
+        try:
+            # A regular file reads short only at its end: a manifest takes one call.
+            content = chunk = os.read(descriptor, _READ_SIZE)
+            while len(chunk) == _READ_SIZE:
+                chunk = os.read(descriptor, _READ_SIZE)
+                content += chunk
+        finally:
+            os.close(descriptor)
+    except OSError as exc:
         raise InputError(display, None, f"cannot read file ({exc.__class__.__name__})") from None
-    if cache is None:
-        return parse_yaml(text, display)
-    return cache.parse(text, lambda body: parse_yaml(body, display))
+    return content
+
+
+def _decode(content: bytes, display: str) -> str:
+    # YAML reads "\r\n" as a line break, as the newline translation of read_text would.
+    try:
+        return content.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(display, None, f"cannot read file ({exc.__class__.__name__})") from None
+
+
+def _read_yaml(path: Path, display: str) -> dict[str, Any]:
+    return parse_yaml(_decode(_read_bytes(path, display), display), display)
 
 
 def parse_yaml(text: str, display: str) -> dict[str, Any]:
@@ -391,21 +505,46 @@ def load_repository(root: Path) -> Repository:
             raise InputError(display, "name", f"must match its folder name {env_dir.name!r}")
         repo.environments[config.name] = config
     _check_environment_order(repo)
-    cache = ParseCache.for_repository(root)
+    cache = ManifestCache.for_repository(root)
     for config in repo.environments.values():
-        for path in sorted((base / config.name).glob("*.y*ml"), key=lambda p: p.name):
-            if path.name == ENVIRONMENT_FILE:
-                continue
-            display = f"{ENVIRONMENTS_DIR}/{config.name}/{path.name}"  # repo.relative, cheaper
-            if path.suffix not in (".yaml", ".yml"):
-                continue
-            manifest: Manifest = parse(Manifest, _read_yaml(path, display, cache), display)
-            if manifest.model != path.stem:
-                raise InputError(display, "model", f"must match the file name {path.stem!r}")
-            _check_manifest_against_environment(manifest, config, display)
-            repo.specs[(config.name, manifest.model)] = ModelSpec(config, manifest, path)
+        folder = base / config.name
+        folder_text = str(folder)
+        context = _validation_context(config)
+        with os.scandir(folder) as entries:
+            files = sorted(
+                entry.name
+                for entry in entries
+                if entry.name.endswith((".yaml", ".yml"))
+                and entry.name != ENVIRONMENT_FILE
+                and not entry.name.startswith(".")  # as a glob would skip them
+            )
+        for file_name in files:
+            display = f"{ENVIRONMENTS_DIR}/{config.name}/{file_name}"  # repo.relative, cheaper
+            content = _read_bytes(f"{folder_text}/{file_name}", display)
+            text = _decode(content, display)
+            key = cache.key(context, content)
+            facts = ManifestFacts.from_json(cache.get(key))
+            if facts is None:
+                manifest: Manifest = parse(Manifest, parse_yaml(text, display), display)
+                _check_manifest_against_environment(manifest, config, display)
+                spec = ModelSpec.of(config, manifest, folder / file_name)
+                cache.put(key, spec.facts.to_json())
+            else:
+                spec = ModelSpec(config, folder, file_name, facts, text)
+            stem = file_name.rpartition(".")[0]
+            if spec.model != stem:
+                raise InputError(display, "model", f"must match the file name {stem!r}")
+            repo.specs[(config.name, spec.model)] = spec
     cache.save()
     return repo
+
+
+def _validation_context(config: EnvironmentConfig) -> bytes:
+    """What a manifest's validation and facts depend on besides its text: the environment's
+    settings and this module's code (a new version of the rules validates everything again)."""
+    code = Path(__file__).read_bytes() + PYDANTIC_VERSION.encode()
+    settings = json.dumps(config.model_dump(mode="json"), sort_keys=True).encode()
+    return hashlib.sha256(code + b"\0" + settings).digest()
 
 
 def _check_environment_order(repo: Repository) -> None:

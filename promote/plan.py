@@ -85,7 +85,7 @@ class ModelState:
             "champion": self.champion,
             "target_version": self.target,
             "manifest_digest": self.spec.digest if self.spec.managed else None,
-            "commit": self.spec.manifest.code.commit,
+            "commit": self.spec.commit,
             "drift": self.drift,
             "lock": self.lock,
         }
@@ -100,19 +100,14 @@ def drift_of(model: RegisteredModel | None, registry: Registry, verify: bool) ->
         problems.append("registered model was not created by the pipeline (no promote.managed)")
     champion = model.champion
     expected = model.tags.get(TAG_EXPECTED_CHAMPION)
-    # A move the pipeline recorded (intent tags) but whose history event never came is a crash
-    # mid-move: apply finishes it. Anything else off the recorded champion was done by hand.
-    completed = expected is not None and any(
-        str(e.get("version")) == expected for e in model.events()
-    )
-    interrupted = not completed and (
-        champion is None or model.tags.get(TAG_CHAMPION_FROM) == str(champion.version)
-    )
-    if champion is not None and expected != str(champion.version) and not interrupted:
-        was = f"pipeline set v{expected}" if expected else "the pipeline never set it"
-        problems.append(f"champion moved by hand to v{champion.version} ({was})")
-    if champion is None and expected and not interrupted:
-        problems.append(f"champion alias removed by hand (pipeline set v{expected})")
+    live = str(champion.version) if champion is not None else None
+    moved = live != expected if live is not None else bool(expected)
+    if moved and not _interrupted_move(model, expected, live):
+        if live is not None:
+            was = f"pipeline set v{expected}" if expected else "the pipeline never set it"
+            problems.append(f"champion moved by hand to v{live} ({was})")
+        else:
+            problems.append(f"champion alias removed by hand (pipeline set v{expected})")
     for version in model.versions:
         missing = [t for t in REQUIRED_VERSION_TAGS if t not in version.tags]
         if missing:
@@ -126,6 +121,13 @@ def drift_of(model: RegisteredModel | None, registry: Registry, verify: bool) ->
     return problems
 
 
+def _interrupted_move(model: RegisteredModel, expected: str | None, live: str | None) -> bool:
+    """A move the pipeline recorded (intent tags) but whose history event never came is a crash
+    mid-move: apply finishes it. Anything else off the recorded champion was done by hand."""
+    completed = expected is not None and expected in {str(v) for v in model.logged_versions}
+    return not completed and (live is None or model.tags.get(TAG_CHAMPION_FROM) == live)
+
+
 def check_source(
     repo: Repository,
     registry: Registry,
@@ -134,7 +136,7 @@ def check_source(
 ) -> Version:
     """The source version a manifest promotes, if it may be promoted; else BadReference."""
     manifest = spec.manifest
-    display = repo.relative(spec.path)
+    display = spec.display
     assert manifest.source is not None and manifest.code.commit is not None
     source_name = repo.registered_name(manifest.source.environment, spec.model)
     ref = f"{source_name}/{manifest.source.version}"
@@ -220,7 +222,7 @@ def model_state(
         recorded = model.tags.get(TAG_EXPECTED_CHAMPION) == str(passed.version)
         if champion is not None and champion.version == passed.version and recorded:
             state.detail = f"champion v{passed.version} is this manifest"
-            if not any(e.get("version") == passed.version for e in model.events()):
+            if passed.version not in model.logged_versions:
                 state.action = Action.RECORD
                 state.target = passed.version
                 state.detail += "; record the promotion an interrupted apply did not log"
@@ -244,13 +246,10 @@ def model_state(
         state.action, state.detail, state.refusal = Action.REFUSED, exc.message, exc
         return state
     mode = repo.environment(spec.environment).training
-    assert spec.manifest.source is not None and spec.manifest.code.commit is not None
+    assert spec.source is not None and spec.commit is not None
     state.action = Action.BUILD
     verb = "rebuild" if mode == "retrain" else "copy"
-    state.detail = (
-        f"{verb} {spec.manifest.source.environment} v{spec.manifest.source.version} "
-        f"at {spec.manifest.code.commit[:12]}"
-    )
+    state.detail = f"{verb} {spec.source.environment} v{spec.source.version} at {spec.commit[:12]}"
     reusable = registry.reusable_run(spec.environment, digest)
     if reusable is not None:
         state.detail += f" (reuses run {reusable[:8]}, left by an interrupted apply)"
@@ -273,12 +272,10 @@ def compute(
         return []
     names = {repo.registered_name(s.environment, s.model) for s in specs}
     names |= {
-        repo.registered_name(s.manifest.source.environment, s.model)
-        for s in specs
-        if s.manifest.source is not None
+        repo.registered_name(s.source.environment, s.model) for s in specs if s.source is not None
     }
     names |= {lock_name(name) for name in names}
-    models = registry.models(sorted(names))
+    models = registry.models(list(names))
     return [model_state(repo, registry, spec, verify, models) for spec in specs]
 
 

@@ -20,10 +20,10 @@ from promote.manifests import (
     Data,
     Gates,
     Manifest,
-    ModelSpec,
     Repository,
     Source,
     dump_manifest,
+    manifest_digest,
     parse,
     parse_yaml,
 )
@@ -90,10 +90,7 @@ def propose(repo: Repository, registry: Registry, model: str, target: str) -> Pr
         gates=template.manifest.gates if template else Gates(),
     )
     relative = f"{ENVIRONMENTS_DIR}/{target}/{model}.yaml"
-    if (
-        existing is not None
-        and ModelSpec(config, manifest, existing.path).digest == existing.digest
-    ):
+    if existing is not None and manifest_digest(manifest, config) == existing.digest:
         return Proposal(target, model, None, None, relative, manifest, champion.ref)
     branch = f"promote/{target}/{model}-v{champion.version}"
     base = git.resolve_ref(repo.root, config.protected_branch) or git.head_commit(repo.root)
@@ -177,7 +174,7 @@ def propose_rollback(
             continue
         display = f"{relative}@{commit[:12]}"
         manifest: Manifest = parse(Manifest, parse_yaml(text, display), display)
-        if ModelSpec(spec.config, manifest, spec.path).digest != wanted:
+        if manifest_digest(manifest, spec.config) != wanted:
             continue
         branch = f"promote/{environment}/{model}-rollback-v{previous.version}"
         config = spec.config

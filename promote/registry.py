@@ -93,6 +93,16 @@ class RegisteredModel:
         keys = sorted(k for k in self.tags if k.startswith(EVENT_PREFIX))
         return [json.loads(self.tags[k]) for k in keys]
 
+    @cached_property
+    def logged_versions(self) -> frozenset[int]:
+        """Versions the history has an event for (read once: plan asks for every model)."""
+        return frozenset(
+            event.get("version")
+            for key, value in self.tags.items()
+            if key.startswith(EVENT_PREFIX)
+            for event in (json.loads(value),)
+        )
+
 
 def default_tracking_uri(root: Path) -> str:
     return f"sqlite:///{(root / '.promote' / 'registry.db').resolve()}"

@@ -112,7 +112,7 @@ def proposal_row(repo: Repository, registry: Registry, proposal: Proposal) -> Ro
     from promote.plan import model_state
 
     config = repo.environment(proposal.environment)
-    spec = ModelSpec(config, proposal.manifest, repo.root / proposal.path)
+    spec = ModelSpec.of(config, proposal.manifest, repo.root / proposal.path)
     return row_for_state(repo, registry, model_state(repo, registry, spec, verify=False))
 
 

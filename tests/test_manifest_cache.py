@@ -1,0 +1,133 @@
+"""Manifests validated once per content: a hit gives exactly what validating gives, never stale,
+and a damaged or altered cache can slow a load down or stop an apply, never steer one."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from promote import manifests
+from promote.errors import InputError, PromoteError
+from promote.manifest_cache import cache_file
+from promote.manifests import load_repository
+
+MANIFEST = """model: churn
+code: {entrypoint: models/churn/train.py, params: {C: 0.5}}
+data: {path: churn}
+"""
+
+
+@pytest.fixture
+def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    root = tmp_path / "repo"
+    (root / "environments" / "dev").mkdir(parents=True)
+    (root / "environments" / "dev" / "environment.yaml").write_text("name: dev\ndata_root: data\n")
+    (root / "environments" / "dev" / "churn.yaml").write_text(MANIFEST)
+    return root
+
+
+def count_validations(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    validated: list[str] = []
+    real = manifests.parse
+
+    def counting(model_class: type, data: dict[str, object], display: str) -> object:
+        validated.append(display)
+        return real(model_class, data, display)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(manifests, "parse", counting)
+    return validated
+
+
+def manifest_validations(validated: list[str]) -> list[str]:
+    return [display for display in validated if display.endswith("churn.yaml")]
+
+
+def test_a_manifest_is_validated_once_per_content(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    validated = count_validations(monkeypatch)
+    first = load_repository(repo)
+    assert manifest_validations(validated) == ["environments/dev/churn.yaml"]
+    second = load_repository(repo)
+    assert len(manifest_validations(validated)) == 1  # a hit: facts, no pydantic objects
+    assert second.specs == first.specs
+    assert second.specs[("dev", "churn")].digest == first.specs[("dev", "churn")].digest
+    # What a hit defers is still there, validated from the text when asked for.
+    assert second.specs[("dev", "churn")].manifest == first.specs[("dev", "churn")].manifest
+
+    changed = MANIFEST.replace("C: 0.5", "C: 0.7")
+    (repo / "environments" / "dev" / "churn.yaml").write_text(changed)
+    third = load_repository(repo)
+    assert third.specs[("dev", "churn")].manifest.code.params == {"C": 0.7}
+    assert third.specs[("dev", "churn")].digest != first.specs[("dev", "churn")].digest
+    assert len(manifest_validations(validated)) == 3  # the new text, then its lazy manifest
+
+
+def test_the_environment_is_part_of_what_was_validated(repo: Path) -> None:
+    first = load_repository(repo).specs[("dev", "churn")]
+    settings = repo / "environments" / "dev" / "environment.yaml"
+    settings.write_text("name: dev\ndata_root: other-data\n")
+    second = load_repository(repo).specs[("dev", "churn")]
+    assert second.digest != first.digest  # the data root is part of what gets approved
+
+    # The same text is valid in dev and refused where a source is required.
+    (repo / "environments" / "prod").mkdir()
+    (repo / "environments" / "prod" / "environment.yaml").write_text(
+        "name: prod\npromotes_from: dev\ndata_root: data\n"
+    )
+    (repo / "environments" / "prod" / "churn.yaml").write_text(MANIFEST)
+    with pytest.raises(InputError, match=r"environments/prod/churn.yaml: source: required"):
+        load_repository(repo)
+
+
+def test_the_file_name_is_checked_on_a_hit(repo: Path) -> None:
+    load_repository(repo)
+    (repo / "environments" / "dev" / "fraud.yaml").write_text(MANIFEST)  # the same text
+    with pytest.raises(InputError, match=r"fraud.yaml: model: must match the file name"):
+        load_repository(repo)
+
+
+def test_errors_are_never_cached(repo: Path) -> None:
+    path = repo / "environments" / "dev" / "churn.yaml"
+    path.write_text("model: churn\ncode: [unclosed\n")
+    for _ in range(2):
+        with pytest.raises(InputError, match="invalid YAML"):
+            load_repository(repo)
+
+
+def cached_entries(repo: Path) -> tuple[Path, dict[str, object]]:
+    path = cache_file(repo.resolve())
+    assert path is not None and path.exists()
+    return path, json.loads(path.read_text())
+
+
+def test_a_damaged_cache_means_validating_again(repo: Path) -> None:
+    load_repository(repo)
+    path, body = cached_entries(repo)
+    assert body["entries"]
+    for damage in ("not a list", ["churn", None, "dev", None, "x"], [1, 2, 3, 4, 5]):
+        body["entries"] = {key: damage for key in body["entries"]}  # type: ignore[union-attr]
+        path.write_text(json.dumps(body))
+        spec = load_repository(repo).specs[("dev", "churn")]
+        assert spec.manifest.code.params == {"C": 0.5}
+        assert spec.model == "churn" and len(spec.digest) == 64
+    path.write_text("{ not json")
+    assert load_repository(repo).specs[("dev", "churn")].manifest.data.path == "churn"
+
+
+def test_an_altered_cache_stops_apply_before_it_acts(repo: Path) -> None:
+    """Facts in the cache that the text does not give are caught by `confirm`."""
+    honest = load_repository(repo).specs[("dev", "churn")]
+    honest.confirm()
+    path, body = cached_entries(repo)
+    entries = body["entries"]
+    assert isinstance(entries, dict)
+    entries.update({key: ["churn", None, None, None, "0" * 64] for key in entries})
+    path.write_text(json.dumps(body))
+    altered = load_repository(repo).specs[("dev", "churn")]
+    assert altered.digest == "0" * 64  # planning saw the altered facts...
+    with pytest.raises(PromoteError, match="manifest cache disagrees"):
+        altered.confirm()  # ...and apply refuses to act on them
