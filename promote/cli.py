@@ -105,14 +105,11 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
     cells = [[str(c) for c in headers]] + [
         ["" if c is None else str(c) for c in row] for row in rows
     ]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    lines = (
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in cells
-    )
+    widths = [max(map(len, column)) for column in zip(*cells, strict=True)]
+    line = "  ".join(f"{{:<{width}}}" for width in widths)
     # One echo, so one redaction pass over the whole table: per line, masking secrets cost
     # more than everything else in `promote status` over thousands of models.
-    echo("\n".join(lines))
+    echo("\n".join(line.format(*row).rstrip() for row in cells))
 
 
 def parse_params(values: list[str]) -> dict[str, Any]:

@@ -31,21 +31,34 @@ SECRET_VARIABLES = (
 # Shorter values are left alone: masking "x" or "test" everywhere would garble normal output.
 MIN_SECRET_LENGTH = 8
 
-# Each pattern masks its `secret` group and keeps the rest (a header name, a separator).
+# Each pattern masks its `secret` group and keeps the rest (a header name, a separator). It
+# runs only on text holding one of its markers (compared lowercased): most text holds none,
+# and a pass over the table of thousands of models then costs a few substring searches.
 _PATTERNS = (
     # GitHub tokens: classic (ghp_, gho_, ghu_, ghs_, ghr_) and fine-grained (github_pat_).
-    re.compile(r"(?P<secret>\bgh[pousr]_[A-Za-z0-9]{20,255}\b)"),
-    re.compile(r"(?P<secret>\bgithub_pat_[A-Za-z0-9_]{20,255}\b)"),
+    (
+        re.compile(r"(?P<secret>\bgh[pousr]_[A-Za-z0-9]{20,255}\b)"),
+        ("ghp_", "gho_", "ghu_", "ghs_", "ghr_"),
+    ),
+    (re.compile(r"(?P<secret>\bgithub_pat_[A-Za-z0-9_]{20,255}\b)"), ("github_pat_",)),
     # AWS access key ids: long-term (AKIA) and temporary (ASIA) credentials.
-    re.compile(r"(?P<secret>\b(?:AKIA|ASIA)[A-Z0-9]{16}\b)"),
+    (re.compile(r"(?P<secret>\b(?:AKIA|ASIA)[A-Z0-9]{16}\b)"), ("akia", "asia")),
     # `Authorization: Basic ...` / `Bearer ...` headers echoed by HTTP libraries.
-    re.compile(
-        r"(?i)\bauthorization['\"]?\s*[:=]\s*['\"]?(?:basic|bearer|token)\s+(?P<secret>[^\s'\",]+)"
+    (
+        re.compile(
+            r"(?i)\bauthorization['\"]?\s*[:=]\s*['\"]?(?:basic|bearer|token)\s+(?P<secret>[^\s'\",]+)"
+        ),
+        ("authorization",),
     ),
     # aws_secret_access_key = ... in config files or debug output.
-    re.compile(r"(?i)aws_secret_access_key['\"]?\s*[=:]\s*['\"]?(?P<secret>[A-Za-z0-9/+=]{16,})"),
+    (
+        re.compile(
+            r"(?i)aws_secret_access_key['\"]?\s*[=:]\s*['\"]?(?P<secret>[A-Za-z0-9/+=]{16,})"
+        ),
+        ("aws_secret_access_key",),
+    ),
     # scheme://user:password@host -> scheme://user:***@host (the user name helps debugging).
-    re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s/:@]*:(?P<secret>[^\s/@]+)@"),
+    (re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s/:@]*:(?P<secret>[^\s/@]+)@"), ("://",)),
 )
 
 
@@ -65,8 +78,10 @@ def redact(text: str, environ: Mapping[str, str] | None = None) -> str:
         return text
     for value in _secret_values(os.environ if environ is None else environ):
         text = text.replace(value, MASK)
-    for pattern in _PATTERNS:
-        text = pattern.sub(_mask_secret_group, text)
+    lowered = text.lower()
+    for pattern, markers in _PATTERNS:
+        if any(marker in lowered for marker in markers):
+            text = pattern.sub(_mask_secret_group, text)
     return text
 
 
