@@ -5,6 +5,7 @@ Library modules are imported inside the commands so that `promote --help` stays 
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import sys
@@ -95,6 +96,18 @@ def handled() -> Iterator[None]:
     except PromoteError as exc:
         echo(f"error: {exc.message}", err=True)
         raise typer.Exit(exc.exit_code) from None
+
+
+@contextmanager
+def cycle_collector_paused() -> Iterator[None]:
+    """For reads that build objects per manifest and registry row, none in a cycle: the
+    collector would walk them all, every 700 allocations, for nothing (a sixth of `promote
+    status` at 10,000 x 3 models)."""
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def emit_json(payload: Any) -> None:
@@ -203,7 +216,7 @@ def plan(
     from promote.plan import Action, compute
 
     settings: Settings = context.obj
-    with handled():
+    with handled(), cycle_collector_paused():
         states = compute(settings.repository(), settings.registry(), env)
     if as_json:
         emit_json([s.to_json() for s in states])
@@ -299,7 +312,7 @@ def status(
     from promote.plan import compute, unmanaged
 
     settings: Settings = context.obj
-    with handled():
+    with handled(), cycle_collector_paused():
         repo, registry = settings.repository(), settings.registry()
         states = compute(repo, registry, env, verify=verify)
         strays = unmanaged(repo, registry, env)

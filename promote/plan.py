@@ -30,6 +30,8 @@ from promote.registry import (
     Version,
 )
 
+_REQUIRED_TAGS = frozenset(REQUIRED_VERSION_TAGS)
+
 
 class Action(str, Enum):
     NONE = "none"  # in sync
@@ -109,11 +111,10 @@ def drift_of(model: RegisteredModel | None, registry: Registry, verify: bool) ->
         else:
             problems.append(f"champion alias removed by hand (pipeline set v{expected})")
     for version in model.versions:
-        missing = [t for t in REQUIRED_VERSION_TAGS if t not in version.tags]
-        if missing:
-            problems.append(
-                f"v{version.version} was not registered by the pipeline (no {missing[0]})"
-            )
+        if version.tags.keys() >= _REQUIRED_TAGS:
+            continue
+        missing = next(t for t in REQUIRED_VERSION_TAGS if t not in version.tags)
+        problems.append(f"v{version.version} was not registered by the pipeline (no {missing})")
     if verify and champion is not None and TAG_ARTIFACT_DIGEST in champion.tags:
         digest, _ = registry.stored_artifact(champion)
         if digest != champion.tags[TAG_ARTIFACT_DIGEST]:

@@ -82,12 +82,15 @@ class RegisteredModel:
     tags: dict[str, str]
     versions: list[Version] = field(default_factory=list)
 
-    @property
+    @cached_property  # a read model does not change, and plan asks for it several times
     def champion(self) -> Version | None:
         return self.version(self.aliases.get(CHAMPION))
 
     def version(self, number: int | None) -> Version | None:
-        return next((v for v in self.versions if v.version == number), None)
+        for version in self.versions:
+            if version.version == number:
+                return version
+        return None
 
     def events(self) -> list[dict[str, Any]]:
         keys = sorted(k for k in self.tags if k.startswith(EVENT_PREFIX))

@@ -16,6 +16,7 @@ SQLAlchemy, imported only then; MLflow is never imported here.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
@@ -40,6 +41,8 @@ DELETED_STAGE = "Deleted_Internal"
 DEFAULT_WORKSPACE = "default"
 
 Query = Callable[[str, dict[str, Any]], list[Any]]
+# SQLite has built JSON objects since 3.38 (and usually before, as an extension).
+SQLITE_JSON = sqlite3.sqlite_version_info >= (3, 38, 0)
 
 
 class SchemaUnknown(Exception):
@@ -54,7 +57,7 @@ class Rows:
     aliases: list[tuple[str, str, int]] = field(default_factory=list)  # name, alias, version
     model_tags: list[tuple[str, str, str]] = field(default_factory=list)  # name, key, value
     versions: list[tuple[str, int, str, str]] = field(default_factory=list)  # name, v, source, run
-    version_tags: list[tuple[str, int, str, str]] = field(default_factory=list)  # name, v, k, val
+    version_tags: dict[tuple[str, int], dict[str, str]] = field(default_factory=dict)
 
     def assemble(self) -> dict[str, RegisteredModel]:
         # Rows of a model that was not among the models read (created between two pages, or
@@ -67,10 +70,7 @@ class Rows:
         for name, key, value in self.model_tags:
             if name in models:
                 models[name].tags[key] = value
-        version_tags: dict[tuple[str, int], dict[str, str]] = {}
-        for name, number, key, value in self.version_tags:
-            if name in models:
-                version_tags.setdefault((name, number), {})[key] = value
+        version_tags = self.version_tags
         for name, number, source, run_id in sorted(self.versions):  # (name, version) is unique
             if name in models:
                 tags = version_tags.get((name, number), {})
@@ -99,13 +99,21 @@ def sqlite_file_missing(tracking_uri: str) -> bool:
     return path is not None and not path.exists()
 
 
+@dataclass(frozen=True)
+class _Reader:
+    query: Query
+    # The database returns each version's tags as one JSON object: a row per version, not per
+    # tag, and the grouping done in C (300,000 tag rows at 10,000 x 3 models).
+    tags_as_json: bool
+
+
 @contextmanager
-def _read_transaction(tracking_uri: str, trace: Callable[[str], None] | None) -> Iterator[Query]:
+def _read_transaction(tracking_uri: str, trace: Callable[[str], None] | None) -> Iterator[_Reader]:
     """Statements that all read one snapshot of the database; `trace` sees each statement."""
     path = _sqlite_file(tracking_uri)
     if path is not None:
         with _sqlite_transaction(path, trace) as query:
-            yield query
+            yield _Reader(query, SQLITE_JSON)
         return
     import sqlalchemy as sa
     from sqlalchemy.pool import NullPool
@@ -128,7 +136,7 @@ def _read_transaction(tracking_uri: str, trace: Callable[[str], None] | None) ->
                 except sa.exc.SQLAlchemyError as exc:
                     raise SchemaUnknown(str(exc)) from None
 
-            yield query
+            yield _Reader(query, tags_as_json=False)
     except sa.exc.SQLAlchemyError as exc:
         raise SchemaUnknown(str(exc)) from None
     finally:
@@ -177,13 +185,13 @@ def read_sql(
     """
     wanted = set(names)
     rows = Rows()
-    with _read_transaction(tracking_uri, trace) as query:
+    with _read_transaction(tracking_uri, trace) as reader:
         workspace = {"workspace": DEFAULT_WORKSPACE}
-        (registered,) = query(
+        (registered,) = reader.query(
             "SELECT COUNT(*) FROM registered_models WHERE workspace = :workspace", workspace
         )[0]
         if len(wanted) >= registered * SCAN_SHARE:
-            _read_rows(query, workspace, "", wanted, rows)
+            _read_rows(reader, workspace, "", wanted, rows)
         else:
             ordered = sorted(wanted)
             for start in range(0, len(ordered), NAMES_PER_STATEMENT):
@@ -191,7 +199,7 @@ def read_sql(
                 parameters = {f"n{index}": name for index, name in enumerate(chunk)}
                 placeholders = ", ".join(f":{key}" for key in parameters)
                 _read_rows(
-                    query,
+                    reader,
                     {**workspace, **parameters},
                     f" AND name IN ({placeholders})",
                     wanted,
@@ -201,7 +209,7 @@ def read_sql(
 
 
 def _read_rows(
-    query: Query, parameters: dict[str, Any], names: str, wanted: set[str], rows: Rows
+    reader: _Reader, parameters: dict[str, Any], names: str, wanted: set[str], rows: Rows
 ) -> None:
     """The five tables' rows for the names `names` selects (all, when empty).
 
@@ -212,7 +220,7 @@ def _read_rows(
     def fetch(table: str, *columns: str, condition: str = "") -> list[Any]:
         selected = ", ".join(("name", *columns))
         statement = f"SELECT {selected} FROM {table} WHERE workspace = :workspace{names}{condition}"
-        return query(statement, parameters)
+        return reader.query(statement, parameters)
 
     rows.models.update(name for (name,) in fetch("registered_models") if name in wanted)
     rows.aliases += fetch("registered_model_aliases", "alias", "version")
@@ -224,7 +232,19 @@ def _read_rows(
         "run_id",
         condition=f" AND (current_stage IS NULL OR current_stage != '{DELETED_STAGE}')",
     )
-    rows.version_tags += fetch("model_version_tags", "version", "key", "value")
+    if reader.tags_as_json:
+        grouped = fetch(
+            "model_version_tags",
+            "version",
+            "json_group_object(key, value)",
+            condition=" GROUP BY name, version",
+        )
+        rows.version_tags.update(
+            ((name, number), json.loads(tags)) for name, number, tags in grouped
+        )
+        return
+    for name, number, key, value in fetch("model_version_tags", "version", "key", "value"):
+        rows.version_tags.setdefault((name, number), {})[key] = value
 
 
 def read_paged(
@@ -261,7 +281,7 @@ def read_paged(
                 continue
             number = int(version.version)
             rows.versions.append((version.name, number, version.source, version.run_id or ""))
-            rows.version_tags.extend((version.name, number, k, v) for k, v in version.tags.items())
+            rows.version_tags[version.name, number] = dict(version.tags)
     return rows.assemble()
 
 
@@ -283,8 +303,8 @@ def _pages(call: Callable[..., Any], search: Callable[..., Any], **options: Any)
 def read_names_sql(tracking_uri: str, prefix: str) -> list[str]:
     """Registered model names starting with `prefix`, in one statement on a SQL store."""
     escaped = prefix.replace("!", "!!").replace("%", "!%").replace("_", "!_")
-    with _read_transaction(tracking_uri, None) as query:
-        found = query(
+    with _read_transaction(tracking_uri, None) as reader:
+        found = reader.query(
             "SELECT name FROM registered_models"
             " WHERE workspace = :workspace AND name LIKE :pattern ESCAPE '!'",
             {"workspace": DEFAULT_WORKSPACE, "pattern": f"{escaped}%"},

@@ -32,6 +32,12 @@ def direct(registry: Registry, names: list[str], trace: Any = None) -> dict[str,
     return registry_bulk.read_sql(registry.tracking_uri, names, trace)
 
 
+def through_sqlalchemy(registry: Registry, names: list[str]) -> dict[str, RegisteredModel]:
+    """The path a server database takes (SQLAlchemy, a row per tag), here on the same file."""
+    uri = registry.tracking_uri.replace("sqlite:", "sqlite+pysqlite:", 1)
+    return registry_bulk.read_sql(uri, names)
+
+
 def paged(registry: Registry, names: list[str]) -> dict[str, RegisteredModel]:
     """The path a tracking server over http takes."""
     return registry_bulk.read_paged(registry.client, names, registry._call)
@@ -74,6 +80,7 @@ def test_bulk_read_equals_per_model_reads(registry: Registry) -> None:
     assert expected["prod.fraud"].champion is not None
     assert [v.version for v in expected["prod.fraud"].versions] == [1, 2, 3]
     assert direct(registry, names) == expected
+    assert through_sqlalchemy(registry, names) == expected
     assert paged(registry, names) == expected
     assert registry.models(names) == expected
     # Only what was asked for, whichever path; a few names are looked up, not scanned for.
@@ -103,6 +110,7 @@ def test_changes_behind_the_pipelines_back_are_seen(registry: Registry) -> None:
     after = direct(registry, names)
     assert after == per_model(registry, names)
     assert after == paged(registry, names)
+    assert after == through_sqlalchemy(registry, names)
     assert after != before
     assert after["prod.churn"].aliases[CHAMPION] == 1
     assert [v.version for v in after["staging.churn"].versions] == [1, 2, 3]
@@ -189,7 +197,7 @@ def test_rows_of_a_model_created_between_two_reads_wait_for_the_next_read() -> N
         aliases=[("prod.b", CHAMPION, 1)],
         model_tags=[("prod.b", "promote.managed", "true")],
         versions=[("prod.b", 1, "file:///b", ""), ("prod.a", 1, "file:///a", "")],
-        version_tags=[("prod.a", 1, "promote.verdict", "passed")],
+        version_tags={("prod.a", 1): {"promote.verdict": "passed"}},
     )
     expected = Version("prod.a", 1, "file:///a", "", {"promote.verdict": "passed"})
     assert rows.assemble() == {"prod.a": RegisteredModel("prod.a", {}, {}, [expected])}
