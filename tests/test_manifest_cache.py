@@ -63,7 +63,8 @@ def test_a_manifest_is_validated_once_per_content(
     third = load_repository(repo)
     assert third.specs[("dev", "churn")].manifest.code.params == {"C": 0.7}
     assert third.specs[("dev", "churn")].digest != first.specs[("dev", "churn")].digest
-    assert len(manifest_validations(validated)) == 3  # the new text, then its lazy manifest
+    # Loads validated two texts; the three specs asked for their manifest validated theirs.
+    assert len(manifest_validations(validated)) == 5
 
 
 def test_the_environment_is_part_of_what_was_validated(repo: Path) -> None:
@@ -131,3 +132,35 @@ def test_an_altered_cache_stops_apply_before_it_acts(repo: Path) -> None:
     assert altered.digest == "0" * 64  # planning saw the altered facts...
     with pytest.raises(PromoteError, match="manifest cache disagrees"):
         altered.confirm()  # ...and apply refuses to act on them
+
+
+def test_a_large_first_load_validates_in_parallel_with_the_same_outcome(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    root = tmp_path / "repo"
+    folder = root / "environments" / "dev"
+    folder.mkdir(parents=True)
+    (folder / "environment.yaml").write_text("name: dev\ndata_root: data\n")
+    for index in range(60):
+        text = MANIFEST.replace("churn", f"m{index:02d}").replace("0.5", f"0.{index + 1}")
+        (folder / f"m{index:02d}.yaml").write_text(text)
+
+    def load(parallel: bool) -> manifests.Repository:
+        import shutil
+
+        shutil.rmtree(cache, ignore_errors=True)  # a first load: nothing validated yet
+        return load_repository(root, parallel_from=1 if parallel else 10**9)
+
+    serial, parallel = load(False), load(True)
+    assert len(parallel.specs) == 60 and parallel.specs == serial.specs
+    assert [s.digest for s in parallel.specs.values()] == [s.digest for s in serial.specs.values()]
+
+    # Two bad manifests: whichever way, the first in file order is the one reported.
+    (folder / "m10.yaml").write_text(MANIFEST.replace("churn", "m10") + "colour: blue\n")
+    (folder / "m40.yaml").write_text("model: m40\ncode: [unclosed\n")
+    for parallel_load in (True, False):
+        with pytest.raises(InputError) as refused:
+            load(parallel_load)
+        assert str(refused.value) == "environments/dev/m10.yaml: colour: unknown field"
