@@ -263,7 +263,7 @@ class Pipeline:
         source_lineage = self.registry.lineage(source.run_id)
         config = spec.config
         failpoint("before-training")
-        reusable = self.registry.reusable_run(config.name, spec.digest)
+        reusable = self.registry.reusable_runs(config.name, {spec.digest}).get(spec.digest)
         if reusable is not None:
             self.report(
                 f"{state.registered_name}: reusing run {reusable[:8]}, finished for this "

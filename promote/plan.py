@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
 
 from promote import git
 from promote.errors import BadReference
@@ -134,6 +135,7 @@ def check_source(
     registry: Registry,
     spec: ModelSpec,
     models: dict[str, RegisteredModel] | None = None,
+    code: CodeChecks | None = None,
 ) -> Version:
     """The source version a manifest promotes, if it may be promoted; else BadReference."""
     manifest = spec.manifest
@@ -164,16 +166,37 @@ def check_source(
             f"({source.tags.get(TAG_COMMIT, 'unknown')[:12]})",
         )
     config = repo.environment(spec.environment)
-    code_repo = git.resolve_code_repository(repo.root, manifest.code.repo)
-    if not git.commit_exists(code_repo, manifest.code.commit):
-        raise BadReference(display, "code.commit", f"{manifest.code.commit[:12]} does not exist")
-    if not git.is_on_branch(code_repo, manifest.code.commit, config.protected_branch):
-        raise BadReference(
-            display,
-            "code.commit",
-            f"{manifest.code.commit[:12]} is not on the protected branch {config.protected_branch}",
-        )
+    problem = (code or CodeChecks(repo.root)).problem(
+        manifest.code.repo, manifest.code.commit, config.protected_branch
+    )
+    if problem is not None:
+        raise BadReference(display, "code.commit", problem)
     return source
+
+
+class CodeChecks:
+    """Whether pinned commits exist on their protected branch, each asked of git once per plan:
+    a large promotion pins many manifests to one repository (fetched once) and commit."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.repositories: dict[str, Path] = {}
+        self.answers: dict[tuple[str, str, str], str | None] = {}
+
+    def problem(self, location: str, commit: str, branch: str) -> str | None:
+        """Why `commit` of the code at `location` may not be promoted, or None."""
+        key = (location, commit, branch)
+        if key not in self.answers:
+            if location not in self.repositories:
+                self.repositories[location] = git.resolve_code_repository(self.root, location)
+            code_repo = self.repositories[location]
+            if not git.commit_exists(code_repo, commit):
+                self.answers[key] = f"{commit[:12]} does not exist"
+            elif not git.is_on_branch(code_repo, commit, branch):
+                self.answers[key] = f"{commit[:12]} is not on the protected branch {branch}"
+            else:
+                self.answers[key] = None
+        return self.answers[key]
 
 
 def _best_match(model: RegisteredModel | None, digest: str, verdict: str) -> Version | None:
@@ -196,8 +219,10 @@ def model_state(
     spec: ModelSpec,
     verify: bool,
     models: dict[str, RegisteredModel] | None = None,
+    code: CodeChecks | None = None,
 ) -> ModelState:
-    """Desired against actual for one manifest; `models` is a bulk read of the registry, if any."""
+    """Desired against actual for one manifest; `models` is a bulk read of the registry, and
+    `code` the answers about pinned commits, if they are shared with other manifests."""
     name = repo.registered_name(spec.environment, spec.model)
     model = models.get(name) if models is not None else registry.model(name)
     champion = model.champion if model else None
@@ -242,7 +267,7 @@ def model_state(
         state.detail = f"finish the checks of v{pending.version}"
         return state
     try:
-        check_source(repo, registry, spec, models)
+        check_source(repo, registry, spec, models, code)
     except BadReference as exc:
         state.action, state.detail, state.refusal = Action.REFUSED, exc.message, exc
         return state
@@ -251,10 +276,18 @@ def model_state(
     state.action = Action.BUILD
     verb = "rebuild" if mode == "retrain" else "copy"
     state.detail = f"{verb} {spec.source.environment} v{spec.source.version} at {spec.commit[:12]}"
-    reusable = registry.reusable_run(spec.environment, digest)
-    if reusable is not None:
-        state.detail += f" (reuses run {reusable[:8]}, left by an interrupted apply)"
     return state
+
+
+def _note_reusable_runs(states: list[ModelState], registry: Registry) -> None:
+    """Point out the training runs an interrupted apply left, which the next apply reuses."""
+    for environment in sorted({s.environment for s in states if s.action is Action.BUILD}):
+        building = [s for s in states if s.action is Action.BUILD and s.environment == environment]
+        reusable = registry.reusable_runs(environment, {s.spec.digest for s in building})
+        for state in building:
+            if state.spec.digest in reusable:
+                run_id = reusable[state.spec.digest]
+                state.detail += f" (reuses run {run_id[:8]}, left by an interrupted apply)"
 
 
 def compute(
@@ -277,7 +310,10 @@ def compute(
     }
     names |= {lock_name(name) for name in names}
     models = registry.models(list(names))
-    return [model_state(repo, registry, spec, verify, models) for spec in specs]
+    code = CodeChecks(repo.root)
+    states = [model_state(repo, registry, spec, verify, models, code) for spec in specs]
+    _note_reusable_runs(states, registry)
+    return states
 
 
 @dataclass(frozen=True)

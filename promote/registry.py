@@ -27,6 +27,9 @@ _UNREACHABLE_MARKERS = re.compile(
     r"Max retries exceeded|Connection refused|Failed to establish|timed out|ConnectionError"
 )
 CHAMPION = "champion"
+# Up to this many manifests to build, orphan runs are searched per manifest; past it, listed.
+DIGESTS_SEARCHED_ONE_BY_ONE = 20
+RUNS_PER_PAGE = 1000
 PREVIOUS = "previous"
 # Version tags (contract: other tools rely on these names).
 TAG_COMMIT = "promote.code.commit"
@@ -293,34 +296,65 @@ class Registry:
             )
         )
 
-    def reusable_run(self, environment: str, manifest_digest: str) -> str | None:
-        """A finished training run for this manifest that no version was registered from.
+    def reusable_runs(self, environment: str, manifest_digests: set[str]) -> dict[str, str]:
+        """For each manifest digest, a finished training run no version was registered from.
 
         Only an apply that stopped between training and registering leaves one: plan turns
-        a manifest with any version into a re-point, a resume or a rejection instead.
+        a manifest with any version into a re-point, a resume or a rejection instead. A few
+        digests are searched one by one; more, in one paged listing of the environment's
+        finished runs, so a large promotion does not cost a search per manifest.
         """
         experiment = self._call(
             "reading experiment", self.client.get_experiment_by_name, f"promote/{environment}"
         )
-        if experiment is None:
-            return None
-        runs = self._call(
-            "searching runs",
-            self.client.search_runs,
-            [experiment.experiment_id],
-            filter_string=(
-                f"tags.`{TAG_MANIFEST_DIGEST}` = '{manifest_digest}' "
-                "and attributes.status = 'FINISHED'"
-            ),
-            max_results=5,
-            order_by=["attributes.start_time DESC"],
-        )
-        for run in runs:
+        if experiment is None or not manifest_digests:
+            return {}
+        finished = "attributes.status = 'FINISHED'"
+        order = ["attributes.start_time DESC"]
+        candidates: dict[str, list[str]] = {}
+        if len(manifest_digests) <= DIGESTS_SEARCHED_ONE_BY_ONE:
+            for digest in sorted(manifest_digests):
+                runs = self._call(
+                    "searching runs",
+                    self.client.search_runs,
+                    [experiment.experiment_id],
+                    filter_string=f"tags.`{TAG_MANIFEST_DIGEST}` = '{digest}' and {finished}",
+                    max_results=5,
+                    order_by=order,
+                )
+                candidates[digest] = [run.info.run_id for run in runs]
+        else:
+            token = None
+            while True:
+                page = self._call(
+                    "listing runs",
+                    self.client.search_runs,
+                    [experiment.experiment_id],
+                    filter_string=f"tags.`{TAG_MANIFEST_DIGEST}` IS NOT NULL and {finished}",
+                    max_results=RUNS_PER_PAGE,
+                    order_by=order,
+                    page_token=token,
+                )
+                for run in page:
+                    digest = run.data.tags.get(TAG_MANIFEST_DIGEST)
+                    if digest in manifest_digests:
+                        candidates.setdefault(digest, []).append(run.info.run_id)
+                token = page.token
+                if not token:
+                    break
+        return {
+            digest: run_id
+            for digest, run_ids in candidates.items()
+            if (run_id := self._first_with_lineage(run_ids)) is not None
+        }
+
+    def _first_with_lineage(self, run_ids: list[str]) -> str | None:
+        for run_id in run_ids:
             try:
-                self.lineage(run.info.run_id)
+                self.lineage(run_id)
             except Exception:  # a run without a sound lineage record is not reusable
                 continue
-            return str(run.info.run_id)
+            return run_id
         return None
 
     def log_copy(
