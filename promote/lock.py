@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from promote.collector import import_mlflow
 from promote.errors import CheckFailed, ExternalError
 from promote.registry import Registry
 
@@ -77,6 +78,7 @@ def read(registry: Registry, registered_name: str) -> LockInfo | None:
 
 
 def _try_acquire(registry: Registry, registered_name: str, owner: str, ttl: timedelta) -> bool:
+    import_mlflow()
     from mlflow.exceptions import MlflowException
 
     expires = (datetime.now(timezone.utc) + ttl).isoformat(timespec="seconds")

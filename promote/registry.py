@@ -17,6 +17,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from promote.collector import import_mlflow, long_lived
 from promote.errors import ExternalError
 from promote.faults import failpoint
 from promote.lineage import LINEAGE_ARTIFACT, MODEL_ARTIFACT_DIR, Lineage, artifact_digest
@@ -125,16 +126,19 @@ class Registry:
     def client(self) -> Any:
         import logging
 
-        from mlflow import MlflowClient
+        import_mlflow()
+        with long_lived():
+            from mlflow import MlflowClient
 
-        # MLflow narrates schema migrations at INFO; the pipeline reports what matters itself.
-        logging.getLogger("mlflow").setLevel(logging.WARNING)
+            # MLflow narrates schema migrations at INFO; the pipeline reports what matters itself.
+            logging.getLogger("mlflow").setLevel(logging.WARNING)
 
-        if self.tracking_uri.startswith("sqlite:///"):
-            Path(self.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(
-                parents=True, exist_ok=True
-            )
-        return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+            if self.tracking_uri.startswith("sqlite:///"):
+                Path(self.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(
+                    parents=True, exist_ok=True
+                )
+            # Builds the tracking store: SQLAlchemy models, Alembic, the schema check.
+            return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
 
     def _call(self, what: str, function: Any, *args: Any, **kwargs: Any) -> Any:
         from mlflow.exceptions import MlflowException
@@ -161,6 +165,7 @@ class Registry:
 
     def model(self, name: str) -> RegisteredModel | None:
         """A registered model with its aliases, tags and every version's tags, or None."""
+        import_mlflow()
         from mlflow.exceptions import MlflowException
 
         try:

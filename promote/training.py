@@ -197,16 +197,20 @@ def _detect_flavor(model: Any) -> str:
 @contextmanager
 def start() -> Iterator[TrainingRun]:
     """Open the training run the runner prepared; on a clean exit, write the lineage record."""
-    import mlflow
+    from promote.collector import long_lived
 
     context = TrainingContext.from_env()
-    mlflow.set_tracking_uri(context.tracking_uri)
     tags = {
         "promote.model": context.model,
         "promote.environment": context.environment,
         **context.run_tags,
     }
-    with mlflow.start_run(experiment_id=context.experiment_id, tags=tags) as active:
+    with long_lived():  # MLflow, and its SQL store built by start_run
+        import mlflow
+
+        mlflow.set_tracking_uri(context.tracking_uri)
+        active = mlflow.start_run(experiment_id=context.experiment_id, tags=tags)
+    with active:
         mlflow.log_params({k: str(v) for k, v in context.params.items()})
         run = TrainingRun(context, active.info.run_id)
         yield run
