@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 import yaml
-from figures import Table, seconds, timed
+from figures import Table, as_installed, seconds, timed
 
 from promote import git
 from promote.apply import Pipeline
@@ -78,7 +78,9 @@ def main() -> None:
         command = [sys.executable, "-m", "promote", "--repo", str(repo), "apply"]
         command += ["--env", ENVIRONMENT]
         completed, wall = timed(
-            lambda: subprocess.run(command, capture_output=True, text=True, check=False)
+            lambda: subprocess.run(
+                command, capture_output=True, text=True, check=False, env=as_installed()
+            )
         )
         assert completed.returncode == 0, completed.stderr
         runs = [tuple(map(float, line.split())) for line in log.read_text().splitlines()]

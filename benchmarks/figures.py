@@ -15,6 +15,15 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
+def as_installed() -> dict[str, str]:
+    """The environment for `promote` subprocesses: Python's bytecode cache on, as for a user.
+
+    pip compiles an installed package's modules; with an editable install and
+    PYTHONDONTWRITEBYTECODE (set on this machine) every run would compile them all again.
+    """
+    return {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
 def timed(function: Callable[[], T]) -> tuple[T, float]:
     """The result of one call and its wall time in seconds."""
     start = time.perf_counter()

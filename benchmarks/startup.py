@@ -14,7 +14,7 @@ import statistics
 import subprocess
 import sys
 
-from figures import Table, seconds, timed
+from figures import Table, as_installed, seconds, timed
 
 TARGET_SECONDS = 0.2
 TARGET_RATIO = 10.0
@@ -22,7 +22,13 @@ TARGET_RATIO = 10.0
 
 def wall_times(command: list[str], runs: int) -> list[float]:
     def run() -> None:
-        subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+        subprocess.run(
+            command,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            check=True,
+            env=as_installed(),
+        )
 
     run()  # warm the file cache: both commands are measured warm
     return [timed(run)[1] for _ in range(runs)]

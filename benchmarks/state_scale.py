@@ -27,7 +27,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from figures import Table, seconds, timed
+from figures import Table, as_installed, seconds, timed
 
 from promote import registry_bulk
 from promote.manifests import Repository, load_repository
@@ -171,6 +171,7 @@ def cli(root: Path, uri: str, *command: str) -> tuple[int, float]:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             check=False,
+            env=as_installed(),
         ).returncode
 
     return timed(run)

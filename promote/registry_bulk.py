@@ -41,6 +41,7 @@ DELETED_STAGE = "Deleted_Internal"
 DEFAULT_WORKSPACE = "default"
 
 Query = Callable[[str, dict[str, Any]], list[Any]]
+SQLITE_MMAP_BYTES = 1 << 30
 # SQLite has built JSON objects since 3.38 (and usually before, as an extension).
 SQLITE_JSON = sqlite3.sqlite_version_info >= (3, 38, 0)
 
@@ -152,6 +153,8 @@ def _sqlite_transaction(path: Path, trace: Callable[[str], None] | None) -> Iter
         )
     except sqlite3.Error as exc:
         raise SchemaUnknown(str(exc)) from None
+    # Pages mapped rather than copied in one read call each: a scan reads the whole file.
+    connection.execute(f"PRAGMA mmap_size = {SQLITE_MMAP_BYTES}")
     connection.set_trace_callback(trace)
     try:
 
