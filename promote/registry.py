@@ -85,6 +85,9 @@ class RegisteredModel:
     aliases: dict[str, int]
     tags: dict[str, str]
     versions: list[Version] = field(default_factory=list)
+    # The versions its history's events name, when the read took them out of the events' JSON
+    # itself (SQLite does, in C); else `logged_versions` parses the event tags.
+    event_versions: frozenset[Any] | None = field(default=None, compare=False, repr=False)
 
     @cached_property  # a read model does not change, and plan asks for it several times
     def champion(self) -> Version | None:
@@ -101,8 +104,10 @@ class RegisteredModel:
         return [json.loads(self.tags[k]) for k in keys]
 
     @cached_property
-    def logged_versions(self) -> frozenset[int]:
+    def logged_versions(self) -> frozenset[Any]:
         """Versions the history has an event for (read once: plan asks for every model)."""
+        if self.event_versions is not None:
+            return self.event_versions
         return frozenset(
             event.get("version")
             for key, value in self.tags.items()

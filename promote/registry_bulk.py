@@ -3,7 +3,7 @@
 `Registry.models` reads here, by one of two paths that return the same thing:
 
 - a SQL store (sqlite, PostgreSQL, MySQL, SQL Server): MLflow's own tables, read directly in one
-  read transaction, five statements per chunk of names, or five in all when the names asked
+  read transaction, six statements per chunk of names, or six in all when the names asked
   for are most of the registry (a scan costs less than thousands of index look-ups);
 - anything else (a tracking server over http): client search calls, paged by name prefix.
 
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from promote.registry import RegisteredModel, Version
+from promote.registry import EVENT_PREFIX, RegisteredModel, Version
 
 SQL_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
 # Names per IN list: under SQLite's historical 999 bound variables and SQL Server's 2,100.
@@ -59,24 +59,39 @@ class Rows:
     model_tags: list[tuple[str, str, str]] = field(default_factory=list)  # name, key, value
     versions: list[tuple[str, int, str, str]] = field(default_factory=list)  # name, v, source, run
     version_tags: dict[tuple[str, int], dict[str, str]] = field(default_factory=dict)
+    # name -> versions its history events name, when the read extracted them (else None).
+    event_versions: dict[str, set[Any]] | None = None
 
     def assemble(self) -> dict[str, RegisteredModel]:
         # Rows of a model that was not among the models read (created between two pages, or
         # between two statements where the database allows phantoms) wait for the next read;
         # tags of a version not read (deleted, or not yet read) are left out with it.
-        models = {name: RegisteredModel(name, {}, {}, []) for name in sorted(self.models)}
+        names = sorted(self.models)
+        aliases: dict[str, dict[str, int]] = {name: {} for name in names}
+        tags: dict[str, dict[str, str]] = {name: {} for name in names}
+        versions: dict[str, list[Version]] = {name: [] for name in names}
         for name, alias, number in self.aliases:
-            if name in models:
-                models[name].aliases[alias] = number
+            if name in aliases:
+                aliases[name][alias] = number
         for name, key, value in self.model_tags:
-            if name in models:
-                models[name].tags[key] = value
+            if name in tags:
+                tags[name][key] = value
         version_tags = self.version_tags
         for name, number, source, run_id in sorted(self.versions):  # (name, version) is unique
-            if name in models:
-                tags = version_tags.get((name, number), {})
-                models[name].versions.append(Version(name, number, source, run_id or "", tags))
-        return models
+            if name in versions:
+                found = version_tags.get((name, number), {})
+                versions[name].append(Version(name, number, source, run_id or "", found))
+        logged = self.event_versions
+        return {
+            name: RegisteredModel(
+                name,
+                aliases[name],
+                tags[name],
+                versions[name],
+                None if logged is None else frozenset(logged.get(name, ())),
+            )
+            for name in names
+        }
 
 
 def is_sql_store(tracking_uri: str) -> bool:
@@ -228,6 +243,16 @@ def _read_rows(
     rows.models.update(name for (name,) in fetch("registered_models") if name in wanted)
     rows.aliases += fetch("registered_model_aliases", "alias", "version")
     rows.model_tags += fetch("registered_model_tags", "key", "value")
+    if reader.tags_as_json:
+        # Each history event's version, out of its JSON in C: plan asks it of every model.
+        events = fetch(
+            "registered_model_tags",
+            "json_extract(value, '$.version')",
+            condition=f" AND key >= '{EVENT_PREFIX}' AND key < '{EVENT_PREFIX[:-1]}/'",
+        )
+        logged = rows.event_versions = rows.event_versions or {}
+        for name, version in events:
+            logged.setdefault(name, set()).add(version)
     rows.versions += fetch(
         "model_versions",
         "version",

@@ -8,6 +8,7 @@ tracking server.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -106,6 +107,8 @@ def test_changes_behind_the_pipelines_back_are_seen(registry: Registry) -> None:
     client.delete_registered_model_tag("dev.churn", "promote.champion")
     client.delete_model_version("prod.ltv", "2")  # the champion: its alias goes with it
     client.set_model_version_tag("staging.fraud", "3", "promote.verdict", "rejected")
+    for key, version in (("promote.event.1.a", 1), ("promote.event.2.b", 2)):
+        client.set_registered_model_tag("prod.fraud", key, json.dumps({"version": version}))
 
     after = direct(registry, names)
     assert after == per_model(registry, names)
@@ -119,6 +122,12 @@ def test_changes_behind_the_pipelines_back_are_seen(registry: Registry) -> None:
     assert "promote.champion" not in after["dev.churn"].tags
     assert after["prod.ltv"].version(2) is None and CHAMPION not in after["prod.ltv"].aliases
     assert after["staging.fraud"].version(3).verdict == "rejected"  # type: ignore[union-attr]
+    # The history's versions, taken out of the events by SQLite or parsed here: the same.
+    expected_logged = {"prod.fraud": {1, 2}}
+    assert after["prod.fraud"].event_versions == {1, 2}  # extracted in SQL, not parsed
+    for read in (after, per_model(registry, names), through_sqlalchemy(registry, names)):
+        logged = {n: m.logged_versions for n, m in read.items() if m.logged_versions}
+        assert logged == expected_logged
     for name in names:  # looked up by name rather than scanned: the same answer
         assert direct(registry, [name]) == {name: after[name]}
 
@@ -162,8 +171,8 @@ def test_reads_do_not_grow_with_models(registry: Registry) -> None:
         statements: list[str] = []
         assert len(direct(registry, names, statements.append)) == len(names)
         counts.append(len(statements))
-    # A count, a BEGIN and five statements: by name for the few, a scan for the many.
-    assert counts == [7, 7, 7], counts
+    # A BEGIN, a count and six statements: by name for the few, a scan for the many.
+    assert counts == [8, 8, 8], counts
 
     client_calls = []
     for names in (small, large):
