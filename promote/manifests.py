@@ -410,10 +410,13 @@ def canonical_digest(body: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _read_bytes(path: Path | str, display: str) -> bytes:
-    """A whole file, through the bare system calls: thousands of manifests are read per load."""
+def _read_bytes(path: Path | str, display: str, folder: int | None = None) -> bytes:
+    """A whole file, through the bare system calls: thousands of manifests are read per load.
+
+    `folder`, an open directory, spares the kernel resolving the whole path again per file.
+    """
     try:
-        descriptor = os.open(path, os.O_RDONLY)
+        descriptor = os.open(path, os.O_RDONLY, dir_fd=folder)
         try:
             # A regular file reads short only at its end: a manifest takes one call.
             content = chunk = os.read(descriptor, _READ_SIZE)
@@ -549,7 +552,6 @@ class _ManifestRead:
 
 def _read_all(base: Path, config: EnvironmentConfig) -> list[_ManifestRead]:
     folder = base / config.name
-    folder_text = str(folder)
     context = _validation_context(config)
     with os.scandir(folder) as entries:
         files = sorted(
@@ -560,17 +562,25 @@ def _read_all(base: Path, config: EnvironmentConfig) -> list[_ManifestRead]:
             and not entry.name.startswith(".")  # as a glob would skip them
         )
     reads = []
-    for file_name in files:
-        display = f"{ENVIRONMENTS_DIR}/{config.name}/{file_name}"  # repo.relative, cheaper
-        read = _ManifestRead(config, folder, file_name, display)
-        try:
-            content = _read_bytes(f"{folder_text}/{file_name}", display)
-            read.text = _decode(content, display)
-        except InputError as exc:
-            read.error = exc
-        else:
-            read.key = ManifestCache.key(context, content)
-        reads.append(read)
+    # Where the platform opens files relative to an open directory (not Windows), do so.
+    relative = os.open in os.supports_dir_fd
+    directory = os.open(folder, os.O_RDONLY) if relative else None
+    try:
+        for file_name in files:
+            display = f"{ENVIRONMENTS_DIR}/{config.name}/{file_name}"  # repo.relative, cheaper
+            read = _ManifestRead(config, folder, file_name, display)
+            path = file_name if relative else folder / file_name
+            try:
+                content = _read_bytes(path, display, directory)
+                read.text = _decode(content, display)
+            except InputError as exc:
+                read.error = exc
+            else:
+                read.key = ManifestCache.key(context, content)
+            reads.append(read)
+    finally:
+        if directory is not None:
+            os.close(directory)
     return reads
 
 
