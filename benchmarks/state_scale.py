@@ -6,9 +6,10 @@ with a previous version, every 100th prod champion moved by hand: drift). MLflow
 schema; the rows are bulk-inserted, then a sample is read back through MlflowClient.
 
 Measured: loading the manifests, the bulk registry read (and its SQL statements), the library
-call behind status/plan, the CLI in a subprocess, and the client-only baselines: MLflow's search
-API paged (in full) and one read per model (on a sample, extrapolated). Then the registry is
-changed behind the tool's back, and status must see it.
+call behind status/plan, the CLI in a subprocess (its first run with nothing validated yet, as
+after a clone, then the best of five), and the client-only baselines: MLflow's search API paged
+(in full) and one read per model (on a sample, extrapolated). Then the registry is changed
+behind the tool's back, and status must see it.
 
     python benchmarks/state_scale.py [--quick] [--sizes 1000 10000]
 """
