@@ -175,9 +175,9 @@ class Pipeline:
         if planned.action not in (*CHANGING_ACTIONS, Action.RECORD):
             return self._settled(planned)
         name = planned.registered_name
+        planned.spec.confirm()  # before the lock: an altered cache stops apply unwritten
         try:
             with lock.hold(self.registry, name, self.lock_wait, on_wait=self.report):
-                planned.spec.confirm()
                 # Another applier may have acted while this one waited: decide again, live.
                 state = model_state(self.repo, self.registry, planned.spec, verify=False)
                 if state.action is Action.REPOINT:

@@ -284,8 +284,9 @@ def manifest_digest(manifest: Manifest, config: EnvironmentConfig) -> str:
 class ModelSpec:
     """A validated manifest with where it came from and the environment it is applied in.
 
-    Loaded from the manifest cache, a spec holds the facts its very text gave when validated
-    before, and the text: `manifest` validates that text only when something asks for it.
+    Loaded from a repository, a spec holds the file's text and the facts validating that
+    text gave (in this load, or an earlier one: the manifest cache); `manifest` validates the
+    text again only when something asks for it. Built `of` a Manifest, it holds that.
     """
 
     config: EnvironmentConfig

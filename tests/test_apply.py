@@ -149,3 +149,26 @@ def test_rollback_without_a_previous_version_is_bad_input(promoted: World) -> No
         result.stderr.strip()
         == f"error: prod.{MODEL}: previous: no previous version to roll back to"
     )
+
+
+def test_an_altered_manifest_cache_cannot_steer_apply(trained: World) -> None:
+    """Facts in the cache that the manifest's text does not give stop apply, unwritten."""
+    import json
+
+    from promote.manifest_cache import cache_file
+
+    trained.propose_and_merge("staging")
+    assert trained.cli("plan", "--env", "staging").returncode == 0  # fills the cache
+    path = cache_file(trained.repo.resolve())
+    assert path is not None
+    body = json.loads(path.read_text())
+    for entry in body["entries"].values():
+        if entry[2] == "dev":  # the staging manifest, promoted from dev
+            entry[4] = "0" * 64  # a digest no manifest of this repository has
+    path.write_text(json.dumps(body))
+    before = trained.snapshot()
+
+    result = trained.cli("apply", "--env", "staging")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "the manifest cache disagrees" in result.stderr
+    assert trained.snapshot() == before
