@@ -168,9 +168,6 @@ def _sqlite_transaction(path: Path, trace: Callable[[str], None] | None) -> Iter
         )
     except sqlite3.Error as exc:
         raise SchemaUnknown(str(exc)) from None
-    # Pages mapped rather than copied in one read call each: a scan reads the whole file.
-    connection.execute(f"PRAGMA mmap_size = {SQLITE_MMAP_BYTES}")
-    connection.set_trace_callback(trace)
     try:
 
         def query(statement: str, parameters: dict[str, Any]) -> list[Any]:
@@ -179,6 +176,9 @@ def _sqlite_transaction(path: Path, trace: Callable[[str], None] | None) -> Iter
             except sqlite3.Error as exc:
                 raise SchemaUnknown(str(exc)) from None
 
+        # Pages mapped rather than copied in one read call each: a scan reads the whole file.
+        query(f"PRAGMA mmap_size = {SQLITE_MMAP_BYTES}", {})
+        connection.set_trace_callback(trace)
         query("BEGIN", {})
         yield query
     finally:

@@ -193,3 +193,16 @@ def test_rows_of_a_model_created_between_two_reads_wait_for_the_next_read() -> N
     )
     expected = Version("prod.a", 1, "file:///a", "", {"promote.verdict": "passed"})
     assert rows.assemble() == {"prod.a": RegisteredModel("prod.a", {}, {}, [expected])}
+
+
+def test_a_file_that_is_not_mlflows_registry_is_left_to_the_client(tmp_path: Path) -> None:
+    """No tables, or no database at all: the SQL read steps aside, unwritten."""
+    empty = tmp_path / "empty.db"
+    sqlite3.connect(empty).close()
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"not a database, not even close" * 100)
+    for path in (empty, garbage):
+        before = path.read_bytes()
+        with pytest.raises(registry_bulk.SchemaUnknown):
+            registry_bulk.read_sql(f"sqlite:///{path}", ["prod.churn"])
+        assert path.read_bytes() == before
