@@ -91,7 +91,7 @@ def _try_acquire(registry: Registry, registered_name: str, owner: str, ttl: time
     except MlflowException as exc:
         # Taken, or taken and released at once: MLflow reads back the model it collided with,
         # and finds nothing when its holder released it in between. Either way, try again.
-        if getattr(exc, "error_code", "") == "RESOURCE_ALREADY_EXISTS" or registry._is_missing(exc):
+        if getattr(exc, "error_code", "") == "RESOURCE_ALREADY_EXISTS" or registry.is_missing(exc):
             return False
         raise ExternalError(
             f"registry: taking the lock on {registered_name} failed: {exc.message}"

@@ -163,7 +163,8 @@ class Registry:
         return ExternalError(f"registry: {what} failed: {first_line}")
 
     @staticmethod
-    def _is_missing(exc: Exception) -> bool:
+    def is_missing(exc: Exception) -> bool:
+        """An MLflow error that says the thing asked for does not exist."""
         return getattr(exc, "error_code", "") in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND")
 
     # -- reading -----------------------------------------------------------------------------
@@ -176,7 +177,7 @@ class Registry:
         try:
             entity = self.client.get_registered_model(name)
         except MlflowException as exc:
-            if self._is_missing(exc):
+            if self.is_missing(exc):
                 return None
             raise ExternalError(f"registry: reading {name} failed: {exc.message}") from None
         versions = self._call(f"listing versions of {name}", self._all_versions, name)
@@ -403,7 +404,7 @@ class Registry:
         try:
             self.client.get_registered_model(name)
         except MlflowException as exc:
-            if not self._is_missing(exc):
+            if not self.is_missing(exc):
                 raise ExternalError(f"registry: reading {name} failed: {exc.message}") from None
             self._call(
                 f"creating {name}",
