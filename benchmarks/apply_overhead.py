@@ -25,12 +25,12 @@ from pathlib import Path
 import yaml
 from figures import Table, as_installed, seconds, timed
 
-from promote import git
-from promote.apply import Pipeline
-from promote.manifests import load_repository
+from promote.build import git
+from promote.manifests.loader import load_repository
 from promote.propose import propose
-from promote.quickstart import EXAMPLE_MODEL, create_sandbox, merge
-from promote.registry import Registry, default_tracking_uri
+from promote.registry.client import Registry, default_tracking_uri
+from promote.scaffold.quickstart import EXAMPLE_MODEL, create_sandbox, merge
+from promote.train import train
 
 TARGET_SECONDS = 2.0
 ENVIRONMENT = "staging"
@@ -67,9 +67,7 @@ def main() -> None:
         git.run_git(repo, "commit", "--quiet", "-am", "Time training runs", env=identity)
 
         registry = Registry(default_tracking_uri(repo), repo / ".promote" / "artifacts")
-        trained = Pipeline(load_repository(repo), registry, report=lambda _: None).train(
-            EXAMPLE_MODEL, "dev", {}
-        )
+        trained = train(load_repository(repo), registry, EXAMPLE_MODEL, "dev", {})
         assert trained.ok, trained.detail
         proposal = propose(load_repository(repo), registry, EXAMPLE_MODEL, ENVIRONMENT)
         assert proposal.branch is not None

@@ -22,8 +22,8 @@ from pathlib import Path
 
 from figures import Table, best_of, seconds
 
-from promote.lineage import artifact_digest
-from promote.manifests import canonical_digest
+from promote.build.digest import artifact_digest
+from promote.manifests.digest import canonical_digest
 
 GIB = 1 << 30
 SMALL_FILE = 64 << 10

@@ -30,17 +30,18 @@ from typing import Any
 
 from figures import Table, as_installed, seconds, timed
 
-from promote import registry_bulk
-from promote.manifests import Repository, load_repository
+from promote.manifests.loader import load_repository
+from promote.manifests.repository import Repository
 from promote.plan import compute
-from promote.registry import (
+from promote.registry import sql
+from promote.registry.client import Registry
+from promote.registry.entities import (
     CHAMPION,
     PREVIOUS,
     TAG_EXPECTED_CHAMPION,
     TAG_MANAGED,
     TAG_MANIFEST_DIGEST,
     TAG_VERDICT,
-    Registry,
 )
 
 ENVIRONMENTS = (("dev", None), ("staging", "dev"), ("prod", "staging"))
@@ -209,7 +210,7 @@ def measure(models: int, template: Path, work: Path, quick: bool) -> None:
     check_through_client(registry, repo, random.Random(5).sample(names, 25))
 
     sent: list[str] = []
-    bulk, bulk_time = timed(lambda: registry_bulk.read_sql(uri, names, sent.append))
+    bulk, bulk_time = timed(lambda: sql.read_sql(uri, names, sent.append))
     statements = len(sent)
     assert bulk == registry.models(names)
     assert len(bulk) == len(names)
@@ -229,7 +230,7 @@ def measure(models: int, template: Path, work: Path, quick: bool) -> None:
         calls.append(what)
         return registry._call(what, function, *args, **kwargs)
 
-    paged, paged_time = timed(lambda: registry_bulk.read_paged(registry.client, names, counted))
+    paged, paged_time = timed(lambda: paged.read_paged(registry.client, names, counted))
     assert paged == bulk
     sample = names[:: max(1, len(names) // (50 if quick else PER_MODEL_SAMPLE))]
     _, sample_time = timed(lambda: [registry.model(name) for name in sample])
@@ -243,7 +244,7 @@ def measure(models: int, template: Path, work: Path, quick: bool) -> None:
     seen = sum(1 for s in after if s.drift) == drift + 1
 
     count = f"{models:,} x 3 = {len(names):,}"
-    pages = -(-len(names) // registry_bulk.NAMES_PER_STATEMENT)
+    pages = -(-len(names) // sql.NAMES_PER_STATEMENT)
     table = Table(f"state at scale: {count} registered models, sqlite")
     table.add(f"load {len(names):,} manifests (validated before, read again)", seconds(load_time))
     table.add(
@@ -256,7 +257,7 @@ def measure(models: int, template: Path, work: Path, quick: bool) -> None:
         "registry calls",
         f"{statements} SQL statements",
         f"{len(calls)} client calls ({len(names) / max(len(calls), 1):.0f} models/call)",
-        target=f"grow with {registry_bulk.NAMES_PER_STATEMENT}-name pages",
+        target=f"grow with {sql.NAMES_PER_STATEMENT}-name pages",
         passed=statements <= pages * 6 + 2,
     )
     table.add(

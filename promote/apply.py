@@ -12,16 +12,19 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from promote import gates, git, lock, runner
-from promote.access import preflight
-from promote.approval import Authorization, CiContext, authorize
-from promote.data import resolve_uri
-from promote.errors import CheckFailed, InputError
-from promote.faults import failpoint
-from promote.lineage import MODEL_ARTIFACT_DIR, Lineage, compare
-from promote.manifests import ModelSpec, Repository
-from promote.plan import Action, ModelState, check_source, compute, model_state
-from promote.registry import (
+from promote import gates
+from promote.access.preflight import preflight
+from promote.build import runner
+from promote.build.data import resolve_uri
+from promote.build.lineage import MODEL_ARTIFACT_DIR, Lineage, compare
+from promote.errors import CheckFailed
+from promote.github.approval import Authorization, authorize
+from promote.github.context import CiContext
+from promote.manifests.repository import ModelSpec, Repository
+from promote.plan import Action, ModelState, compute, decide, gather
+from promote.registry import lock
+from promote.registry.client import Registry
+from promote.registry.entities import (
     TAG_ARTIFACT_DIGEST,
     TAG_CHAMPION_FROM,
     TAG_COMMIT,
@@ -36,13 +39,12 @@ from promote.registry import (
     VERDICT_PASSED,
     VERDICT_PENDING,
     VERDICT_REJECTED,
-    Registry,
+    EventKind,
     Version,
 )
+from promote.runtime.faults import failpoint
 
 Report = Callable[[str], None]
-# What apply does that writes to the registry, and so needs the approval rule's blessing.
-CHANGING_ACTIONS = (Action.BUILD, Action.REPOINT, Action.RESUME)
 
 
 @dataclass
@@ -95,46 +97,7 @@ class Pipeline:
         self.registry = registry
         self.report = report
         self.lock_wait = lock_wait
-        self.authorizations: dict[tuple[str, str], Authorization] = {}
-
-    # -- dev ---------------------------------------------------------------------------------
-
-    def train(self, model: str, environment: str, overrides: dict[str, Any]) -> Outcome:
-        """Train at HEAD of the working tree and, if its gates pass, make it the champion."""
-        config = self.repo.environment(environment)
-        if config.promotes_from is not None:
-            raise InputError(
-                "--env",
-                None,
-                f"{environment} is built by the pipeline from an approved manifest; "
-                f"train in an environment that promotes from none (such as dev)",
-            )
-        spec = self.repo.spec(environment, model)
-        commit = git.head_commit(self.repo.root)
-        dirty = git.is_dirty(self.repo.root)
-        if dirty:
-            self.report(
-                "working tree is dirty: this version is recorded as such and cannot be promoted"
-            )
-        manifest = spec.manifest
-        request = runner.BuildRequest(
-            model=model,
-            environment=config,
-            code_repo=manifest.code.repo,
-            commit=commit,
-            entrypoint=manifest.code.entrypoint,
-            params={**manifest.code.params, **overrides},
-            data_uri=resolve_uri(self.repo.root, config.data_root, manifest.data.path),
-            dirty=dirty,
-        )
-        self.report(
-            f"training {model} in {environment} at {commit[:12]} ({manifest.code.entrypoint})"
-        )
-        run_id = runner.build_in_working_tree(self.repo.root, request, self.registry)
-        lineage = self.registry.lineage(run_id)
-        name = self.repo.registered_name(environment, model)
-        candidate = self._register(name, lineage, spec.digest, source="")
-        return self._conclude(spec, candidate, lineage, problems=[], event="train")
+        self.promoter = Promoter(registry, report)
 
     # -- apply -------------------------------------------------------------------------------
 
@@ -147,13 +110,13 @@ class Pipeline:
         """`break_glass` (a reason) bypasses approval rules and is recorded; `context` is CI's."""
         states = compute(self.repo, self.registry, environment)
         # Approval comes first: a change nobody approved reads and writes nothing.
-        self.authorizations = authorize(
+        self.promoter.authorizations = authorize(
             self.repo,
-            [s.spec for s in states if s.action in CHANGING_ACTIONS],
+            [s.spec for s in states if s.action.needs_approval],
             context or CiContext.from_environ(),
             break_glass,
         )
-        for authorization in self.authorizations.values():
+        for authorization in self.promoter.authorizations.values():
             if authorization.break_glass:
                 self.report(
                     f"{authorization.environment}.{authorization.model}: BREAK-GLASS, approval "
@@ -172,14 +135,15 @@ class Pipeline:
         return result
 
     def _act(self, planned: ModelState) -> Outcome:
-        if planned.action not in (*CHANGING_ACTIONS, Action.RECORD):
+        if not planned.action.writes:
             return self._settled(planned)
         name = planned.registered_name
         planned.spec.confirm()  # before the lock: an altered cache stops apply unwritten
         try:
             with lock.hold(self.registry, name, self.lock_wait, on_wait=self.report):
                 # Another applier may have acted while this one waited: decide again, live.
-                state = model_state(self.repo, self.registry, planned.spec, verify=False)
+                spec = planned.spec
+                state = decide(spec, gather(self.repo, self.registry, [spec]))
                 if state.action is Action.REPOINT:
                     assert state.target is not None
                     return self._repoint(state, state.target)
@@ -205,7 +169,7 @@ class Pipeline:
     @staticmethod
     def _settled(state: ModelState) -> Outcome:
         """Nothing to write: in sync, a dev template, or a manifest already rejected."""
-        ok = state.action in (Action.NONE, Action.DEV)
+        ok = state.action.in_sync
         version = state.champion if ok else state.target
         return Outcome(
             state.environment, state.model, state.action.value, version, ok, state.detail
@@ -214,7 +178,7 @@ class Pipeline:
     def _record(self, state: ModelState) -> Outcome:
         """Log the promotion a crash kept out of the history (the aliases had already moved)."""
         name = state.registered_name
-        model = self.registry.model(name)
+        model = state.registered
         assert model is not None and state.target is not None
         version = model.version(state.target)
         assert version is not None
@@ -222,8 +186,12 @@ class Pipeline:
         previous = int(came_from) if came_from else None
         self.registry.append_event(
             name,
-            self._event(
-                "promote", state.spec, version.version, previous, version.tags.get(TAG_COMMIT, "")
+            self.promoter.event(
+                EventKind.PROMOTE,
+                state.spec,
+                version.version,
+                previous,
+                version.tags.get(TAG_COMMIT, ""),
             ),
         )
         self.report(f"{name}: recorded the promotion of v{version.version} in the history")
@@ -233,37 +201,42 @@ class Pipeline:
 
     def _repoint(self, state: ModelState, number: int) -> Outcome:
         name = state.registered_name
-        model = self.registry.model(name)
+        model = state.registered
         version = model.version(number) if model else None
-        if version is None:
+        if model is None or version is None:
             raise CheckFailed(f"{name}/{number} disappeared from the registry")
-        self._verify_stored(version)
-        previous = model.champion.version if model and model.champion else None
-        self.registry.tag_version(version, self._authorization_tags(state.spec))
+        self.promoter.verify_stored(version)
+        previous = state.champion
+        self.registry.tag_version(version, self.promoter.authorization_tags(state.spec))
         self.registry.move_champion(name, number, previous)
-        if number not in model.logged_versions:  # type: ignore[union-attr]
-            kind = "promote"  # finishing a promotion that a crash interrupted
+        if number not in model.logged_versions:
+            kind = EventKind.PROMOTE  # finishing a promotion that a crash interrupted
         elif previous is not None and number < previous:
-            kind = "rollback"
+            kind = EventKind.ROLLBACK
         else:
-            kind = "repoint"
+            kind = EventKind.REPOINT
         self.registry.append_event(
             name,
-            self._event(kind, state.spec, number, previous, version.tags.get(TAG_COMMIT, "")),
+            self.promoter.event(
+                kind, state.spec, number, previous, version.tags.get(TAG_COMMIT, "")
+            ),
         )
-        self.report(f"{name}: champion v{previous} -> v{number} ({kind}, no rebuild)")
-        return Outcome(state.environment, state.model, kind, number, True, f"champion -> v{number}")
+        self.report(f"{name}: champion v{previous} -> v{number} ({kind.value}, no rebuild)")
+        return Outcome(
+            state.environment, state.model, kind.value, number, True, f"champion -> v{number}"
+        )
 
     def _build(self, state: ModelState) -> Outcome:
         spec = state.spec
         manifest = spec.manifest
         assert manifest.source is not None and manifest.code.commit is not None
-        source = check_source(self.repo, self.registry, spec)
-        self._verify_stored(source)
+        source = state.source
+        assert source is not None, "decide gives a build its source"
+        self.promoter.verify_stored(source)
         source_lineage = self.registry.lineage(source.run_id)
         config = spec.config
         failpoint("before-training")
-        reusable = self.registry.reusable_runs(config.name, {spec.digest}).get(spec.digest)
+        reusable = state.reusable_run
         if reusable is not None:
             self.report(
                 f"{state.registered_name}: reusing run {reusable[:8]}, finished for this "
@@ -291,22 +264,26 @@ class Pipeline:
             run_id = runner.build_at_commit(self.repo.root, request, self.registry)
         failpoint("after-training")
         lineage = self.registry.lineage(run_id)
-        candidate = self._register(state.registered_name, lineage, spec.digest, source=source.ref)
+        candidate = self.promoter.register(
+            state.registered_name, lineage, spec.digest, source=source.ref
+        )
         problems = self._lineage_problems(spec, source_lineage, lineage)
-        return self._conclude(spec, candidate, lineage, problems, event="promote")
+        return self.promoter.conclude(spec, candidate, lineage, problems, EventKind.PROMOTE)
 
     def _resume(self, state: ModelState, number: int) -> Outcome:
         """Finish the checks of a version a crashed apply registered but did not conclude."""
         spec = state.spec
-        model = self.registry.model(state.registered_name)
-        candidate = model.version(number) if model else None
+        candidate = state.registered.version(number) if state.registered else None
         if candidate is None:
             raise CheckFailed(f"{state.registered_name}/{number} disappeared from the registry")
-        source = check_source(self.repo, self.registry, spec)
+        if state.refusal is not None:
+            raise state.refusal
+        source = state.source
+        assert source is not None
         source_lineage = self.registry.lineage(source.run_id)
         lineage = self.registry.lineage(candidate.run_id)
         problems = self._lineage_problems(spec, source_lineage, lineage)
-        return self._conclude(spec, candidate, lineage, problems, event="promote")
+        return self.promoter.conclude(spec, candidate, lineage, problems, EventKind.PROMOTE)
 
     def _lineage_problems(self, spec: ModelSpec, source: Lineage, rebuilt: Lineage) -> list[str]:
         config = spec.config
@@ -348,9 +325,22 @@ class Pipeline:
                 copied_lineage,
             )
 
-    # -- shared ------------------------------------------------------------------------------
 
-    def _register(self, name: str, lineage: Lineage, manifest_digest: str, source: str) -> Version:
+class Promoter:
+    """Every registry write that concludes a build: register the candidate, run its checks and
+    gates, then move `champion` to it or reject it, and append the history."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        report: Report,
+        authorizations: dict[tuple[str, str], Authorization] | None = None,
+    ) -> None:
+        self.registry = registry
+        self.report = report
+        self.authorizations = authorizations if authorizations is not None else {}
+
+    def register(self, name: str, lineage: Lineage, manifest_digest: str, source: str) -> Version:
         uri = f"{self.registry.run_artifact_uri(lineage.run_id)}/{MODEL_ARTIFACT_DIR}"
         version = self.registry.register(
             name, uri, lineage.run_id, version_tags(lineage, manifest_digest, source)
@@ -359,7 +349,7 @@ class Pipeline:
         failpoint("after-register")
         return version
 
-    def _verify_stored(self, version: Version) -> int:
+    def verify_stored(self, version: Version) -> int:
         digest, size = self.registry.stored_artifact(version)
         recorded = version.tags.get(TAG_ARTIFACT_DIGEST)
         if digest != recorded:
@@ -369,8 +359,13 @@ class Pipeline:
             )
         return size
 
-    def _conclude(
-        self, spec: ModelSpec, candidate: Version, lineage: Lineage, problems: list[str], event: str
+    def conclude(
+        self,
+        spec: ModelSpec,
+        candidate: Version,
+        lineage: Lineage,
+        problems: list[str],
+        event: EventKind,
     ) -> Outcome:
         """Run the gates, then either move `champion` to the candidate or reject it."""
         name = candidate.name
@@ -382,7 +377,7 @@ class Pipeline:
         if lineage.artifact_digest != candidate.tags.get(TAG_ARTIFACT_DIGEST):
             problems.append("registered digest differs from the lineage record")
         try:
-            size = self._verify_stored(candidate)
+            size = self.verify_stored(candidate)
         except CheckFailed as exc:
             problems.append(exc.message)
         results = gates.evaluate(spec.gates, lineage.metrics, champion_metrics, size)
@@ -397,44 +392,49 @@ class Pipeline:
                 {
                     TAG_VERDICT: VERDICT_REJECTED,
                     TAG_REASON: reason[:5000],
-                    **self._authorization_tags(spec),
+                    **self.authorization_tags(spec),
                 },
             )
             self.registry.append_event(
                 name,
-                self._event(
-                    "reject", spec, candidate.version, previous, lineage.code_commit, reason
+                self.event(
+                    EventKind.REJECT, spec, candidate.version, previous, lineage.code_commit, reason
                 ),
             )
             stays = f"v{previous}" if previous is not None else "unset"
             self.report(f"{name}: v{candidate.version} rejected; champion stays {stays}")
             return Outcome(
-                spec.environment, spec.model, event, candidate.version, False, f"rejected: {reason}"
+                spec.environment,
+                spec.model,
+                event.value,
+                candidate.version,
+                False,
+                f"rejected: {reason}",
             )
         self.registry.tag_version(
             candidate,
             # The verdict goes last: a version is "passed" only once everything else is recorded.
-            {**self._authorization_tags(spec), TAG_REASON: "", TAG_VERDICT: VERDICT_PASSED},
+            {**self.authorization_tags(spec), TAG_REASON: "", TAG_VERDICT: VERDICT_PASSED},
         )
         failpoint("after-verdict")
         self.registry.move_champion(name, candidate.version, previous)
         self.registry.append_event(
-            name, self._event(event, spec, candidate.version, previous, lineage.code_commit)
+            name, self.event(event, spec, candidate.version, previous, lineage.code_commit)
         )
         was = f"v{previous}" if previous is not None else "(none)"
         self.report(f"{name}: champion {was} -> v{candidate.version}")
         return Outcome(
             spec.environment,
             spec.model,
-            event,
+            event.value,
             candidate.version,
             True,
             f"champion -> v{candidate.version}",
         )
 
-    def _event(
+    def event(
         self,
-        kind: str,
+        kind: EventKind,
         spec: ModelSpec,
         version: int,
         previous: int | None,
@@ -443,7 +443,7 @@ class Pipeline:
     ) -> dict[str, Any]:
         source = spec.source
         return {
-            "action": kind,
+            "action": kind.value,
             "version": version,
             "previous": previous,
             "commit": commit,
@@ -454,7 +454,7 @@ class Pipeline:
             **self._authorization_fields(spec),
         }
 
-    def _authorization_tags(self, spec: ModelSpec) -> dict[str, str]:
+    def authorization_tags(self, spec: ModelSpec) -> dict[str, str]:
         """The approved PR and approvers, or the break-glass reason, for this spec's version."""
         authorization = self.authorizations.get((spec.environment, spec.model))
         return authorization.tags() if authorization else {}

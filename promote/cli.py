@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
-from promote.collector import long_lived
 from promote.errors import InputError, PromoteError
-from promote.redact import redact, redact_log_records
+from promote.runtime.collector import long_lived
+from promote.runtime.redact import redact, redact_log_records
 
 if TYPE_CHECKING:
-    from promote.manifests import Repository
-    from promote.registry import Registry
+    from promote.manifests.repository import Repository
+    from promote.registry.client import Registry
 
 app = typer.Typer(
     help="GitOps promotion of ML models: git holds what each environment should run, "
@@ -53,12 +53,12 @@ class Settings:
     registry_uri: Optional[str]  # noqa: UP045 - typer reads these annotations at runtime
 
     def repository(self) -> Repository:
-        from promote.manifests import load_repository
+        from promote.manifests.loader import load_repository
 
         return load_repository(self.repo)
 
     def registry(self) -> Registry:
-        from promote.registry import Registry, default_tracking_uri
+        from promote.registry.client import Registry, default_tracking_uri
 
         root = self.repo.resolve()
         return Registry(
@@ -149,12 +149,17 @@ def train(
     as_json: bool = JsonOption,
 ) -> None:
     """Train at HEAD with full lineage; the version becomes champion if its gates pass."""
-    from promote.apply import Pipeline
+    from promote.train import train as train_model
 
     settings: Settings = context.obj
     with handled():
-        outcome = Pipeline(settings.repository(), settings.registry(), reporter(as_json)).train(
-            name, env, parse_params(param)
+        outcome = train_model(
+            settings.repository(),
+            settings.registry(),
+            name,
+            env,
+            parse_params(param),
+            reporter(as_json),
         )
     if as_json:
         emit_json(outcome.to_json())
@@ -176,7 +181,8 @@ def model_command(
     as_json: bool = JsonOption,
 ) -> None:
     """Propose: write environments/TO/NAME.yaml for the source champion on a new branch."""
-    from promote.propose import open_pull_request, propose
+    from promote.github.pull_request import open_pull_request
+    from promote.propose import propose
 
     settings: Settings = context.obj
     opened = None
@@ -279,7 +285,7 @@ def report(
     ),
 ) -> None:
     """The plan as markdown: changes per environment, version, commit, metrics, gates."""
-    from promote.report import append_job_summary, comment_on_pull_request, report_states
+    from promote.github.report import append_job_summary, comment_on_pull_request, report_states
 
     settings: Settings = context.obj
     with handled():
@@ -441,7 +447,7 @@ def unlock(
     force: bool = typer.Option(False, "--force", help="Release a lock that has not expired."),
 ) -> None:
     """Release the apply lock a dead process left behind (after its expiry, or with --force)."""
-    from promote import lock
+    from promote.registry import lock
 
     settings: Settings = context.obj
     with handled():
@@ -467,7 +473,7 @@ def schema(
     kind: str = typer.Argument("manifest", help="manifest or environment"),
 ) -> None:
     """Print the JSON Schema of model manifests or environment files (for editors)."""
-    from promote.manifests import json_schemas
+    from promote.manifests.schema import json_schemas
 
     schemas = json_schemas()
     if kind not in schemas:
@@ -481,7 +487,7 @@ def quickstart(
     directory: Path = typer.Argument(..., help="A new folder for the sandbox."),
 ) -> None:
     """Create a sandbox and run the whole story: dev -> staging -> prod, with rebuilds."""
-    from promote.quickstart import run_story
+    from promote.scaffold.quickstart import run_story
 
     with handled():
         run_story(directory, echo)
@@ -522,8 +528,8 @@ def init(
     ),
 ) -> None:
     """Scaffold a GitOps repository: environments, workflows, CODEOWNERS, an example model."""
-    from promote.scaffold import ScaffoldSettings, default_promote_requirement
-    from promote.scaffold import init as scaffold
+    from promote.scaffold.init import ScaffoldSettings, default_promote_requirement
+    from promote.scaffold.init import init as scaffold
 
     with handled():
         settings = ScaffoldSettings(
@@ -565,8 +571,8 @@ def access(
     as_json: bool = JsonOption,
 ) -> None:
     """IAM policies (data scientists, each environment's CI) and MLflow grants; --apply grants."""
-    from promote.access import Principals, apply_grants, render
-    from promote.access import plan as access_plan
+    from promote.access.grants import Principals, apply_grants, render
+    from promote.access.grants import plan as access_plan
 
     settings: Settings = context.obj
     defaults = Principals()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from promote.manifests import Gates
+from promote.manifests.schema import Gates
 
 
 @dataclass(frozen=True)

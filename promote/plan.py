@@ -1,19 +1,23 @@
 """Compare desired state (manifests) with actual state (the registry). Reads only; never writes.
 
-`apply` acts on what this module decides; `status` and `plan` only print it.
+As argo-cd's state comparison does, planning is two steps: `gather` makes every read once (the
+bulk registry read, the answers about pinned commits, the runs an interrupted apply left, the
+stored artifacts when asked to verify); `decide` turns one manifest and that snapshot into a
+`ModelState` without any I/O. `apply` acts on what `decide` says; `status` and `plan` print it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
-from promote import git
+from promote.build import git
 from promote.errors import BadReference
-from promote.lock import TAG_LOCK_EXPIRES, TAG_LOCK_OWNER, lock_name
-from promote.manifests import ModelSpec, Repository
-from promote.registry import (
+from promote.manifests.repository import ModelSpec, Repository
+from promote.registry.client import Registry
+from promote.registry.entities import (
     REQUIRED_VERSION_TAGS,
     TAG_ARTIFACT_DIGEST,
     TAG_CHAMPION_FROM,
@@ -27,14 +31,17 @@ from promote.registry import (
     VERDICT_PENDING,
     VERDICT_REJECTED,
     RegisteredModel,
-    Registry,
     Version,
 )
+from promote.registry.lock import TAG_LOCK_EXPIRES, TAG_LOCK_OWNER, lock_name
 
 _REQUIRED_TAGS = frozenset(REQUIRED_VERSION_TAGS)
 
 
 class Action(str, Enum):
+    """What apply does for one manifest; what each action means is asked of it, not spelled out
+    at every call site."""
+
     NONE = "none"  # in sync
     DEV = "dev"  # a dev training template: `promote train` moves it, not apply
     BUILD = "build"  # rebuild (or copy) from the pinned commit
@@ -43,6 +50,25 @@ class Action(str, Enum):
     RESUME = "resume"  # a version of this manifest was registered but its checks never finished
     REJECTED = "rejected"  # this manifest was built and rejected: change it to try again
     REFUSED = "refused"  # the manifest references something that may not be promoted
+
+    @property
+    def in_sync(self) -> bool:
+        return self in (Action.NONE, Action.DEV)
+
+    @property
+    def blocked(self) -> bool:
+        """Nothing will happen until the manifest changes."""
+        return self in (Action.REJECTED, Action.REFUSED)
+
+    @property
+    def needs_approval(self) -> bool:
+        """It changes which artifact an environment runs: the approval rule must bless it."""
+        return self in (Action.BUILD, Action.REPOINT, Action.RESUME)
+
+    @property
+    def writes(self) -> bool:
+        """Apply writes to the registry (and so takes the model's lock) for it."""
+        return self.needs_approval or self is Action.RECORD
 
 
 @dataclass
@@ -53,11 +79,13 @@ class ModelState:
     registered_name: str
     action: Action
     detail: str = ""
-    champion: int | None = None
+    registered: RegisteredModel | None = None  # the live registered model, as gathered
     target: int | None = None
+    source: Version | None = None  # the version a BUILD or RESUME is validated against
     drift: list[str] = field(default_factory=list)
     refusal: BadReference | None = None
     lock: str | None = None  # who holds this model's apply lock, if anyone
+    reusable_run: str | None = None  # a finished training an interrupted apply left
 
     @property
     def environment(self) -> str:
@@ -68,12 +96,17 @@ class ModelState:
         return self.spec.model
 
     @property
+    def champion(self) -> int | None:
+        champion = self.registered.champion if self.registered else None
+        return champion.version if champion else None
+
+    @property
     def status(self) -> str:
         if self.drift:
             return "drifted"
-        if self.action in (Action.NONE, Action.DEV):
+        if self.action.in_sync:
             return "in sync"
-        if self.action in (Action.REJECTED, Action.REFUSED):
+        if self.action.blocked:
             return self.action.value
         return "pending"
 
@@ -92,86 +125,6 @@ class ModelState:
             "drift": self.drift,
             "lock": self.lock,
         }
-
-
-def drift_of(model: RegisteredModel | None, registry: Registry, verify: bool) -> list[str]:
-    """What in the registry the pipeline did not put there (moved aliases, foreign versions)."""
-    if model is None:
-        return []
-    problems = []
-    if model.tags.get(TAG_MANAGED) != "true":
-        problems.append("registered model was not created by the pipeline (no promote.managed)")
-    champion = model.champion
-    expected = model.tags.get(TAG_EXPECTED_CHAMPION)
-    live = str(champion.version) if champion is not None else None
-    moved = live != expected if live is not None else bool(expected)
-    if moved and not _interrupted_move(model, expected, live):
-        if live is not None:
-            was = f"pipeline set v{expected}" if expected else "the pipeline never set it"
-            problems.append(f"champion moved by hand to v{live} ({was})")
-        else:
-            problems.append(f"champion alias removed by hand (pipeline set v{expected})")
-    for version in model.versions:
-        if version.tags.keys() >= _REQUIRED_TAGS:
-            continue
-        missing = next(t for t in REQUIRED_VERSION_TAGS if t not in version.tags)
-        problems.append(f"v{version.version} was not registered by the pipeline (no {missing})")
-    if verify and champion is not None and TAG_ARTIFACT_DIGEST in champion.tags:
-        digest, _ = registry.stored_artifact(champion)
-        if digest != champion.tags[TAG_ARTIFACT_DIGEST]:
-            problems.append(f"champion v{champion.version} artifact changed in storage")
-    return problems
-
-
-def _interrupted_move(model: RegisteredModel, expected: str | None, live: str | None) -> bool:
-    """A move the pipeline recorded (intent tags) but whose history event never came is a crash
-    mid-move: apply finishes it. Anything else off the recorded champion was done by hand."""
-    completed = expected is not None and expected in {str(v) for v in model.logged_versions}
-    return not completed and (live is None or model.tags.get(TAG_CHAMPION_FROM) == live)
-
-
-def check_source(
-    repo: Repository,
-    registry: Registry,
-    spec: ModelSpec,
-    models: dict[str, RegisteredModel] | None = None,
-    code: CodeChecks | None = None,
-) -> Version:
-    """The source version a manifest promotes, if it may be promoted; else BadReference."""
-    manifest = spec.manifest
-    display = spec.display
-    assert manifest.source is not None and manifest.code.commit is not None
-    source_name = repo.registered_name(manifest.source.environment, spec.model)
-    ref = f"{source_name}/{manifest.source.version}"
-    source_model = models.get(source_name) if models is not None else registry.model(source_name)
-    source = source_model.version(manifest.source.version) if source_model else None
-    if source is None:
-        raise BadReference(display, "source.version", f"{ref} does not exist")
-    if source.verdict == VERDICT_REJECTED:
-        reason = source.tags.get(TAG_REASON, "no reason recorded")
-        raise BadReference(display, "source.version", f"{ref} was rejected: {reason}")
-    if source.verdict != VERDICT_PASSED:
-        raise BadReference(display, "source.version", f"{ref} has not passed its gates")
-    if source.tags.get(TAG_DIRTY) == "true":
-        raise BadReference(
-            display,
-            "source.version",
-            f"{ref} was trained from a dirty working tree and cannot be promoted",
-        )
-    if source.tags.get(TAG_COMMIT) != manifest.code.commit:
-        raise BadReference(
-            display,
-            "code.commit",
-            f"{manifest.code.commit[:12]} is not the commit {ref} was trained from "
-            f"({source.tags.get(TAG_COMMIT, 'unknown')[:12]})",
-        )
-    config = repo.environment(spec.environment)
-    problem = (code or CodeChecks(repo.root)).problem(
-        manifest.code.repo, manifest.code.commit, config.protected_branch
-    )
-    if problem is not None:
-        raise BadReference(display, "code.commit", problem)
-    return source
 
 
 class CodeChecks:
@@ -199,6 +152,21 @@ class CodeChecks:
         return self.answers[key]
 
 
+@dataclass
+class Snapshot:
+    """Everything `decide` reads, gathered once: the repository (desired state) and the answers
+    of the registry, git and storage (actual state)."""
+
+    repo: Repository
+    models: dict[str, RegisteredModel]
+    code_problems: dict[tuple[str, str, str], str | None] = field(default_factory=dict)
+    reusable_runs: dict[tuple[str, str], str] = field(default_factory=dict)  # (env, digest)
+    stored_digests: dict[str, str] | None = None  # version ref -> digest; None: not verified
+
+    def registered(self, environment: str, model: str) -> RegisteredModel | None:
+        return self.models.get(self.repo.registered_name(environment, model))
+
+
 def _best_match(model: RegisteredModel | None, digest: str, verdict: str) -> Version | None:
     if model is None:
         return None
@@ -213,30 +181,155 @@ def _best_match(model: RegisteredModel | None, digest: str, verdict: str) -> Ver
     return candidates[-1] if candidates else None
 
 
-def model_state(
-    repo: Repository,
-    registry: Registry,
-    spec: ModelSpec,
-    verify: bool,
-    models: dict[str, RegisteredModel] | None = None,
-    code: CodeChecks | None = None,
-) -> ModelState:
-    """Desired against actual for one manifest; `models` is a bulk read of the registry, and
-    `code` the answers about pinned commits, if they are shared with other manifests."""
-    name = repo.registered_name(spec.environment, spec.model)
-    model = models.get(name) if models is not None else registry.model(name)
-    champion = model.champion if model else None
-    state = ModelState(spec, name, Action.NONE, champion=champion.version if champion else None)
-    state.drift = drift_of(model, registry, verify)
-    held = models.get(lock_name(name)) if models is not None else registry.model(lock_name(name))
+def _needs_source(spec: ModelSpec, model: RegisteredModel | None) -> bool:
+    """Whether deciding this manifest reaches its source (a build or a resume): only those
+    manifests cost the code and run look-ups."""
+    if not spec.managed:
+        return False
+    digest = spec.digest
+    return _best_match(model, digest, VERDICT_PASSED) is None and (
+        _best_match(model, digest, VERDICT_REJECTED) is None
+    )
+
+
+def gather(
+    repo: Repository, registry: Registry, specs: Iterable[ModelSpec], verify: bool = False
+) -> Snapshot:
+    """Every read `decide` needs for `specs`, each made once."""
+    specs = list(specs)
+    names = {repo.registered_name(s.environment, s.model) for s in specs}
+    names |= {
+        repo.registered_name(s.source.environment, s.model) for s in specs if s.source is not None
+    }
+    names |= {lock_name(name) for name in names}
+    snapshot = Snapshot(repo, registry.models(sorted(names)) if specs else {})
+    reaching = [s for s in specs if _needs_source(s, snapshot.registered(s.environment, s.model))]
+    code = CodeChecks(repo.root)
+    for spec in reaching:
+        try:
+            _registered_source(spec, snapshot)
+        except BadReference:
+            continue  # refused on what the registry says: git is not asked
+        key = _code_key(spec)
+        snapshot.code_problems[key] = code.problem(*key)
+    building = [
+        s
+        for s in reaching
+        if _best_match(snapshot.registered(s.environment, s.model), s.digest, VERDICT_PENDING)
+        is None
+    ]
+    for environment in sorted({s.environment for s in building}):
+        digests = {s.digest for s in building if s.environment == environment}
+        for digest, run_id in registry.reusable_runs(environment, digests).items():
+            snapshot.reusable_runs[environment, digest] = run_id
+    if verify:
+        snapshot.stored_digests = {}
+        for spec in specs:
+            model = snapshot.registered(spec.environment, spec.model)
+            champion = model.champion if model else None
+            if champion is not None and TAG_ARTIFACT_DIGEST in champion.tags:
+                snapshot.stored_digests[champion.ref] = registry.stored_artifact(champion)[0]
+    return snapshot
+
+
+def drift_of(model: RegisteredModel | None, stored_digests: dict[str, str] | None) -> list[str]:
+    """What in the registry the pipeline did not put there (moved aliases, foreign versions)."""
+    if model is None:
+        return []
+    problems = []
+    if model.tags.get(TAG_MANAGED) != "true":
+        problems.append("registered model was not created by the pipeline (no promote.managed)")
+    champion = model.champion
+    expected = model.tags.get(TAG_EXPECTED_CHAMPION)
+    live = str(champion.version) if champion is not None else None
+    moved = live != expected if live is not None else bool(expected)
+    if moved and not _interrupted_move(model, expected, live):
+        if live is not None:
+            was = f"pipeline set v{expected}" if expected else "the pipeline never set it"
+            problems.append(f"champion moved by hand to v{live} ({was})")
+        else:
+            problems.append(f"champion alias removed by hand (pipeline set v{expected})")
+    for version in model.versions:
+        if version.tags.keys() >= _REQUIRED_TAGS:
+            continue
+        missing = next(t for t in REQUIRED_VERSION_TAGS if t not in version.tags)
+        problems.append(f"v{version.version} was not registered by the pipeline (no {missing})")
+    stored = (stored_digests or {}).get(champion.ref) if champion is not None else None
+    if champion is not None and stored is not None and stored != champion.tags[TAG_ARTIFACT_DIGEST]:
+        problems.append(f"champion v{champion.version} artifact changed in storage")
+    return problems
+
+
+def _interrupted_move(model: RegisteredModel, expected: str | None, live: str | None) -> bool:
+    """A move the pipeline recorded (intent tags) but whose history event never came is a crash
+    mid-move: apply finishes it. Anything else off the recorded champion was done by hand."""
+    completed = expected is not None and expected in {str(v) for v in model.logged_versions}
+    return not completed and (live is None or model.tags.get(TAG_CHAMPION_FROM) == live)
+
+
+def _code_key(spec: ModelSpec) -> tuple[str, str, str]:
+    code = spec.manifest.code
+    assert code.commit is not None
+    return (code.repo, code.commit, spec.config.protected_branch)
+
+
+def _registered_source(spec: ModelSpec, snapshot: Snapshot) -> Version:
+    """The source version, if the registry says it may be promoted; else BadReference."""
+    manifest = spec.manifest
+    display = spec.display
+    assert manifest.source is not None and manifest.code.commit is not None
+    source_name = snapshot.repo.registered_name(manifest.source.environment, spec.model)
+    ref = f"{source_name}/{manifest.source.version}"
+    source_model = snapshot.models.get(source_name)
+    source = source_model.version(manifest.source.version) if source_model else None
+    if source is None:
+        raise BadReference(display, "source.version", f"{ref} does not exist")
+    if source.verdict == VERDICT_REJECTED:
+        reason = source.tags.get(TAG_REASON, "no reason recorded")
+        raise BadReference(display, "source.version", f"{ref} was rejected: {reason}")
+    if source.verdict != VERDICT_PASSED:
+        raise BadReference(display, "source.version", f"{ref} has not passed its gates")
+    if source.tags.get(TAG_DIRTY) == "true":
+        raise BadReference(
+            display,
+            "source.version",
+            f"{ref} was trained from a dirty working tree and cannot be promoted",
+        )
+    if source.tags.get(TAG_COMMIT) != manifest.code.commit:
+        raise BadReference(
+            display,
+            "code.commit",
+            f"{manifest.code.commit[:12]} is not the commit {ref} was trained from "
+            f"({source.tags.get(TAG_COMMIT, 'unknown')[:12]})",
+        )
+    return source
+
+
+def source_of(spec: ModelSpec, snapshot: Snapshot) -> Version:
+    """The source version a manifest promotes, if it may be promoted; else BadReference."""
+    source = _registered_source(spec, snapshot)
+    problem = snapshot.code_problems[_code_key(spec)]
+    if problem is not None:
+        raise BadReference(spec.display, "code.commit", problem)
+    return source
+
+
+def decide(spec: ModelSpec, snapshot: Snapshot) -> ModelState:
+    """Desired against actual for one manifest, from the gathered snapshot alone (no I/O)."""
+    name = snapshot.repo.registered_name(spec.environment, spec.model)
+    model = snapshot.models.get(name)
+    state = ModelState(spec, name, Action.NONE, registered=model)
+    state.drift = drift_of(model, snapshot.stored_digests)
+    held = snapshot.models.get(lock_name(name))
     if held is not None:
         state.lock = f"locked by {held.tags.get(TAG_LOCK_OWNER, 'unknown')} until " + held.tags.get(
             TAG_LOCK_EXPIRES, "?"
         )
+    champion = model.champion if model else None
     if not spec.managed:
         state.action = Action.DEV
         state.detail = (
-            f"trained with promote train; champion v{state.champion}"
+            f"trained with promote train; champion v{champion.version}"
             if champion
             else "not trained yet"
         )
@@ -261,59 +354,50 @@ def model_state(
         state.action, state.target = Action.REJECTED, rejected.version
         state.detail = f"v{rejected.version} was rejected: {rejected.tags.get(TAG_REASON, '')}"
         return state
+    try:
+        state.source = source_of(spec, snapshot)
+    except BadReference as exc:
+        state.refusal = exc
     pending = _best_match(model, digest, VERDICT_PENDING)
     if pending is not None:
+        # Its source is checked again when apply resumes it: a refusal then stops apply.
         state.action, state.target = Action.RESUME, pending.version
         state.detail = f"finish the checks of v{pending.version}"
         return state
-    try:
-        check_source(repo, registry, spec, models, code)
-    except BadReference as exc:
-        state.action, state.detail, state.refusal = Action.REFUSED, exc.message, exc
+    if state.refusal is not None:
+        state.action, state.detail = Action.REFUSED, state.refusal.message
         return state
-    mode = repo.environment(spec.environment).training
     assert spec.source is not None and spec.commit is not None
     state.action = Action.BUILD
-    verb = "rebuild" if mode == "retrain" else "copy"
+    verb = "rebuild" if spec.config.training == "retrain" else "copy"
     state.detail = f"{verb} {spec.source.environment} v{spec.source.version} at {spec.commit[:12]}"
+    state.reusable_run = snapshot.reusable_runs.get((spec.environment, digest))
+    if state.reusable_run is not None:
+        state.detail += f" (reuses run {state.reusable_run[:8]}, left by an interrupted apply)"
     return state
 
 
-def _note_reusable_runs(states: list[ModelState], registry: Registry) -> None:
-    """Point out the training runs an interrupted apply left, which the next apply reuses."""
-    for environment in sorted({s.environment for s in states if s.action is Action.BUILD}):
-        building = [s for s in states if s.action is Action.BUILD and s.environment == environment]
-        reusable = registry.reusable_runs(environment, {s.spec.digest for s in building})
-        for state in building:
-            if state.spec.digest in reusable:
-                run_id = reusable[state.spec.digest]
-                state.detail += f" (reuses run {run_id[:8]}, left by an interrupted apply)"
+def selected_specs(repo: Repository, environment: str | None = None) -> list[ModelSpec]:
+    """Every manifest (of one environment, if given), in promotion order."""
+    if environment is not None:
+        repo.environment(environment)
+    return [
+        spec
+        for config in repo.ordered_environments()
+        if environment in (None, config.name)
+        for spec in repo.specs_in(config.name)
+    ]
 
 
 def compute(
     repo: Repository, registry: Registry, environment: str | None = None, verify: bool = False
 ) -> list[ModelState]:
     """The state of every manifest (of one environment, if given), in promotion order."""
-    if environment is not None:
-        repo.environment(environment)
-    specs = [
-        spec
-        for config in repo.ordered_environments()
-        if environment in (None, config.name)
-        for spec in repo.specs_in(config.name)
-    ]
+    specs = selected_specs(repo, environment)
     if not specs:
         return []
-    names = {repo.registered_name(s.environment, s.model) for s in specs}
-    names |= {
-        repo.registered_name(s.source.environment, s.model) for s in specs if s.source is not None
-    }
-    names |= {lock_name(name) for name in names}
-    models = registry.models(list(names))
-    code = CodeChecks(repo.root)
-    states = [model_state(repo, registry, spec, verify, models, code) for spec in specs]
-    _note_reusable_runs(states, registry)
-    return states
+    snapshot = gather(repo, registry, specs, verify)
+    return [decide(spec, snapshot) for spec in specs]
 
 
 @dataclass(frozen=True)
@@ -338,6 +422,28 @@ class Unmanaged:
         }
 
 
+def _listed_prefixes(repo: Repository, environment: str | None) -> dict[str, str]:
+    """Environment -> the name prefix of its registered models, for environments above dev whose
+    names are grouped by a prefix (others cannot be listed by one)."""
+    prefixes = {}
+    for config in repo.ordered_environments():
+        if config.promotes_from is None or environment not in (None, config.name):
+            continue
+        prefix = config.model_name.format(env=config.name, model="")
+        if config.model_name.endswith("{model}") and prefix:
+            prefixes[config.name] = prefix
+    return prefixes
+
+
+def undeclared(repo: Repository, listed: dict[str, list[str]]) -> list[Unmanaged]:
+    """Of the names listed per environment, those no manifest declares (no I/O)."""
+    found = []
+    for environment, names in listed.items():
+        declared = {repo.registered_name(environment, s.model) for s in repo.specs_in(environment)}
+        found += [Unmanaged(environment, name) for name in names if name not in declared]
+    return found
+
+
 def unmanaged(
     repo: Repository, registry: Registry, environment: str | None = None
 ) -> list[Unmanaged]:
@@ -345,15 +451,7 @@ def unmanaged(
 
     MLflow lets anyone with create rights register `prod.anything`; only the pipeline should.
     """
-    found = []
-    for config in repo.ordered_environments():
-        if config.promotes_from is None or environment not in (None, config.name):
-            continue
-        prefix = config.model_name.format(env=config.name, model="")
-        if not config.model_name.endswith("{model}") or not prefix:
-            continue  # names not grouped by a prefix cannot be listed by one
-        declared = {repo.registered_name(config.name, s.model) for s in repo.specs_in(config.name)}
-        found += [
-            Unmanaged(config.name, name) for name in registry.names(prefix) if name not in declared
-        ]
-    return found
+    listed = {
+        name: registry.names(prefix) for name, prefix in _listed_prefixes(repo, environment).items()
+    }
+    return undeclared(repo, listed)

@@ -5,29 +5,24 @@ Proposing reads only the source environment; it needs no access to the target.
 
 from __future__ import annotations
 
-import os
-import re
-from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
-from promote import git
+from promote.build import git
 from promote.errors import BadReference, InputError
-from promote.manifests import (
-    ENVIRONMENT_FILE,
-    ENVIRONMENTS_DIR,
+from promote.manifests.digest import manifest_digest
+from promote.manifests.repository import ENVIRONMENT_FILE, ENVIRONMENTS_DIR, Repository
+from promote.manifests.schema import (
     Code,
     Data,
     Gates,
     Manifest,
-    Repository,
     Source,
     dump_manifest,
-    manifest_digest,
     parse,
     parse_yaml,
 )
-from promote.registry import PREVIOUS, TAG_DIRTY, TAG_MANIFEST_DIGEST, VERDICT_PASSED, Registry
+from promote.registry.client import Registry
+from promote.registry.entities import PREVIOUS, TAG_DIRTY, TAG_MANIFEST_DIGEST, VERDICT_PASSED
 
 
 @dataclass
@@ -103,54 +98,6 @@ def propose(repo: Repository, registry: Registry, model: str, target: str) -> Pr
         repo.root, branch, base, {relative: dump_manifest(manifest)}, message
     )
     return Proposal(target, model, branch, commit, relative, manifest, champion.ref)
-
-
-@dataclass(frozen=True)
-class OpenedPullRequest:
-    number: int
-    url: str
-    created: bool
-
-
-def github_repository(root: Path, environ: Mapping[str, str] | None = None) -> str:
-    """owner/name on GitHub: GITHUB_REPOSITORY, else read from the `origin` remote's URL."""
-    env = os.environ if environ is None else environ
-    if env.get("GITHUB_REPOSITORY"):
-        return env["GITHUB_REPOSITORY"]
-    url = git.run_git(root, "remote", "get-url", "origin", check=False)
-    found = re.search(r"github\.com[:/]([^/]+)/([^/]+?)(?:\.git)?/?$", url)
-    if found is None:
-        raise InputError(
-            "--open-pr", None, "set GITHUB_REPOSITORY=owner/name: origin is not a GitHub remote"
-        )
-    return f"{found[1]}/{found[2]}"
-
-
-def open_pull_request(
-    repo: Repository,
-    registry: Registry,
-    proposal: Proposal,
-    environ: Mapping[str, str] | None = None,
-) -> OpenedPullRequest:
-    """Push the proposal's branch and open its PR, or update the one already open for it."""
-    from promote.github import GitHubClient
-    from promote.report import render_pull_request_body
-
-    assert proposal.branch is not None
-    client = GitHubClient.from_environ(github_repository(repo.root, environ), environ)
-    client.require_token("--open-pr")
-    body = render_pull_request_body(repo, registry, proposal)
-    title = f"Promote {proposal.model} to {proposal.environment}: {proposal.source_ref}"
-    # The branch is rebuilt from the protected branch on every proposal: it belongs to promote.
-    branch_ref = f"refs/heads/{proposal.branch}"
-    git.run_git(repo.root, "push", "--force", "--quiet", "origin", f"{branch_ref}:{branch_ref}")
-    existing = client.open_pull_request(proposal.branch)
-    if existing is not None:
-        updated = client.update_pull_request(existing.number, title, body)
-        return OpenedPullRequest(updated.number, updated.url, created=False)
-    base = repo.environment(proposal.environment).protected_branch
-    created = client.create_pull_request(proposal.branch, base, title, body)
-    return OpenedPullRequest(created.number, created.url, created=True)
 
 
 def propose_rollback(

@@ -27,16 +27,18 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from promote.data import DataReader, FileSnapshot, snapshot_from_json
-from promote.lineage import (
+from promote.build.data import DataReader, FileSnapshot, snapshot_from_json
+from promote.build.digest import artifact_digest
+from promote.build.lineage import (
     LINEAGE_ARTIFACT,
     MODEL_ARTIFACT_DIR,
     Lineage,
-    artifact_digest,
     check_pins,
     resolve_libraries,
 )
-from promote.manifests import canonical_digest
+from promote.manifests.digest import canonical_digest
+from promote.registry import tracking
+from promote.registry.entities import TAG_LINEAGE_DIGEST
 
 CONTEXT_VARIABLE = "PROMOTE_TRAINING_CONTEXT"
 # Distribution that provides each supported model flavor.
@@ -115,10 +117,8 @@ class TrainingRun:
         return frame
 
     def log_metrics(self, metrics: dict[str, float]) -> None:
-        import mlflow
-
         clean = {name: float(value) for name, value in metrics.items()}
-        mlflow.log_metrics(clean)
+        tracking.log_metrics(clean)
         self._metrics.update(clean)
 
     def log_model(
@@ -128,19 +128,12 @@ class TrainingRun:
 
         `save_options` go to the flavor's `save_model` (for example `skops_trusted_types`).
         """
-        import mlflow
-        from mlflow.models import infer_signature
-
         if self._logged is not None:
             raise TrainingError("log_model was already called: a training run logs one model")
         flavor = flavor or _detect_flavor(model)
-        module = getattr(mlflow, flavor, None)
-        if module is None or not hasattr(module, "save_model"):
-            raise TrainingError(f"unknown MLflow flavor {flavor!r}")
         library = FLAVOR_LIBRARIES.get(flavor, flavor)
         self._libraries_roots.append(library)
         libraries = resolve_libraries(self._libraries_roots)
-        signature = infer_signature(input_example, model.predict(input_example))
         with tempfile.TemporaryDirectory() as scratch:
             path = Path(scratch) / MODEL_ARTIFACT_DIR
             # Explicit requirements: MLflow's inference would spawn a subprocess and guess.
@@ -149,12 +142,15 @@ class TrainingRun:
                 for name in (library.lower(), "mlflow")
                 if name in libraries
             ]
-            module.save_model(
-                model, str(path), signature=signature, pip_requirements=pins or None, **save_options
-            )
+            try:
+                signature = tracking.save_model(
+                    flavor, model, path, input_example, pins or None, **save_options
+                )
+            except tracking.UnknownFlavor as exc:
+                raise TrainingError(str(exc)) from None
             digest = artifact_digest(path)
-            mlflow.log_artifacts(str(path), MODEL_ARTIFACT_DIR)
-        self._logged = (flavor, signature.to_dict() if signature else None, digest)
+            tracking.log_artifacts(path, MODEL_ARTIFACT_DIR)
+        self._logged = (flavor, signature, digest)
 
     def lineage(self) -> Lineage:
         if self._logged is None:
@@ -197,26 +193,19 @@ def _detect_flavor(model: Any) -> str:
 @contextmanager
 def start() -> Iterator[TrainingRun]:
     """Open the training run the runner prepared; on a clean exit, write the lineage record."""
-    from promote.collector import long_lived
-
     context = TrainingContext.from_env()
     tags = {
         "promote.model": context.model,
         "promote.environment": context.environment,
         **context.run_tags,
     }
-    with long_lived():  # MLflow, and its SQL store built by start_run
-        import mlflow
-
-        mlflow.set_tracking_uri(context.tracking_uri)
-        active = mlflow.start_run(experiment_id=context.experiment_id, tags=tags)
-    with active:
-        mlflow.log_params({k: str(v) for k, v in context.params.items()})
-        run = TrainingRun(context, active.info.run_id)
+    with tracking.run(context.tracking_uri, context.experiment_id, tags) as run_id:
+        tracking.log_params({k: str(v) for k, v in context.params.items()})
+        run = TrainingRun(context, run_id)
         yield run
         lineage = run.lineage()
-        mlflow.log_text(lineage.to_json(), LINEAGE_ARTIFACT)
-        mlflow.set_tags({"promote.lineage_digest": lineage.lineage_digest})
+        tracking.log_text(lineage.to_json(), LINEAGE_ARTIFACT)
+        tracking.set_tags({TAG_LINEAGE_DIGEST: lineage.lineage_digest})
     Path(context.result_file).write_text(json.dumps({"run_id": run.run_id}), encoding="utf-8")
 
 

@@ -6,11 +6,12 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from promote import runner
-from promote.data import snapshot_to_json
+from promote.build import runner
+from promote.build.data import snapshot_to_json
 from promote.errors import BadReference, CheckFailed
-from promote.manifests import Repository
-from promote.registry import (
+from promote.manifests.repository import Repository
+from promote.registry.client import Registry
+from promote.registry.entities import (
     REQUIRED_VERSION_TAGS,
     TAG_ARTIFACT_DIGEST,
     TAG_COMMIT,
@@ -19,7 +20,6 @@ from promote.registry import (
     TAG_VERDICT,
     VERDICT_PASSED,
     RegisteredModel,
-    Registry,
     Version,
 )
 

@@ -16,12 +16,13 @@ from typing import Any
 import pytest
 import yaml
 
-from promote import git
 from promote.apply import Pipeline
-from promote.manifests import load_repository
+from promote.build import git
+from promote.manifests.loader import load_repository
 from promote.propose import propose
-from promote.quickstart import Sandbox, create_sandbox, merge
-from promote.registry import Registry, default_tracking_uri
+from promote.registry.client import Registry, default_tracking_uri
+from promote.scaffold.quickstart import Sandbox, create_sandbox, merge
+from promote.train import train
 
 MODEL = "churn"
 # Fresh connections for every registry call: tests swap the sqlite file between cases.
@@ -51,7 +52,9 @@ class World:
         return Pipeline(load_repository(self.repo), self.registry, report=self.lines.append)
 
     def train_dev(self, **overrides: Any) -> int:
-        outcome = self.pipeline().train(MODEL, "dev", overrides)
+        outcome = train(
+            load_repository(self.repo), self.registry, MODEL, "dev", overrides, self.lines.append
+        )
         assert outcome.ok, outcome.detail
         assert outcome.version is not None
         return outcome.version

@@ -25,11 +25,14 @@ import pytest
 from conftest import MODEL, Environ, World, free_port
 from typer.testing import CliRunner
 
-from promote.access import AccessDenied, ci_policy, data_scientist_policy, preflight
+from promote.access.iam import ci_policy, data_scientist_policy
+from promote.access.preflight import AccessDenied, preflight
 from promote.cli import app
 from promote.errors import CheckFailed
-from promote.manifests import EnvironmentConfig, Repository, load_repository
-from promote.quickstart import create_sandbox
+from promote.manifests.loader import load_repository
+from promote.manifests.repository import Repository
+from promote.manifests.schema import EnvironmentConfig
+from promote.scaffold.quickstart import create_sandbox
 from promote.verify import verify
 
 ACCOUNT = "123456789012"

@@ -20,9 +20,10 @@ from mlflow_server import ADMIN, MlflowAuthServer
 from typer.testing import CliRunner
 
 from promote.cli import app
-from promote.manifests import load_repository
-from promote.quickstart import create_sandbox
-from promote.registry import CHAMPION, TAG_ARTIFACT_DIGEST, TAG_MANAGED, Registry
+from promote.manifests.loader import load_repository
+from promote.registry.client import Registry
+from promote.registry.entities import CHAMPION, TAG_ARTIFACT_DIGEST, TAG_MANAGED
+from promote.scaffold.quickstart import create_sandbox
 from promote.verify import verify
 
 BUCKET = "mlflow-artifacts"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from conftest import MODEL, World
 
 from promote.plan import Action, compute
-from promote.registry import (
+from promote.registry.entities import (
     CHAMPION,
     PREVIOUS,
     TAG_ARTIFACT_DIGEST,
@@ -47,7 +47,7 @@ def test_apply_twice_creates_no_second_version(promoted: World) -> None:
 
 
 def test_reverting_the_manifest_repoints_champion_without_rebuilding(promoted: World) -> None:
-    from promote import git
+    from promote.build import git
 
     promoted.train_dev(C=0.2)
     promoted.promote("staging")
@@ -122,8 +122,8 @@ def test_champion_moved_by_hand_is_drift_and_apply_moves_it_back(promoted: World
 
 
 def test_promote_rollback_proposes_the_previous_manifest(promoted: World) -> None:
-    from promote import git
-    from promote.quickstart import merge
+    from promote.build import git
+    from promote.scaffold.quickstart import merge
 
     promoted.train_dev(C=0.2)
     promoted.promote("staging")
@@ -155,7 +155,7 @@ def test_an_altered_manifest_cache_cannot_steer_apply(trained: World) -> None:
     """Facts in the cache that the manifest's text does not give stop apply, unwritten."""
     import json
 
-    from promote.manifest_cache import cache_file
+    from promote.manifests.cache import cache_file
 
     trained.propose_and_merge("staging")
     assert trained.cli("plan", "--env", "staging").returncode == 0  # fills the cache

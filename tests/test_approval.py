@@ -15,16 +15,16 @@ import yaml
 from conftest import MODEL, World
 from github_fake import FakeGitHub
 
-from promote import git
-from promote.approval import (
+from promote.build import git
+from promote.errors import InputError
+from promote.github.approval import (
     TAG_APPROVERS,
     TAG_BREAK_GLASS,
     TAG_PULL_REQUEST,
     ApprovalRefused,
-    CiContext,
 )
-from promote.errors import InputError
-from promote.quickstart import merge
+from promote.github.context import CiContext
+from promote.scaffold.quickstart import merge
 
 FIXTURES = Path(__file__).parent / "fixtures" / "github"
 TEAM = ("acme", "release-approvers")

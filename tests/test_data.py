@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from conftest import MODEL, World
 
-from promote.data import DataReader, FileSnapshot
+from promote.build.data import DataReader, FileSnapshot
 from promote.errors import CheckFailed
 from promote.verify import reproduce
 

@@ -10,9 +10,9 @@ import time
 import pytest
 from conftest import MODEL, World
 
-from promote.faults import CRASH_EXIT_CODE, FAILPOINT_VARIABLE, POINTS
-from promote.lock import lock_name
-from promote.registry import CHAMPION, TAG_VERDICT, VERDICT_PASSED
+from promote.registry.entities import CHAMPION, TAG_VERDICT, VERDICT_PASSED
+from promote.registry.lock import lock_name
+from promote.runtime.faults import CRASH_EXIT_CODE, FAILPOINT_VARIABLE, POINTS
 
 STAGING = f"staging.{MODEL}"
 
@@ -95,7 +95,7 @@ def test_two_appliers_at_once_build_once(trained: World) -> None:
 
 
 def test_a_live_lock_blocks_and_unlock_needs_force(trained: World) -> None:
-    from promote import lock
+    from promote.registry import lock
 
     trained.propose_and_merge("staging")
     with lock.hold(trained.registry, STAGING, wait_seconds=0):

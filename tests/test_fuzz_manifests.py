@@ -23,8 +23,9 @@ from typer.testing import CliRunner
 
 from promote.cli import app
 from promote.errors import InputError
-from promote.manifests import COMMIT_PATTERN, load_repository
-from promote.quickstart import create_sandbox
+from promote.manifests.loader import load_repository
+from promote.manifests.schema import COMMIT_PATTERN
+from promote.scaffold.quickstart import create_sandbox
 
 MANIFEST = "environments/staging/churn.yaml"
 ENVIRONMENT = "environments/staging/environment.yaml"

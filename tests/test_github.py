@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from github_fake import FakeGitHub
 
-from promote.github import GitHubClient, GitHubError
+from promote.github.client import GitHubClient, GitHubError
 
 HEAD = "a" * 40
 MERGE = "b" * 40

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from conftest import MODEL, World
 
+from promote.build.digest import artifact_digest
+from promote.build.lineage import Lineage, compare, resolve_libraries
 from promote.errors import CheckFailed
-from promote.lineage import Lineage, artifact_digest, compare, resolve_libraries
 
 
 def test_artifact_digest_covers_every_byte_and_path_but_not_download_metadata(

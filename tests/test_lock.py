@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from promote import lock
-from promote.registry import Registry
+from promote.registry import lock
+from promote.registry.client import Registry
 
 
 def test_a_lock_released_during_the_collision_is_taken(tmp_path: Path) -> None:

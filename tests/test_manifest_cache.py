@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from promote import manifests
 from promote.errors import InputError, PromoteError
-from promote.manifest_cache import cache_file
-from promote.manifests import load_repository
+from promote.manifests import loader, repository, schema
+from promote.manifests.cache import cache_file
+from promote.manifests.loader import load_repository
 
 MANIFEST = """model: churn
 code: {entrypoint: models/churn/train.py, params: {C: 0.5}}
@@ -31,13 +31,15 @@ def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def count_validations(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     validated: list[str] = []
-    real = manifests.parse
+    real = schema.parse
 
     def counting(model_class: type, data: dict[str, object], display: str) -> object:
         validated.append(display)
         return real(model_class, data, display)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(manifests, "parse", counting)
+    # Both places that validate a manifest's text: the loader, and a spec asked for it again.
+    monkeypatch.setattr(loader, "parse", counting)
+    monkeypatch.setattr(repository, "parse", counting)
     return validated
 
 
@@ -147,7 +149,7 @@ def test_a_large_first_load_validates_in_parallel_with_the_same_outcome(
         text = MANIFEST.replace("churn", f"m{index:02d}").replace("0.5", f"0.{index + 1}")
         (folder / f"m{index:02d}.yaml").write_text(text)
 
-    def load(parallel: bool) -> manifests.Repository:
+    def load(parallel: bool) -> repository.Repository:
         import shutil
 
         shutil.rmtree(cache, ignore_errors=True)  # a first load: nothing validated yet

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from promote.errors import InputError
-from promote.manifests import load_repository
+from promote.manifests.loader import load_repository
 
 ENVIRONMENTS = {
     "dev": {"name": "dev", "data_root": "data/dev"},

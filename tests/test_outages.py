@@ -18,8 +18,9 @@ from typing import Any
 import pytest
 from conftest import MODEL, World, free_port
 
-from promote.faults import FAILPOINT_VARIABLE
-from promote.registry import CHAMPION, Registry
+from promote.registry.client import Registry
+from promote.registry.entities import CHAMPION
+from promote.runtime.faults import FAILPOINT_VARIABLE
 
 STARTUP_SECONDS = 90
 
@@ -105,9 +106,9 @@ def test_registry_server_stopped_mid_apply(
     env = {"MLFLOW_TRACKING_URI": mlflow_server.url}
     assert world.cli("train", MODEL, env=env).returncode == 0
     registry = Registry(mlflow_server.url, tmp_path)
-    from promote.manifests import load_repository
+    from promote.manifests.loader import load_repository
     from promote.propose import propose
-    from promote.quickstart import merge
+    from promote.scaffold.quickstart import merge
 
     proposal = propose(load_repository(world.repo), registry, MODEL, "staging")
     assert proposal.branch is not None

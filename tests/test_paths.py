@@ -10,7 +10,7 @@ import pytest
 from conftest import MODEL, World
 
 from promote.errors import InputError
-from promote.manifests import load_repository
+from promote.manifests.loader import load_repository
 
 DEV_MANIFEST = f"environments/dev/{MODEL}.yaml"
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from conftest import World
 
-from promote import git
+from promote.build import git
 from promote.plan import CodeChecks
 
 

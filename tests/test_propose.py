@@ -5,7 +5,7 @@ from __future__ import annotations
 import yaml
 from conftest import MODEL, World
 
-from promote import git
+from promote.build import git
 
 
 def test_propose_writes_the_manifest_on_a_branch_without_touching_the_checkout(

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from promote.cli import app
-from promote.redact import MASK, redact
+from promote.runtime.redact import MASK, redact
 
 GITHUB_TOKEN = "ghp_" + "Zq7Rk2Lm9Xw4" * 3  # 36 characters after the prefix, like a real one
 FINE_GRAINED_TOKEN = "github_pat_11AAAAAAA0" + "x" * 60
@@ -191,7 +191,7 @@ def test_tags_written_through_the_registry_are_masked(trained: World) -> None:
 def test_pull_request_bodies_and_comments_leave_without_secrets(
     github: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from promote.github import GitHubClient
+    from promote.github.client import GitHubClient
 
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
     github.add_pull(7, "alice", "a" * 40, head_ref="promote/prod/churn-v2", base_ref="main")

@@ -10,17 +10,12 @@ from typing import Any
 import pytest
 from conftest import MODEL, World
 
-from promote import git
+from promote.build import git
 from promote.errors import BadReference, InputError
-from promote.manifests import load_repository
+from promote.manifests.loader import load_repository
 from promote.plan import Action, compute
 from promote.propose import propose
-from promote.registry import (
-    CHAMPION,
-    TAG_REASON,
-    TAG_VERDICT,
-    VERDICT_REJECTED,
-)
+from promote.registry.entities import CHAMPION, TAG_REASON, TAG_VERDICT, VERDICT_REJECTED
 
 STAGING_MANIFEST = f"environments/staging/{MODEL}.yaml"
 PROD_MANIFEST = f"environments/prod/{MODEL}.yaml"

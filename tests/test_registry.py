@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
-from promote import registry as registry_module
-from promote.lineage import LINEAGE_ARTIFACT, Lineage
-from promote.registry import TAG_MANIFEST_DIGEST, Registry
+from promote.build.lineage import LINEAGE_ARTIFACT, Lineage
+from promote.registry import client as registry_module
+from promote.registry.client import Registry
+from promote.registry.entities import TAG_MANIFEST_DIGEST
 
 
 def a_lineage(run_id: str) -> Lineage:

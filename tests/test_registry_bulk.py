@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 
-from promote import registry_bulk
-from promote.registry import CHAMPION, PREVIOUS, RegisteredModel, Registry, Version
+from promote.registry import entities, paged, sql
+from promote.registry.client import Registry
+from promote.registry.entities import CHAMPION, PREVIOUS, RegisteredModel, Version
 
 ENVIRONMENTS = ("dev", "staging", "prod")
 MODELS = ("churn", "fraud", "ltv")
@@ -30,18 +31,18 @@ def per_model(registry: Registry, names: list[str]) -> dict[str, RegisteredModel
 
 def direct(registry: Registry, names: list[str], trace: Any = None) -> dict[str, RegisteredModel]:
     """The path a SQL store takes (called here without the fallback `models` keeps)."""
-    return registry_bulk.read_sql(registry.tracking_uri, names, trace)
+    return sql.read_sql(registry.tracking_uri, names, trace)
 
 
 def through_sqlalchemy(registry: Registry, names: list[str]) -> dict[str, RegisteredModel]:
     """The path a server database takes (SQLAlchemy, a row per tag), here on the same file."""
     uri = registry.tracking_uri.replace("sqlite:", "sqlite+pysqlite:", 1)
-    return registry_bulk.read_sql(uri, names)
+    return sql.read_sql(uri, names)
 
 
-def paged(registry: Registry, names: list[str]) -> dict[str, RegisteredModel]:
+def through_client(registry: Registry, names: list[str]) -> dict[str, RegisteredModel]:
     """The path a tracking server over http takes."""
-    return registry_bulk.read_paged(registry.client, names, registry._call)
+    return paged.read_paged(registry.client, names, registry._call)
 
 
 @pytest.fixture(scope="module")
@@ -82,12 +83,12 @@ def test_bulk_read_equals_per_model_reads(registry: Registry) -> None:
     assert [v.version for v in expected["prod.fraud"].versions] == [1, 2, 3]
     assert direct(registry, names) == expected
     assert through_sqlalchemy(registry, names) == expected
-    assert paged(registry, names) == expected
+    assert through_client(registry, names) == expected
     assert registry.models(names) == expected
     # Only what was asked for, whichever path; a few names are looked up, not scanned for.
     assert set(direct(registry, names_of("prod"))) == set(names_of("prod"))
     assert direct(registry, ["prod.fraud"]) == {"prod.fraud": expected["prod.fraud"]}
-    assert set(paged(registry, names_of("prod"))) == set(names_of("prod"))
+    assert set(through_client(registry, names_of("prod"))) == set(names_of("prod"))
 
 
 def test_sql_store_is_read_without_the_mlflow_client(tmp_path: Path) -> None:
@@ -112,7 +113,7 @@ def test_changes_behind_the_pipelines_back_are_seen(registry: Registry) -> None:
 
     after = direct(registry, names)
     assert after == per_model(registry, names)
-    assert after == paged(registry, names)
+    assert after == through_client(registry, names)
     assert after == through_sqlalchemy(registry, names)
     assert after != before
     assert after["prod.churn"].aliases[CHAMPION] == 1
@@ -177,14 +178,14 @@ def test_reads_do_not_grow_with_models(registry: Registry) -> None:
     client_calls = []
     for names in (small, large):
         calls: list[str] = []
-        models = registry_bulk.read_paged(registry.client, names, counted(registry, calls))
+        models = paged.read_paged(registry.client, names, counted(registry, calls))
         assert models == direct(registry, names)
         client_calls.append(len(calls))
     assert client_calls == [2, 2]  # one page of registered models, one of versions
 
 
 def test_rows_of_a_model_created_between_two_reads_wait_for_the_next_read() -> None:
-    rows = registry_bulk.Rows(
+    rows = entities.Rows(
         models={"prod.a"},
         aliases=[("prod.b", CHAMPION, 1)],
         model_tags=[("prod.b", "promote.managed", "true")],
@@ -203,6 +204,6 @@ def test_a_file_that_is_not_mlflows_registry_is_left_to_the_client(tmp_path: Pat
     garbage.write_bytes(b"not a database, not even close" * 100)
     for path in (empty, garbage):
         before = path.read_bytes()
-        with pytest.raises(registry_bulk.SchemaUnknown):
-            registry_bulk.read_sql(f"sqlite:///{path}", ["prod.churn"])
+        with pytest.raises(sql.SchemaUnknown):
+            sql.read_sql(f"sqlite:///{path}", ["prod.churn"])
         assert path.read_bytes() == before

@@ -11,10 +11,10 @@ import pytest
 from conftest import MODEL, World
 from github_fake import FakeGitHub
 
-from promote import git
-from promote.manifests import load_repository
-from promote.registry import TAG_COMMIT
-from promote.report import COMMENT_MARKER, report_states, table_cell
+from promote.build import git
+from promote.github.report import COMMENT_MARKER, report_states, table_cell
+from promote.manifests.loader import load_repository
+from promote.registry.entities import TAG_COMMIT
 
 FIXTURES = Path(__file__).parent / "fixtures" / "github"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from promote.manifests import load_repository
+from promote.manifests.loader import load_repository
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from test_workflows import assert_hardened, assert_promotion_workflows, zizmor_findings
 
-from promote import git
-from promote.manifests import load_repository
-from promote.scaffold import ScaffoldSettings
+from promote.build import git
+from promote.manifests.loader import load_repository
+from promote.scaffold.init import ScaffoldSettings
 
 ROLES = {env: f"arn:aws:iam::210987654321:role/ml-{env}" for env in ("staging", "prod")}
 ARGUMENTS = [
@@ -74,8 +74,8 @@ def test_init_renders_a_repository_promote_loads_with_hardened_workflows(tmp_pat
 
 
 def test_the_training_stub_trains_in_dev(tmp_path: Path) -> None:
-    from promote.apply import Pipeline
-    from promote.registry import Registry, default_tracking_uri
+    from promote.registry.client import Registry, default_tracking_uri
+    from promote.train import train
 
     target = tmp_path / "repo"
     assert promote_cli("init", str(target), *ARGUMENTS, cwd=tmp_path).returncode == 0
@@ -85,7 +85,7 @@ def test_the_training_stub_trains_in_dev(tmp_path: Path) -> None:
     for name in ("train.csv", "test.csv"):
         (data / name).write_text(f"x1,x2,label\n{rows}\n")
     registry = Registry(default_tracking_uri(target), target / ".promote" / "artifacts")
-    outcome = Pipeline(load_repository(target), registry).train("example", "dev", {})
+    outcome = train(load_repository(target), registry, "example", "dev", {})
     assert outcome.ok, outcome.detail
     assert outcome.version == 1
 

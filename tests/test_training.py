@@ -55,7 +55,7 @@ def test_a_script_written_from_the_readme_trains_and_is_rebuilt_above(world: Wor
     trained = world.cli("train", "fraud", "--env", "dev")
     assert trained.returncode == 0, trained.stderr
     assert world.cli("model", "fraud", "--to", "staging").returncode == 0
-    from promote.quickstart import merge
+    from promote.scaffold.quickstart import merge
 
     merge(world.repo, "promote/staging/fraud-v1", "Merge fraud")
     applied = world.cli("apply", "--env", "staging")

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from promote.scaffold import ScaffoldSettings, render_github_files
+from promote.scaffold.init import ScaffoldSettings, render_github_files
 
 ROOT = Path(__file__).resolve().parent.parent
 ACCOUNT = "123456789012"

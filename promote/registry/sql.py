@@ -19,79 +19,39 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from promote.registry import EVENT_PREFIX, RegisteredModel, Version
+from promote.registry.entities import EVENT_PREFIX, RegisteredModel, Rows
+from promote.registry.paged import PagedReader
 
 SQL_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
+
 # Names per IN list: under SQLite's historical 999 bound variables and SQL Server's 2,100.
 NAMES_PER_STATEMENT = 500
+
 # Asked for at least this share of the registry's models, the tables are read whole.
 SCAN_SHARE = 0.25
-# The largest pages an MLflow server serves for each search.
-MODELS_PER_PAGE = 1000
-VERSIONS_PER_PAGE = 10_000
+
 # MLflow marks a deleted version with this stage and keeps its row (and its tags).
 DELETED_STAGE = "Deleted_Internal"
+
 # Single-tenant MLflow keeps every registry row in this workspace.
 DEFAULT_WORKSPACE = "default"
 
 Query = Callable[[str, dict[str, Any]], list[Any]]
+
 SQLITE_MMAP_BYTES = 1 << 30
+
 # SQLite has built JSON objects since 3.38 (and usually before, as an extension).
 SQLITE_JSON = sqlite3.sqlite_version_info >= (3, 38, 0)
 
 
 class SchemaUnknown(Exception):
     """The tables are not the ones this MLflow version writes: read through the client."""
-
-
-@dataclass
-class Rows:
-    """Registry rows as plain tuples: what both read paths produce, assembled one way."""
-
-    models: set[str] = field(default_factory=set)
-    aliases: list[tuple[str, str, int]] = field(default_factory=list)  # name, alias, version
-    model_tags: list[tuple[str, str, str]] = field(default_factory=list)  # name, key, value
-    versions: list[tuple[str, int, str, str]] = field(default_factory=list)  # name, v, source, run
-    version_tags: dict[tuple[str, int], dict[str, str]] = field(default_factory=dict)
-    # name -> versions its history events name, when the read extracted them (else None).
-    event_versions: dict[str, set[Any]] | None = None
-
-    def assemble(self) -> dict[str, RegisteredModel]:
-        # Rows of a model that was not among the models read (created between two pages, or
-        # between two statements where the database allows phantoms) wait for the next read;
-        # tags of a version not read (deleted, or not yet read) are left out with it.
-        names = sorted(self.models)
-        aliases: dict[str, dict[str, int]] = {name: {} for name in names}
-        tags: dict[str, dict[str, str]] = {name: {} for name in names}
-        versions: dict[str, list[Version]] = {name: [] for name in names}
-        for name, alias, number in self.aliases:
-            if name in aliases:
-                aliases[name][alias] = number
-        for name, key, value in self.model_tags:
-            if name in tags:
-                tags[name][key] = value
-        version_tags = self.version_tags
-        for name, number, source, run_id in sorted(self.versions):  # (name, version) is unique
-            if name in versions:
-                found = version_tags.get((name, number), {})
-                versions[name].append(Version(name, number, source, run_id or "", found))
-        logged = self.event_versions
-        return {
-            name: RegisteredModel(
-                name,
-                aliases[name],
-                tags[name],
-                versions[name],
-                None if logged is None else frozenset(logged.get(name, ())),
-            )
-            for name in names
-        }
 
 
 def is_sql_store(tracking_uri: str) -> bool:
@@ -275,59 +235,6 @@ def _read_rows(
         rows.version_tags.setdefault((name, number), {})[key] = value
 
 
-def read_paged(
-    client: Any, names: list[str], call: Callable[..., Any]
-) -> dict[str, RegisteredModel]:
-    """Read through MLflow's search API, page by page, one name prefix at a time.
-
-    With the default `{env}.{model}` template every environment is one prefix (`prod.`); names
-    without a dot are found by listing everything. Each call goes through `call`, which turns
-    MLflow errors into the pipeline's.
-    """
-    wanted = set(names)
-    rows = Rows()
-    for prefix in _prefixes(wanted):
-        escaped = prefix.replace("'", "\\'")
-        where = f"name LIKE '{escaped}%'" if prefix else None
-        for model in _pages(
-            call, client.search_registered_models, filter_string=where, max_results=MODELS_PER_PAGE
-        ):
-            if model.name not in wanted:
-                continue
-            rows.models.add(model.name)
-            rows.aliases.extend((model.name, a, int(v)) for a, v in (model.aliases or {}).items())
-            rows.model_tags.extend((model.name, k, v) for k, v in model.tags.items())
-        for version in _pages(
-            call,
-            client.search_model_versions,
-            filter_string=where,
-            max_results=VERSIONS_PER_PAGE,
-            # A stable order: offsets stay valid while someone else updates a version.
-            order_by=["name ASC", "version_number ASC"],
-        ):
-            if version.name not in wanted:
-                continue
-            number = int(version.version)
-            rows.versions.append((version.name, number, version.source, version.run_id or ""))
-            rows.version_tags[version.name, number] = dict(version.tags)
-    return rows.assemble()
-
-
-def _prefixes(names: Iterable[str]) -> set[str]:
-    prefixes = {name.partition(".")[0] + "." if "." in name else "" for name in names}
-    return {""} if "" in prefixes else prefixes
-
-
-def _pages(call: Callable[..., Any], search: Callable[..., Any], **options: Any) -> Iterator[Any]:
-    token = None
-    while True:
-        page = call("searching the registry", search, page_token=token, **options)
-        yield from page
-        token = page.token
-        if not token:
-            return
-
-
 def read_names_sql(tracking_uri: str, prefix: str) -> list[str]:
     """Registered model names starting with `prefix`, in one statement on a SQL store."""
     escaped = prefix.replace("!", "!!").replace("%", "!%").replace("_", "!_")
@@ -339,3 +246,28 @@ def read_names_sql(tracking_uri: str, prefix: str) -> list[str]:
         )
     # SQLite's LIKE ignores ASCII case; registered model names do not.
     return sorted(name for (name,) in found if name.startswith(prefix))
+
+
+class SqlReader:
+    """Bulk reads from MLflow's own tables; the paged reader answers where they are not (yet)
+    the tables this MLflow version writes."""
+
+    def __init__(self, tracking_uri: str, fallback: PagedReader) -> None:
+        self.tracking_uri = tracking_uri
+        self.fallback = fallback
+
+    def models(self, names: list[str]) -> dict[str, RegisteredModel]:
+        if sqlite_file_missing(self.tracking_uri):
+            return {}
+        try:
+            return read_sql(self.tracking_uri, names)
+        except SchemaUnknown:
+            return self.fallback.models(names)
+
+    def names(self, prefix: str) -> list[str]:
+        if sqlite_file_missing(self.tracking_uri):
+            return []
+        try:
+            return read_names_sql(self.tracking_uri, prefix)
+        except SchemaUnknown:
+            return self.fallback.names(prefix)

@@ -1,4 +1,4 @@
-"""Lineage records, artifact digests and the lineage match between environments."""
+"""Lineage records, resolved library sets and the lineage match between environments."""
 
 from __future__ import annotations
 
@@ -13,14 +13,14 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from promote.data import FileSnapshot, is_under, snapshot_from_json, snapshot_to_json
+from promote.build.data import FileSnapshot, is_under, snapshot_from_json, snapshot_to_json
 from promote.errors import CheckFailed
-from promote.manifests import canonical_digest
+from promote.manifests.digest import canonical_digest
 
 LINEAGE_ARTIFACT = "promote/lineage.json"
+
 MODEL_ARTIFACT_DIR = "model"
-# Files MLflow writes into a model directory when it is downloaded, not when it is logged.
-DOWNLOAD_ONLY_FILES = frozenset({"registered_model_meta"})
+
 # What must be identical between the version validated below and the one rebuilt above.
 MATCH_FIELDS = (
     "code_commit",
@@ -32,7 +32,6 @@ MATCH_FIELDS = (
     "signature",
     "flavor",
 )
-_CHUNK = 1 << 20
 
 
 @dataclass
@@ -88,64 +87,6 @@ class Lineage:
                 f"lineage record of run {lineage.run_id} does not match its own digest"
             )
         return lineage
-
-
-def _file_digest(path: str) -> str:
-    # Plain reads sized to the data: hashlib.file_digest zeroes a 256 KiB buffer per file
-    # while holding the GIL, which serialises the threads on many small files.
-    digest = hashlib.sha256()
-    with open(path, "rb", buffering=0) as handle:
-        size = os.fstat(handle.fileno()).st_size
-        # One read of a small file's exact size: no oversized allocation per file.
-        while chunk := handle.read(min(size, _CHUNK) or _CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _model_files(directory: Path) -> list[tuple[str, str]]:
-    """(relative posix path, absolute path) of every file, sorted; os.walk is several times
-    cheaper than Path.rglob plus a stat per entry on directories of many small files."""
-    found = []
-    root = str(directory)
-    for folder, _, names in os.walk(root):
-        prefix = os.path.relpath(folder, root).replace(os.sep, "/")
-        for name in names:
-            relative = name if prefix == "." else f"{prefix}/{name}"
-            if relative not in DOWNLOAD_ONLY_FILES:
-                found.append((relative, os.path.join(folder, name)))
-    return sorted(found)
-
-
-def artifact_digest(directory: Path) -> str:
-    """sha256 over the sorted (relative path, file sha256) pairs of a model directory.
-
-    Files are hashed on one thread per core (hashlib and file reads release the GIL). Each
-    thread takes the next file as soon as it is done with one: no task per file, which costs
-    as much as hashing a small one, and a large file never leaves the other threads idle.
-    """
-    files = _model_files(directory)
-    if not files:
-        raise CheckFailed(f"model directory {directory} is empty")
-    digests = [""] * len(files)
-    remaining: queue.SimpleQueue[int] = queue.SimpleQueue()
-    for index in range(len(files)):
-        remaining.put(index)
-
-    def hash_until_done() -> None:
-        while True:
-            try:
-                index = remaining.get_nowait()
-            except queue.Empty:
-                return
-            digests[index] = _file_digest(files[index][1])
-
-    workers = min(len(files), os.cpu_count() or 1)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        for future in [pool.submit(hash_until_done) for _ in range(workers)]:
-            future.result()  # a file that cannot be read fails the digest
-    return canonical_digest(
-        [[relative, d] for (relative, _), d in zip(files, digests, strict=True)]
-    )
 
 
 def compare(source: Lineage, rebuilt: Lineage, target_data_root: str, copied: bool) -> list[str]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from promote import git
+from promote.build import git
 from promote.errors import InputError
 
 EXAMPLE_MODEL = "churn"
@@ -65,13 +65,13 @@ DEV_MANIFEST = {
 
 def create_sandbox(root: Path) -> Sandbox:
     """A git repository with the example model, manifests, and per-environment data beside it."""
-    from promote.examples.churn.data import write_environment_data
+    from promote.scaffold.example.churn.data import write_environment_data
 
     if root.exists() and any(root.iterdir()):
         raise InputError(str(root), None, "exists and is not empty: choose a new folder")
     sandbox = Sandbox(root.resolve())
     repo = sandbox.repo
-    example = resources.files("promote.examples") / EXAMPLE_MODEL
+    example = resources.files("promote.scaffold.example") / EXAMPLE_MODEL
     (repo / "models" / EXAMPLE_MODEL).mkdir(parents=True)
     (repo / ENTRYPOINT).write_text(
         example.joinpath("train.py").read_text(encoding="utf-8"), encoding="utf-8"
@@ -107,9 +107,10 @@ def merge(repo: Path, branch: str, title: str) -> None:
 def run_story(root: Path, say: Callable[[str], None]) -> Sandbox:
     from promote import plan
     from promote.apply import Pipeline
-    from promote.manifests import load_repository
+    from promote.manifests.loader import load_repository
     from promote.propose import propose
-    from promote.registry import Registry, default_tracking_uri
+    from promote.registry.client import Registry, default_tracking_uri
+    from promote.train import train
 
     sandbox = create_sandbox(root)
     repo_root = sandbox.repo
@@ -120,7 +121,14 @@ def run_story(root: Path, say: Callable[[str], None]) -> Sandbox:
         return Pipeline(load_repository(repo_root), registry, report=lambda line: say(f"   {line}"))
 
     say("2. promote train churn --env dev")
-    trained = pipeline().train(EXAMPLE_MODEL, "dev", {})
+    trained = train(
+        load_repository(repo_root),
+        registry,
+        EXAMPLE_MODEL,
+        "dev",
+        {},
+        lambda line: say(f"   {line}"),
+    )
     say(f"   dev.churn v{trained.version}: {trained.detail}")
     for step, target in ((3, "staging"), (5, "prod")):
         say(f"{step}. promote model churn --to {target}")

@@ -11,52 +11,31 @@ An explicit break-glass reason skips these checks; it is recorded in the history
 
 from __future__ import annotations
 
-import json
-import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from promote import git
+from promote.build import git
 from promote.errors import CheckFailed, InputError
-from promote.github import GitHubClient, GitHubError, PullRequest, Review
-from promote.manifests import ApprovalRule, ModelSpec, Repository
+from promote.github.client import GitHubClient, GitHubError, PullRequest, Review
+from promote.github.context import CiContext, read_event
+from promote.manifests.repository import ModelSpec, Repository
+from promote.manifests.schema import ApprovalRule
 
 TAG_PULL_REQUEST = "promote.pull_request"
+
 TAG_APPROVERS = "promote.approvers"
+
 TAG_BREAK_GLASS = "promote.break_glass"
+
 MERGE_EVENT = "push"
+
 # A reviewer's latest review in one of these states is their verdict; comments do not change it.
 DECISIVE_STATES = ("APPROVED", "CHANGES_REQUESTED", "DISMISSED")
 
 
 class ApprovalRefused(CheckFailed):
     """The approval a change needs could not be established: nothing was written."""
-
-
-@dataclass(frozen=True)
-class CiContext:
-    """Where this run comes from, as GitHub Actions describes it in the environment."""
-
-    github_actions: bool
-    event_name: str
-    event_path: str
-    ref: str
-    sha: str
-    repository: str
-
-    @classmethod
-    def from_environ(cls, environ: Mapping[str, str] | None = None) -> CiContext:
-        env = os.environ if environ is None else environ
-        return cls(
-            github_actions=env.get("GITHUB_ACTIONS") == "true",
-            event_name=env.get("GITHUB_EVENT_NAME", ""),
-            event_path=env.get("GITHUB_EVENT_PATH", ""),
-            ref=env.get("GITHUB_REF", ""),
-            sha=env.get("GITHUB_SHA", ""),
-            repository=env.get("GITHUB_REPOSITORY", ""),
-        )
 
 
 @dataclass(frozen=True)
@@ -126,7 +105,7 @@ def _require_merge_workflow(repo: Repository, environment: str, context: CiConte
         raise refuse(f"event {context.event_name or 'none'!r} is not a push to {branch}")
     if context.ref != expected_ref:
         raise refuse(f"ref {context.ref or 'none'!r} is not {expected_ref}")
-    event = _read_event(context.event_path)
+    event = read_event(context.event_path)
     for field, expected in (("ref", context.ref), ("after", context.sha)):
         if event.get(field) != expected:
             raise InputError(context.event_path, field, f"does not match the run's {expected!r}")
@@ -140,22 +119,6 @@ def _require_merge_workflow(repo: Repository, environment: str, context: CiConte
         raise refuse(f"the checkout is at {head[:12]}, not the pushed commit {context.sha[:12]}")
     if git.run_git(repo.root, "status", "--porcelain", "--", "environments"):
         raise refuse("environments/ has uncommitted changes")
-
-
-def _read_event(path: str) -> dict[str, Any]:
-    if not path:
-        raise InputError("GITHUB_EVENT_PATH", None, "not set: the event payload is needed")
-    try:
-        event = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(
-            path, None, f"cannot read the event payload ({exc.__class__.__name__})"
-        ) from None
-    except json.JSONDecodeError as exc:
-        raise InputError(path, None, f"the event payload is not JSON (line {exc.lineno})") from None
-    if not isinstance(event, dict):
-        raise InputError(path, None, "the event payload must be a JSON object")
-    return event
 
 
 def _authorize_spec(repo: Repository, spec: ModelSpec, api: GitHubClient) -> Authorization:

@@ -8,7 +8,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from promote.errors import CheckFailed, ExternalError
-from promote.manifests import canonical_digest
+from promote.manifests.digest import canonical_digest
 
 
 @dataclass(frozen=True)

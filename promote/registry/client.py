@@ -1,7 +1,4 @@
-"""The one shared MLflow registry: `{env}.{model}` registered models, aliases, promote.* tags.
-
-MLflow is imported lazily here and nowhere on the CLI's start-up path.
-"""
+"""The registry: every read and write the pipeline makes of MLflow goes through `Registry`."""
 
 from __future__ import annotations
 
@@ -10,110 +7,43 @@ import re
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from promote.collector import import_mlflow, long_lived
+from promote.build.digest import artifact_digest
+from promote.build.lineage import LINEAGE_ARTIFACT, MODEL_ARTIFACT_DIR, Lineage
 from promote.errors import ExternalError
-from promote.faults import failpoint
-from promote.lineage import LINEAGE_ARTIFACT, MODEL_ARTIFACT_DIR, Lineage, artifact_digest
-from promote.redact import redact, redact_mapping
+from promote.registry.entities import (
+    CHAMPION,
+    EVENT_PREFIX,
+    PREVIOUS,
+    TAG_CHAMPION_FROM,
+    TAG_EXPECTED_CHAMPION,
+    TAG_MANAGED,
+    TAG_MANIFEST_DIGEST,
+    Experiment,
+    RegisteredModel,
+    Version,
+    experiment_name,
+)
+from promote.registry.paged import VERSIONS_PER_PAGE, PagedReader, name_filter, pages
+from promote.registry.sql import SqlReader, is_sql_store
+from promote.runtime.collector import import_mlflow, long_lived
+from promote.runtime.faults import failpoint
+from promote.runtime.redact import redact, redact_mapping
 
 # How MLflow's REST client words a server it could not reach (after its own retries).
 _UNREACHABLE_MARKERS = re.compile(
     r"Max retries exceeded|Connection refused|Failed to establish|timed out|ConnectionError"
 )
-CHAMPION = "champion"
+
 # Up to this many manifests to build, orphan runs are searched per manifest; past it, listed.
 DIGESTS_SEARCHED_ONE_BY_ONE = 20
+
 RUNS_PER_PAGE = 1000
-PREVIOUS = "previous"
-# Version tags (contract: other tools rely on these names).
-TAG_COMMIT = "promote.code.commit"
-TAG_ARTIFACT_DIGEST = "promote.artifact_digest"
-TAG_LINEAGE_DIGEST = "promote.lineage_digest"
-TAG_MANIFEST_DIGEST = "promote.manifest_digest"
-TAG_SOURCE = "promote.source"
-TAG_DATA_URI = "promote.data.uri"
-TAG_DATA_DIGEST = "promote.data.digest"
-TAG_DIRTY = "promote.code.dirty"
-TAG_VERDICT = "promote.verdict"
-TAG_REASON = "promote.reason"
-# Registered-model tags.
-TAG_MANAGED = "promote.managed"
-TAG_EXPECTED_CHAMPION = "promote.champion"
-TAG_CHAMPION_FROM = "promote.champion.from"
-EVENT_PREFIX = "promote.event."
-
-VERDICT_PENDING = "pending"
-VERDICT_PASSED = "passed"
-VERDICT_REJECTED = "rejected"
-REQUIRED_VERSION_TAGS = (
-    TAG_COMMIT,
-    TAG_ARTIFACT_DIGEST,
-    TAG_LINEAGE_DIGEST,
-    TAG_MANIFEST_DIGEST,
-    TAG_SOURCE,
-    TAG_DATA_URI,
-)
-
-
-@dataclass(frozen=True)
-class Version:
-    name: str
-    version: int
-    source: str
-    run_id: str
-    tags: dict[str, str]
-
-    @property
-    def ref(self) -> str:
-        return f"{self.name}/{self.version}"
-
-    @property
-    def verdict(self) -> str | None:
-        return self.tags.get(TAG_VERDICT)
-
-
-@dataclass(frozen=True)
-class RegisteredModel:
-    name: str
-    aliases: dict[str, int]
-    tags: dict[str, str]
-    versions: list[Version] = field(default_factory=list)
-    # The versions its history's events name, when the read took them out of the events' JSON
-    # itself (SQLite does, in C); else `logged_versions` parses the event tags.
-    event_versions: frozenset[Any] | None = field(default=None, compare=False, repr=False)
-
-    @cached_property  # a read model does not change, and plan asks for it several times
-    def champion(self) -> Version | None:
-        return self.version(self.aliases.get(CHAMPION))
-
-    def version(self, number: int | None) -> Version | None:
-        for version in self.versions:
-            if version.version == number:
-                return version
-        return None
-
-    def events(self) -> list[dict[str, Any]]:
-        keys = sorted(k for k in self.tags if k.startswith(EVENT_PREFIX))
-        return [json.loads(self.tags[k]) for k in keys]
-
-    @cached_property
-    def logged_versions(self) -> frozenset[Any]:
-        """Versions the history has an event for (read once: plan asks for every model)."""
-        if self.event_versions is not None:
-            return self.event_versions
-        return frozenset(
-            event.get("version")
-            for key, value in self.tags.items()
-            if key.startswith(EVENT_PREFIX)
-            for event in (json.loads(value),)
-        )
 
 
 def default_tracking_uri(root: Path) -> str:
@@ -126,6 +56,14 @@ class Registry:
     def __init__(self, tracking_uri: str, default_artifact_root: Path) -> None:
         self.tracking_uri = tracking_uri
         self.default_artifact_root = default_artifact_root
+        # One bulk reader, chosen by the URI as MLflow picks its store: the tables where the
+        # store is a database, the paged search API anywhere else (a server over http).
+        paged_reader = PagedReader(lambda: self.client, self._call)
+        self.reader: PagedReader | SqlReader = (
+            SqlReader(tracking_uri, fallback=paged_reader)
+            if is_sql_store(tracking_uri)
+            else paged_reader
+        )
 
     @cached_property
     def client(self) -> Any:
@@ -180,7 +118,7 @@ class Registry:
             if self.is_missing(exc):
                 return None
             raise ExternalError(f"registry: reading {name} failed: {exc.message}") from None
-        versions = self._call(f"listing versions of {name}", self._all_versions, name)
+        versions = self._all_versions(name)
         return RegisteredModel(
             name=name,
             aliases={alias: int(number) for alias, number in (entity.aliases or {}).items()},
@@ -192,61 +130,26 @@ class Registry:
         """Many registered models at once (absent names are left out), read live every time.
 
         The same result as `model` per name, in a number of reads that grows with pages of
-        names, not with names: MLflow's tables directly where the store is SQL, else the
-        client's search calls, paged (see registry_bulk).
+        names, not with names.
         """
-        from promote import registry_bulk
-
-        if registry_bulk.is_sql_store(self.tracking_uri):
-            if registry_bulk.sqlite_file_missing(self.tracking_uri):
-                return {}
-            try:
-                return registry_bulk.read_sql(self.tracking_uri, names)
-            except registry_bulk.SchemaUnknown:
-                pass  # no schema yet, or not this MLflow version's: the client knows what to do
-        return registry_bulk.read_paged(self.client, names, self._call)
+        return self.reader.models(names)
 
     def _all_versions(self, name: str) -> list[Version]:
-        escaped = name.replace("'", "\\'")
-        versions: list[Version] = []
-        token = None
-        while True:
-            page = self.client.search_model_versions(
-                f"name = '{escaped}'", max_results=10000, page_token=token
-            )
-            versions.extend(
-                Version(name, int(v.version), v.source, v.run_id or "", dict(v.tags)) for v in page
-            )
-            token = page.token
-            if not token:
-                return sorted(versions, key=lambda v: v.version)
+        found = pages(
+            self._call,
+            self.client.search_model_versions,
+            f"listing versions of {name}",
+            filter_string=name_filter(name, exact=True),
+            max_results=VERSIONS_PER_PAGE,
+        )
+        versions = [
+            Version(name, int(v.version), v.source, v.run_id or "", dict(v.tags)) for v in found
+        ]
+        return sorted(versions, key=lambda v: v.version)
 
     def names(self, prefix: str = "") -> list[str]:
         """Every registered model name that starts with `prefix`, read live."""
-        from promote import registry_bulk
-
-        if registry_bulk.is_sql_store(self.tracking_uri):
-            if registry_bulk.sqlite_file_missing(self.tracking_uri):
-                return []
-            try:
-                return registry_bulk.read_names_sql(self.tracking_uri, prefix)
-            except registry_bulk.SchemaUnknown:
-                pass  # not this MLflow version's schema: the client knows what to do
-        found: list[str] = []
-        token = None
-        filter_string = f"name LIKE '{prefix}%'" if prefix else None
-        while True:
-            page = self._call(
-                "listing registered models",
-                self.client.search_registered_models,
-                filter_string=filter_string,
-                max_results=1000,
-                page_token=token,
-            )
-            found.extend(m.name for m in page)
-            token = page.token
-            if not token:
-                return found
+        return self.reader.names(prefix)
 
     def run_metrics(self, run_id: str) -> dict[str, float]:
         run = self._call(f"reading run {run_id}", self.client.get_run, run_id)
@@ -293,7 +196,7 @@ class Registry:
     # -- writing ------------------------------------------------------------------------------
 
     def experiment_id(self, environment: str, artifact_root: str | None) -> str:
-        name = f"promote/{environment}"
+        name = experiment_name(environment)
         existing = self._call("reading experiment", self.client.get_experiment_by_name, name)
         if existing is not None:
             return str(existing.experiment_id)
@@ -307,6 +210,20 @@ class Registry:
             )
         )
 
+    def experiments(self, environments: Iterable[str]) -> dict[str, Experiment]:
+        """The pipeline's experiment of each environment that has one, by experiment name."""
+        found: dict[str, Experiment] = {}
+        for environment in environments:
+            name = experiment_name(environment)
+            experiment = self._call(
+                f"reading experiment {name}", self.client.get_experiment_by_name, name
+            )
+            if experiment is not None:
+                found[name] = Experiment(
+                    name, str(experiment.experiment_id), str(experiment.artifact_location)
+                )
+        return found
+
     def reusable_runs(self, environment: str, manifest_digests: set[str]) -> dict[str, str]:
         """For each manifest digest, a finished training run no version was registered from.
 
@@ -316,7 +233,7 @@ class Registry:
         finished runs, so a large promotion does not cost a search per manifest.
         """
         experiment = self._call(
-            "reading experiment", self.client.get_experiment_by_name, f"promote/{environment}"
+            "reading experiment", self.client.get_experiment_by_name, experiment_name(environment)
         )
         if experiment is None or not manifest_digests:
             return {}
@@ -335,24 +252,18 @@ class Registry:
                 )
                 candidates[digest] = [run.info.run_id for run in runs]
         else:
-            token = None
-            while True:
-                page = self._call(
-                    "listing runs",
-                    self.client.search_runs,
-                    [experiment.experiment_id],
-                    filter_string=f"tags.`{TAG_MANIFEST_DIGEST}` IS NOT NULL and {finished}",
-                    max_results=RUNS_PER_PAGE,
-                    order_by=order,
-                    page_token=token,
-                )
-                for run in page:
-                    digest = run.data.tags.get(TAG_MANIFEST_DIGEST)
-                    if digest in manifest_digests:
-                        candidates.setdefault(digest, []).append(run.info.run_id)
-                token = page.token
-                if not token:
-                    break
+            for run in pages(
+                self._call,
+                self.client.search_runs,
+                "listing runs",
+                experiment_ids=[experiment.experiment_id],
+                filter_string=f"tags.`{TAG_MANIFEST_DIGEST}` IS NOT NULL and {finished}",
+                max_results=RUNS_PER_PAGE,
+                order_by=order,
+            ):
+                digest = run.data.tags.get(TAG_MANIFEST_DIGEST)
+                if digest in manifest_digests:
+                    candidates.setdefault(digest, []).append(run.info.run_id)
         return {
             digest: run_id
             for digest, run_ids in candidates.items()
@@ -396,6 +307,34 @@ class Registry:
         )
         self._call("closing the run", self.client.set_terminated, run_id)
         return run_id
+
+    def create_exclusive(self, name: str, tags: dict[str, str], description: str) -> bool:
+        """Create a registered model, atomically: False when the name is already taken.
+
+        Names are unique in every MLflow store, so of two callers racing, one wins. A model
+        taken and deleted at once makes MLflow's read-back find nothing: taken as well.
+        """
+        import_mlflow()
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.create_registered_model(name, tags=tags, description=description)
+        except MlflowException as exc:
+            if getattr(exc, "error_code", "") == "RESOURCE_ALREADY_EXISTS" or self.is_missing(exc):
+                return False
+            raise self._failure(f"creating {name}", exc) from None
+        return True
+
+    def delete_model(self, name: str) -> None:
+        """Delete a registered model; one already gone is fine."""
+        import_mlflow()
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.delete_registered_model(name)
+        except MlflowException as exc:
+            if not self.is_missing(exc):
+                raise self._failure(f"deleting {name}", exc) from None
 
     def register(self, name: str, source: str, run_id: str, tags: dict[str, str]) -> Version:
         from mlflow.exceptions import MlflowException

@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from promote import git
+from promote.build import git
+from promote.github.context import run_description
 from promote.errors import BadReference, ExternalError
-from promote.manifests import EnvironmentConfig
-from promote.redact import redact
-from promote.registry import Registry
+from promote.manifests.schema import EnvironmentConfig
+from promote.runtime.redact import redact
+from promote.registry.client import Registry
 from promote.training import TrainingContext
 
 OUTPUT_TAIL_LINES = 15
@@ -41,10 +42,9 @@ class BuildRequest:
 
 def who_runs() -> str:
     """Who or what ran a training: the CI run when there is one, else user@host."""
-    if os.environ.get("GITHUB_RUN_ID"):
-        repository = os.environ.get("GITHUB_REPOSITORY", "")
-        actor = os.environ.get("GITHUB_ACTOR", "github")
-        return f"{actor} via github-actions {repository} run {os.environ['GITHUB_RUN_ID']}"
+    ci_run = run_description()
+    if ci_run is not None:
+        return ci_run
     try:
         user = getpass.getuser()
     except (KeyError, OSError):

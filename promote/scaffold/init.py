@@ -12,7 +12,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from promote import git
+from promote.build import git
 from promote.errors import InputError
 
 ENVIRONMENTS = ("dev", "staging", "prod")
@@ -134,7 +134,7 @@ def _renderer() -> Any:
     import jinja2
 
     return jinja2.Environment(
-        loader=jinja2.PackageLoader("promote", "templates/scaffold"),
+        loader=jinja2.PackageLoader("promote.scaffold", "templates"),
         variable_start_string="[[",
         variable_end_string="]]",
         block_start_string="[%",

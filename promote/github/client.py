@@ -1,14 +1,13 @@
 """The few GitHub REST endpoints the pipeline uses, over urllib with bounded timeouts.
 
-Configuration comes from the environment GitHub Actions provides: `GITHUB_API_URL` (default
-https://api.github.com) and a token in `GITHUB_TOKEN`. The token is sent only in the
+Configuration comes from the environment GitHub Actions provides, read by `context`: the API
+URL and a token. The token is sent only in the
 Authorization header and never appears in an error message.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -17,10 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from promote.errors import ExternalError, InputError
-from promote.redact import redact
+from promote.github.context import ApiSettings
+from promote.runtime.redact import redact
 
-DEFAULT_API_URL = "https://api.github.com"
-DEFAULT_TIMEOUT_SECONDS = 10.0
 PAGE_SIZE = 100
 MAX_PAGES = 20
 API_VERSION = "2022-11-28"
@@ -94,20 +92,8 @@ class GitHubClient:
     def from_environ(
         cls, repository: str, environ: Mapping[str, str] | None = None
     ) -> GitHubClient:
-        env = os.environ if environ is None else environ
-        raw_timeout = env.get("PROMOTE_GITHUB_TIMEOUT", str(DEFAULT_TIMEOUT_SECONDS))
-        try:
-            timeout = float(raw_timeout)
-        except ValueError:
-            raise InputError(
-                "PROMOTE_GITHUB_TIMEOUT", None, f"{raw_timeout!r} is not a number"
-            ) from None
-        return cls(
-            repository,
-            env.get("GITHUB_TOKEN") or None,
-            env.get("GITHUB_API_URL") or DEFAULT_API_URL,
-            timeout,
-        )
+        settings = ApiSettings.from_environ(environ)
+        return cls(repository, settings.token, settings.api_url, settings.timeout)
 
     def require_token(self, purpose: str) -> GitHubClient:
         """Refuse early, with the reason, rather than fail later with GitHub's 401."""

@@ -6,8 +6,6 @@ against the current champion, and gate results.
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from itertools import groupby
@@ -17,12 +15,16 @@ from typing import TYPE_CHECKING, Any
 from promote import gates as gate_rules
 from promote.errors import InputError
 from promote.gates import GateResult
-from promote.manifests import Gates, ModelSpec, Repository
+from promote.github.client import GitHubClient
+from promote.github.context import CiContext, pull_request_number, step_summary_path
+from promote.manifests.repository import ModelSpec, Repository
+from promote.manifests.schema import Gates
+from promote.plan import Action, ModelState, compute, decide, gather
+from promote.registry.entities import PREVIOUS, TAG_COMMIT, Version
 
 if TYPE_CHECKING:
-    from promote.plan import ModelState
     from promote.propose import Proposal
-    from promote.registry import Registry, Version
+    from promote.registry.client import Registry
 
 # Found again on the next push, so the plan stays ONE comment, edited in place.
 COMMENT_MARKER = "<!-- promote:plan -->"
@@ -70,21 +72,19 @@ def _metrics_and_gates(
     return lines, gate_rules.evaluate(without_size, metrics, baseline_metrics, 0)
 
 
-def row_for_state(repo: Repository, registry: Registry, state: ModelState) -> Row:
-    """What a plan state means for the table: which version, measured against which."""
-    from promote.plan import Action
-    from promote.registry import PREVIOUS, TAG_COMMIT
+def row_for_state(registry: Registry, state: ModelState) -> Row:
+    """What a plan state means for the table: which version, measured against which.
 
+    The registered model was read when the state was gathered: only run metrics are read here.
+    """
     spec = state.spec
     manifest = spec.manifest
-    model = registry.model(state.registered_name)
+    model = state.registered
     champion = model.champion if model else None
     candidate: Version | None
     baseline: Version | None = champion
     if state.action is Action.BUILD and manifest.source is not None:
-        source_name = repo.registered_name(manifest.source.environment, spec.model)
-        source_model = registry.model(source_name)
-        candidate = source_model.version(manifest.source.version) if source_model else None
+        candidate = state.source
         version = f"{manifest.source.environment} v{manifest.source.version} → new"
     elif state.target is not None:
         candidate = model.version(state.target) if model else None
@@ -109,18 +109,16 @@ def row_for_state(repo: Repository, registry: Registry, state: ModelState) -> Ro
 
 def proposal_row(repo: Repository, registry: Registry, proposal: Proposal) -> Row:
     """The row the proposed manifest will have in its environment's plan once merged."""
-    from promote.plan import model_state
-
     config = repo.environment(proposal.environment)
     spec = ModelSpec.of(config, proposal.manifest, repo.root / proposal.path)
-    return row_for_state(repo, registry, model_state(repo, registry, spec, verify=False))
+    return row_for_state(registry, decide(spec, gather(repo, registry, [spec])))
 
 
 def _markdown() -> Any:
     import jinja2
 
     environment = jinja2.Environment(
-        loader=jinja2.PackageLoader("promote", "templates/report"),
+        loader=jinja2.PackageLoader("promote.github", "templates"),
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
@@ -172,19 +170,13 @@ def render_pull_request_body(repo: Repository, registry: Registry, proposal: Pro
 
 
 def report_states(repo: Repository, registry: Registry, environment: str | None, title: str) -> str:
-    from promote.plan import compute
-
     states = compute(repo, registry, environment)
-    return render_report([row_for_state(repo, registry, s) for s in states], title)
+    return render_report([row_for_state(registry, s) for s in states], title)
 
 
 def append_job_summary(markdown: str, environ: Mapping[str, str] | None = None) -> Path:
     """Append to the file GitHub Actions shows as the job summary."""
-    env = os.environ if environ is None else environ
-    target = env.get("GITHUB_STEP_SUMMARY")
-    if not target:
-        raise InputError("GITHUB_STEP_SUMMARY", None, "not set: --summary runs in GitHub Actions")
-    path = Path(target)
+    path = step_summary_path(environ)
     with path.open("a", encoding="utf-8") as summary:
         summary.write(markdown + "\n")
     return path
@@ -192,16 +184,6 @@ def append_job_summary(markdown: str, environ: Mapping[str, str] | None = None) 
 
 def comment_on_pull_request(markdown: str, environ: Mapping[str, str] | None = None) -> int:
     """Create or update the plan comment on the pull request this workflow runs for."""
-    from promote.github import GitHubClient
-
-    env = os.environ if environ is None else environ
-    event_path = env.get("GITHUB_EVENT_PATH", "")
-    if env.get("GITHUB_EVENT_NAME") != "pull_request" or not event_path:
-        raise InputError("--comment", None, "needs a pull_request event (GITHUB_EVENT_PATH)")
-    try:
-        event = json.loads(Path(event_path).read_text(encoding="utf-8"))
-        number = int(event["pull_request"]["number"])
-    except (OSError, ValueError, KeyError, TypeError):
-        raise InputError(event_path, "pull_request.number", "missing or not a number") from None
-    client = GitHubClient.from_environ(env.get("GITHUB_REPOSITORY", ""), env)
+    number = pull_request_number(environ)
+    client = GitHubClient.from_environ(CiContext.from_environ(environ).repository, environ)
     return client.require_token("--comment").upsert_comment(number, COMMENT_MARKER, markdown)

@@ -17,9 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from promote.collector import import_mlflow
-from promote.errors import CheckFailed, ExternalError
-from promote.registry import Registry
+from promote.errors import CheckFailed
+from promote.registry.client import Registry
 
 LOCK_PREFIX = "promote-lock."
 TAG_LOCK_OWNER = "promote.lock.owner"
@@ -78,25 +77,12 @@ def read(registry: Registry, registered_name: str) -> LockInfo | None:
 
 
 def _try_acquire(registry: Registry, registered_name: str, owner: str, ttl: timedelta) -> bool:
-    import_mlflow()
-    from mlflow.exceptions import MlflowException
-
     expires = (datetime.now(timezone.utc) + ttl).isoformat(timespec="seconds")
-    try:
-        registry.client.create_registered_model(
-            lock_name(registered_name),
-            tags={TAG_LOCK_OWNER: owner, TAG_LOCK_EXPIRES: expires},
-            description=f"promote apply lock on {registered_name}; do not edit",
-        )
-    except MlflowException as exc:
-        # Taken, or taken and released at once: MLflow reads back the model it collided with,
-        # and finds nothing when its holder released it in between. Either way, try again.
-        if getattr(exc, "error_code", "") == "RESOURCE_ALREADY_EXISTS" or registry.is_missing(exc):
-            return False
-        raise ExternalError(
-            f"registry: taking the lock on {registered_name} failed: {exc.message}"
-        ) from None
-    return True
+    return registry.create_exclusive(
+        lock_name(registered_name),
+        {TAG_LOCK_OWNER: owner, TAG_LOCK_EXPIRES: expires},
+        f"promote apply lock on {registered_name}; do not edit",
+    )
 
 
 def release(registry: Registry, registered_name: str, owner: str | None) -> bool:
@@ -104,7 +90,7 @@ def release(registry: Registry, registered_name: str, owner: str | None) -> bool
     held = read(registry, registered_name)
     if held is None or (owner is not None and held.owner != owner):
         return False
-    registry.client.delete_registered_model(held.name)
+    registry.delete_model(held.name)
     return True
 
 

@@ -1,0 +1,1 @@
+"""Who may touch what: IAM policies, MLflow grants, and apply's pre-flight check."""

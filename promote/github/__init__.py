@@ -1,0 +1,1 @@
+"""GitHub: the REST client, the Actions context, approval, and the markdown reports."""

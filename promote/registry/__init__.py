@@ -1,0 +1,1 @@
+"""The only door to MLflow: entities and tag names, the client wrapper, bulk reads, the lock."""

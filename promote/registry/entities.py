@@ -1,0 +1,181 @@
+"""What the registry holds, as the pipeline reads it: versions, registered models, tag names."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from enum import Enum
+from functools import cached_property
+from typing import Any
+
+CHAMPION = "champion"
+
+PREVIOUS = "previous"
+
+# Version tags (contract: other tools rely on these names).
+TAG_COMMIT = "promote.code.commit"
+
+TAG_ARTIFACT_DIGEST = "promote.artifact_digest"
+
+TAG_LINEAGE_DIGEST = "promote.lineage_digest"
+
+TAG_MANIFEST_DIGEST = "promote.manifest_digest"
+
+TAG_SOURCE = "promote.source"
+
+TAG_DATA_URI = "promote.data.uri"
+
+TAG_DATA_DIGEST = "promote.data.digest"
+
+TAG_DIRTY = "promote.code.dirty"
+
+TAG_VERDICT = "promote.verdict"
+
+TAG_REASON = "promote.reason"
+
+# Registered-model tags.
+TAG_MANAGED = "promote.managed"
+
+TAG_EXPECTED_CHAMPION = "promote.champion"
+
+TAG_CHAMPION_FROM = "promote.champion.from"
+
+EVENT_PREFIX = "promote.event."
+
+# Each environment's runs are logged in one experiment of this name.
+EXPERIMENT_PREFIX = "promote/"
+
+
+def experiment_name(environment: str) -> str:
+    return f"{EXPERIMENT_PREFIX}{environment}"
+
+
+VERDICT_PENDING = "pending"
+
+VERDICT_PASSED = "passed"
+
+VERDICT_REJECTED = "rejected"
+
+REQUIRED_VERSION_TAGS = (
+    TAG_COMMIT,
+    TAG_ARTIFACT_DIGEST,
+    TAG_LINEAGE_DIGEST,
+    TAG_MANIFEST_DIGEST,
+    TAG_SOURCE,
+    TAG_DATA_URI,
+)
+
+
+class EventKind(str, Enum):
+    """What a history event records."""
+
+    TRAIN = "train"  # a dev training became champion (or was rejected)
+    PROMOTE = "promote"  # a rebuild or copy above dev became champion
+    REPOINT = "repoint"  # champion moved to an existing version of the manifest
+    ROLLBACK = "rollback"  # the same, to an older version
+    REJECT = "reject"  # a candidate failed its checks; champion stayed
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    experiment_id: str
+    artifact_location: str
+
+
+@dataclass(frozen=True)
+class Version:
+    name: str
+    version: int
+    source: str
+    run_id: str
+    tags: dict[str, str]
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}/{self.version}"
+
+    @property
+    def verdict(self) -> str | None:
+        return self.tags.get(TAG_VERDICT)
+
+
+@dataclass(frozen=True)
+class RegisteredModel:
+    name: str
+    aliases: dict[str, int]
+    tags: dict[str, str]
+    versions: list[Version] = field(default_factory=list)
+    # The versions its history's events name, when the read took them out of the events' JSON
+    # itself (SQLite does, in C); else `logged_versions` parses the event tags.
+    event_versions: frozenset[Any] | None = field(default=None, compare=False, repr=False)
+
+    @cached_property  # a read model does not change, and plan asks for it several times
+    def champion(self) -> Version | None:
+        return self.version(self.aliases.get(CHAMPION))
+
+    def version(self, number: int | None) -> Version | None:
+        for version in self.versions:
+            if version.version == number:
+                return version
+        return None
+
+    def events(self) -> list[dict[str, Any]]:
+        keys = sorted(k for k in self.tags if k.startswith(EVENT_PREFIX))
+        return [json.loads(self.tags[k]) for k in keys]
+
+    @cached_property
+    def logged_versions(self) -> frozenset[Any]:
+        """Versions the history has an event for (read once: plan asks for every model)."""
+        if self.event_versions is not None:
+            return self.event_versions
+        return frozenset(
+            event.get("version")
+            for key, value in self.tags.items()
+            if key.startswith(EVENT_PREFIX)
+            for event in (json.loads(value),)
+        )
+
+
+@dataclass
+class Rows:
+    """Registry rows as plain tuples: what both read paths produce, assembled one way."""
+
+    models: set[str] = field(default_factory=set)
+    aliases: list[tuple[str, str, int]] = field(default_factory=list)  # name, alias, version
+    model_tags: list[tuple[str, str, str]] = field(default_factory=list)  # name, key, value
+    versions: list[tuple[str, int, str, str]] = field(default_factory=list)  # name, v, source, run
+    version_tags: dict[tuple[str, int], dict[str, str]] = field(default_factory=dict)
+    # name -> versions its history events name, when the read extracted them (else None).
+    event_versions: dict[str, set[Any]] | None = None
+
+    def assemble(self) -> dict[str, RegisteredModel]:
+        # Rows of a model that was not among the models read (created between two pages, or
+        # between two statements where the database allows phantoms) wait for the next read;
+        # tags of a version not read (deleted, or not yet read) are left out with it.
+        names = sorted(self.models)
+        aliases: dict[str, dict[str, int]] = {name: {} for name in names}
+        tags: dict[str, dict[str, str]] = {name: {} for name in names}
+        versions: dict[str, list[Version]] = {name: [] for name in names}
+        for name, alias, number in self.aliases:
+            if name in aliases:
+                aliases[name][alias] = number
+        for name, key, value in self.model_tags:
+            if name in tags:
+                tags[name][key] = value
+        version_tags = self.version_tags
+        for name, number, source, run_id in sorted(self.versions):  # (name, version) is unique
+            if name in versions:
+                found = version_tags.get((name, number), {})
+                versions[name].append(Version(name, number, source, run_id or "", found))
+        logged = self.event_versions
+        return {
+            name: RegisteredModel(
+                name,
+                aliases[name],
+                tags[name],
+                versions[name],
+                None if logged is None else frozenset(logged.get(name, ())),
+            )
+            for name in names
+        }

@@ -1,0 +1,98 @@
+"""The paged read: many registered models through MLflow's search API, page by page."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from promote.registry.entities import RegisteredModel, Rows
+
+Call = Callable[..., Any]  # the registry's wrapper: MLflow errors become the pipeline's
+
+# The largest pages an MLflow server serves for each search.
+MODELS_PER_PAGE = 1000
+
+VERSIONS_PER_PAGE = 10_000
+
+
+def read_paged(client: Any, names: list[str], call: Call) -> dict[str, RegisteredModel]:
+    """Read through MLflow's search API, page by page, one name prefix at a time.
+
+    With the default `{env}.{model}` template every environment is one prefix (`prod.`); names
+    without a dot are found by listing everything. Each call goes through `call`, which turns
+    MLflow errors into the pipeline's.
+    """
+    wanted = set(names)
+    rows = Rows()
+    for prefix in _prefixes(wanted):
+        where = name_filter(prefix)
+        for model in pages(
+            call, client.search_registered_models, filter_string=where, max_results=MODELS_PER_PAGE
+        ):
+            if model.name not in wanted:
+                continue
+            rows.models.add(model.name)
+            rows.aliases.extend((model.name, a, int(v)) for a, v in (model.aliases or {}).items())
+            rows.model_tags.extend((model.name, k, v) for k, v in model.tags.items())
+        for version in pages(
+            call,
+            client.search_model_versions,
+            filter_string=where,
+            max_results=VERSIONS_PER_PAGE,
+            # A stable order: offsets stay valid while someone else updates a version.
+            order_by=["name ASC", "version_number ASC"],
+        ):
+            if version.name not in wanted:
+                continue
+            number = int(version.version)
+            rows.versions.append((version.name, number, version.source, version.run_id or ""))
+            rows.version_tags[version.name, number] = dict(version.tags)
+    return rows.assemble()
+
+
+def _prefixes(names: Iterable[str]) -> set[str]:
+    prefixes = {name.partition(".")[0] + "." if "." in name else "" for name in names}
+    return {""} if "" in prefixes else prefixes
+
+
+def name_filter(prefix: str, exact: bool = False) -> str | None:
+    """An MLflow search filter on registered model names: equal to, or starting with, `prefix`."""
+    if not prefix:
+        return None
+    quoted = prefix.replace("'", "\\'")
+    return f"name = '{quoted}'" if exact else f"name LIKE '{quoted}%'"
+
+
+def pages(
+    call: Call, search: Call, what: str = "searching the registry", **options: Any
+) -> Iterator[Any]:
+    """Every item of a paged MLflow search, following its page tokens to the end."""
+    token = None
+    while True:
+        page = call(what, search, page_token=token, **options)
+        yield from page
+        token = page.token
+        if not token:
+            return
+
+
+class PagedReader:
+    """Bulk reads through the client's search calls: a tracking server over http."""
+
+    def __init__(self, client: Callable[[], Any], call: Call) -> None:
+        self.client = client  # built on first use: MLflow's import is not paid before it
+        self.call = call
+
+    def models(self, names: list[str]) -> dict[str, RegisteredModel]:
+        return read_paged(self.client(), names, self.call)
+
+    def names(self, prefix: str) -> list[str]:
+        search = self.client().search_registered_models
+        listed = pages(
+            self.call,
+            search,
+            "listing registered models",
+            filter_string=name_filter(prefix),
+            max_results=MODELS_PER_PAGE,
+        )
+        return [model.name for model in listed]

@@ -1,0 +1,1 @@
+"""New repositories and sandboxes: `promote init`, `promote quickstart`, templates, the example."""

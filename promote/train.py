@@ -1,0 +1,60 @@
+"""Dev training: `promote train NAME --env dev` runs the entrypoint at HEAD of the working tree.
+
+It is not a promotion: nothing is approved, rebuilt or matched. The candidate still gets a
+lineage record and the environment's gates, and becomes dev's champion only if they pass.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from promote.apply import Outcome, Promoter, Report
+from promote.build import git, runner
+from promote.build.data import resolve_uri
+from promote.errors import InputError
+from promote.manifests.repository import Repository
+from promote.registry.client import Registry
+from promote.registry.entities import EventKind
+
+
+def train(
+    repo: Repository,
+    registry: Registry,
+    model: str,
+    environment: str,
+    overrides: dict[str, Any],
+    report: Report = lambda _: None,
+) -> Outcome:
+    """Train at HEAD of the working tree and, if its gates pass, make it the champion."""
+    config = repo.environment(environment)
+    if config.promotes_from is not None:
+        raise InputError(
+            "--env",
+            None,
+            f"{environment} is built by the pipeline from an approved manifest; "
+            f"train in an environment that promotes from none (such as dev)",
+        )
+    spec = repo.spec(environment, model)
+    commit = git.head_commit(repo.root)
+    dirty = git.is_dirty(repo.root)
+    if dirty:
+        report("working tree is dirty: this version is recorded as such and cannot be promoted")
+    manifest = spec.manifest
+    request = runner.BuildRequest(
+        model=model,
+        environment=config,
+        code_repo=manifest.code.repo,
+        commit=commit,
+        entrypoint=manifest.code.entrypoint,
+        params={**manifest.code.params, **overrides},
+        data_uri=resolve_uri(repo.root, config.data_root, manifest.data.path),
+        dirty=dirty,
+    )
+    report(f"training {model} in {environment} at {commit[:12]} ({manifest.code.entrypoint})")
+    run_id = runner.build_in_working_tree(repo.root, request, registry)
+    lineage = registry.lineage(run_id)
+    promoter = Promoter(registry, report)
+    candidate = promoter.register(
+        repo.registered_name(environment, model), lineage, spec.digest, source=""
+    )
+    return promoter.conclude(spec, candidate, lineage, [], EventKind.TRAIN)
