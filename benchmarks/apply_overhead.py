@@ -28,7 +28,7 @@ from figures import Table, as_installed, seconds, timed
 from promote.build import git
 from promote.manifests.loader import load_repository
 from promote.propose import propose
-from promote.registry.client import Registry, default_tracking_uri
+from promote.registry.client import Registry
 from promote.scaffold.quickstart import EXAMPLE_MODEL, create_sandbox, merge
 from promote.train import train
 
@@ -66,7 +66,7 @@ def main() -> None:
         identity = git.identity_env(repo)
         git.run_git(repo, "commit", "--quiet", "-am", "Time training runs", env=identity)
 
-        registry = Registry(default_tracking_uri(repo), repo / ".promote" / "artifacts")
+        registry = Registry.for_repository(repo)
         trained = train(load_repository(repo), registry, EXAMPLE_MODEL, "dev", {})
         assert trained.ok, trained.detail
         proposal = propose(load_repository(repo), registry, EXAMPLE_MODEL, ENVIRONMENT)

@@ -205,7 +205,7 @@ def measure(models: int, template: Path, work: Path, quick: bool) -> None:
     shutil.rmtree(Path(os.environ["XDG_CACHE_HOME"]), ignore_errors=True)
     first_code, first_cli = cli(root, uri, "status")
     repo, load_time = timed(lambda: load_repository(root))
-    registry = Registry(uri, root / ".promote" / "artifacts")
+    registry = Registry.for_repository(root, uri)
     names = sorted(f"{env}.{model}" for env, model in repo.specs)
     check_through_client(registry, repo, random.Random(5).sample(names, 25))
 

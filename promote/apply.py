@@ -34,6 +34,8 @@ from promote.registry.entities import (
     TAG_LINEAGE_DIGEST,
     TAG_MANIFEST_DIGEST,
     TAG_REASON,
+    TAG_RUN_ENVIRONMENT,
+    TAG_RUN_MODEL,
     TAG_SOURCE,
     TAG_VERDICT,
     VERDICT_PASSED,
@@ -251,14 +253,11 @@ class Pipeline:
                 f"{state.registered_name}: rebuilding {manifest.code.entrypoint} at "
                 f"{manifest.code.commit[:12]} on {spec.environment} data"
             )
-            request = runner.BuildRequest(
-                model=spec.model,
-                environment=config,
-                code_repo=manifest.code.repo,
-                commit=manifest.code.commit,
-                entrypoint=manifest.code.entrypoint,
-                params=dict(manifest.code.params),
-                data_uri=resolve_uri(self.repo.root, config.data_root, manifest.data.path),
+            request = runner.BuildRequest.of_spec(
+                self.repo.root,
+                spec,
+                manifest.code.commit,
+                dict(manifest.code.params),
                 run_tags={TAG_MANIFEST_DIGEST: spec.digest},
             )
             run_id = runner.build_at_commit(self.repo.root, request, self.registry)
@@ -317,8 +316,8 @@ class Pipeline:
             return self.registry.log_copy(
                 experiment_id,
                 {
-                    "promote.model": spec.model,
-                    "promote.environment": config.name,
+                    TAG_RUN_MODEL: spec.model,
+                    TAG_RUN_ENVIRONMENT: config.name,
                     TAG_MANIFEST_DIGEST: spec.digest,
                 },
                 self.registry.download_model(source, Path(scratch)),

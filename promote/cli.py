@@ -6,19 +6,21 @@ Library modules are imported inside the commands so that `promote --help` stays 
 from __future__ import annotations
 
 import atexit
+import functools
 import gc
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, NoReturn, Optional, TypeVar
 
+import click
 import typer
 
-from promote.errors import InputError, PromoteError
+from promote import __version__
+from promote.errors import ExitCode, InputError, PromoteError
 from promote.runtime.collector import long_lived
 from promote.runtime.redact import redact, redact_log_records
 
@@ -44,6 +46,7 @@ REGISTRY_RETRY_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "60",
 }
 JsonOption = typer.Option(False, "--json", help="Print the result as JSON.")
+Command = TypeVar("Command", bound=Callable[..., Any])
 EnvOption = typer.Option(..., "--env", help="Environment name (dev, staging, prod, ...).")
 
 
@@ -51,6 +54,7 @@ EnvOption = typer.Option(..., "--env", help="Environment name (dev, staging, pro
 class Settings:
     repo: Path
     registry_uri: Optional[str]  # noqa: UP045 - typer reads these annotations at runtime
+    traceback: bool = False
 
     def repository(self) -> Repository:
         from promote.manifests.loader import load_repository
@@ -58,12 +62,15 @@ class Settings:
         return load_repository(self.repo)
 
     def registry(self) -> Registry:
-        from promote.registry.client import Registry, default_tracking_uri
+        from promote.registry.client import Registry
 
-        root = self.repo.resolve()
-        return Registry(
-            self.registry_uri or default_tracking_uri(root), root / ".promote" / "artifacts"
-        )
+        return Registry.for_repository(self.repo, self.registry_uri)
+
+
+def print_version(asked: bool) -> None:
+    if asked:
+        echo(f"promote {__version__}")
+        raise typer.Exit(ExitCode.OK)
 
 
 @app.callback()
@@ -76,8 +83,18 @@ def main(
         envvar="MLFLOW_TRACKING_URI",
         help="MLflow tracking/registry URI (default: sqlite under REPO/.promote).",
     ),
+    traceback: bool = typer.Option(
+        False, "--traceback", help="On an unexpected error, show the whole traceback."
+    ),
+    version: bool = typer.Option(
+        False,
+        "--version",
+        callback=print_version,
+        is_eager=True,
+        help="Print promote's version and exit.",
+    ),
 ) -> None:
-    context.obj = Settings(repo=repo, registry_uri=registry)
+    context.obj = Settings(repo=repo, registry_uri=registry, traceback=traceback)
     # Registered first, so it runs last: exiting then skips a full collection of MLflow's objects.
     atexit.register(gc.freeze)
     redact_log_records()
@@ -92,14 +109,44 @@ def echo(message: str = "", err: bool = False) -> None:
     typer.echo(redact(message), err=err)
 
 
-@contextmanager
-def handled() -> Iterator[None]:
-    """Turn library errors into one line on stderr and the contract's exit code."""
-    try:
-        yield
-    except PromoteError as exc:
-        echo(f"error: {exc.message}", err=True)
-        raise typer.Exit(exc.exit_code) from None
+def command(name: str | None = None) -> Callable[[Command], Command]:
+    """Register a command whose errors become one line on stderr and their exit code.
+
+    A library error carries its message and code; anything else is a bug, told in one line
+    (the whole traceback with --traceback) with its own exit code.
+    """
+
+    def register(function: Command) -> Command:
+        @functools.wraps(function)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return function(*args, **kwargs)
+            except PromoteError as exc:
+                echo(f"error: {exc.message}", err=True)
+                raise typer.Exit(exc.exit_code) from None
+            except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+                raise
+            except Exception as exc:
+                settings = click.get_current_context().find_root().obj
+                if settings is not None and settings.traceback:
+                    raise
+                first_line = (str(exc).splitlines() or [""])[0]
+                echo(
+                    f"error: internal error ({type(exc).__name__}: {first_line}); "
+                    "run with --traceback for details",
+                    err=True,
+                )
+                raise typer.Exit(ExitCode.INTERNAL) from None
+
+        app.command(name)(run)
+        return function
+
+    return register
+
+
+def exit_with(ok: bool) -> NoReturn:
+    """End a command whose result is a verdict: every check passed, or one failed."""
+    raise typer.Exit(ExitCode.OK if ok else ExitCode.FAILED)
 
 
 def emit_json(payload: Any) -> None:
@@ -134,7 +181,7 @@ def reporter(quiet: bool) -> Callable[[str], None]:
     return (lambda _: None) if quiet else (lambda line: echo(line, err=True))
 
 
-@app.command()
+@command()
 def train(
     context: typer.Context,
     name: str = typer.Argument(
@@ -152,23 +199,22 @@ def train(
     from promote.train import train as train_model
 
     settings: Settings = context.obj
-    with handled():
-        outcome = train_model(
-            settings.repository(),
-            settings.registry(),
-            name,
-            env,
-            parse_params(param),
-            reporter(as_json),
-        )
+    outcome = train_model(
+        settings.repository(),
+        settings.registry(),
+        name,
+        env,
+        parse_params(param),
+        reporter(as_json),
+    )
     if as_json:
         emit_json(outcome.to_json())
     else:
         echo(f"{env}.{name} v{outcome.version}: {outcome.detail}")
-    raise typer.Exit(0 if outcome.ok else 1)
+    exit_with(outcome.ok)
 
 
-@app.command("model")
+@command("model")
 def model_command(
     context: typer.Context,
     name: str = typer.Argument(..., help="Model name."),
@@ -186,11 +232,10 @@ def model_command(
 
     settings: Settings = context.obj
     opened = None
-    with handled():
-        repo, registry = settings.repository(), settings.registry()
-        proposal = propose(repo, registry, name, to)
-        if open_pr and proposal.branch is not None:
-            opened = open_pull_request(repo, registry, proposal)
+    repo, registry = settings.repository(), settings.registry()
+    proposal = propose(repo, registry, name, to)
+    if open_pr and proposal.branch is not None:
+        opened = open_pull_request(repo, registry, proposal)
     if as_json:
         emit_json({**proposal.to_json(), "pull_request": opened.__dict__ if opened else None})
     elif proposal.branch is None:
@@ -204,7 +249,7 @@ def model_command(
             echo(f"{verb} pull request #{opened.number} {opened.url}")
 
 
-@app.command()
+@command()
 def plan(
     context: typer.Context,
     env: Optional[str] = typer.Option(None, "--env", help="Only this environment."),  # noqa: UP045
@@ -214,7 +259,7 @@ def plan(
     from promote.plan import Action, compute
 
     settings: Settings = context.obj
-    with handled(), long_lived():
+    with long_lived():
         states = compute(settings.repository(), settings.registry(), env)
     if as_json:
         emit_json([s.to_json() for s in states])
@@ -225,10 +270,11 @@ def plan(
             ["ENV", "MODEL", "ACTION", "CHAMPION", "DETAIL"],
             [(s.environment, s.model, s.action.value, s.champion, s.detail) for s in states],
         )
-    raise typer.Exit(2 if any(s.action is Action.REFUSED for s in states) else 0)
+    refused = any(s.action is Action.REFUSED for s in states)
+    raise typer.Exit(ExitCode.BAD_INPUT if refused else ExitCode.OK)
 
 
-@app.command()
+@command()
 def apply(
     context: typer.Context,
     env: Optional[str] = typer.Option(None, "--env", help="Only this environment."),  # noqa: UP045
@@ -248,11 +294,10 @@ def apply(
     from promote.apply import Pipeline
 
     settings: Settings = context.obj
-    with handled():
-        pipeline = Pipeline(
-            settings.repository(), settings.registry(), reporter(as_json), lock_wait=lock_wait
-        )
-        result = pipeline.apply(env, break_glass=break_glass)
+    pipeline = Pipeline(
+        settings.repository(), settings.registry(), reporter(as_json), lock_wait=lock_wait
+    )
+    result = pipeline.apply(env, break_glass=break_glass)
     if as_json:
         emit_json({"ok": result.ok, "outcomes": [o.to_json() for o in result.outcomes]})
     else:
@@ -269,10 +314,10 @@ def apply(
                 for o in result.outcomes
             ],
         )
-    raise typer.Exit(0 if result.ok else 1)
+    exit_with(result.ok)
 
 
-@app.command()
+@command()
 def report(
     context: typer.Context,
     env: Optional[str] = typer.Option(None, "--env", help="Only this environment."),  # noqa: UP045
@@ -288,16 +333,15 @@ def report(
     from promote.github.report import append_job_summary, comment_on_pull_request, report_states
 
     settings: Settings = context.obj
-    with handled():
-        markdown = report_states(settings.repository(), settings.registry(), env, title)
-        if summary:
-            append_job_summary(markdown)
-        if comment:
-            comment_on_pull_request(markdown)
+    markdown = report_states(settings.repository(), settings.registry(), env, title)
+    if summary:
+        append_job_summary(markdown)
+    if comment:
+        comment_on_pull_request(markdown)
     echo(markdown)
 
 
-@app.command()
+@command()
 def status(
     context: typer.Context,
     env: Optional[str] = typer.Option(None, "--env", help="Only this environment."),  # noqa: UP045
@@ -310,7 +354,7 @@ def status(
     from promote.plan import compute, unmanaged
 
     settings: Settings = context.obj
-    with handled(), long_lived():
+    with long_lived():
         repo, registry = settings.repository(), settings.registry()
         states = compute(repo, registry, env, verify=verify)
         strays = unmanaged(repo, registry, env)
@@ -332,7 +376,7 @@ def status(
             + [(u.environment, u.registered_name, "drifted", None, u.problem) for u in strays],
         )
     drifted = strays or any(s.status in ("drifted", "rejected") for s in states)
-    raise typer.Exit(1 if drifted else 0)
+    exit_with(not drifted)
 
 
 def _print_report(report: Any, as_json: bool) -> None:
@@ -342,10 +386,10 @@ def _print_report(report: Any, as_json: bool) -> None:
         echo(report.subject)
         for check in report.checks:
             echo(f"  {'ok  ' if check.passed else 'FAIL'} {check.name}: {check.detail}")
-    raise typer.Exit(0 if report.ok else 1)
+    exit_with(report.ok)
 
 
-@app.command()
+@command()
 def verify(
     context: typer.Context,
     name: str = typer.Argument(..., help="Model name."),
@@ -359,15 +403,14 @@ def verify(
     from promote.verify import verify as verify_version
 
     settings: Settings = context.obj
-    with handled():
-        repo, registry = settings.repository(), settings.registry()
-        report = verify_version(repo, registry, env, name, version)
-        if rebuild:
-            report.checks += reproduce(repo, registry, env, name, version).checks
+    repo, registry = settings.repository(), settings.registry()
+    report = verify_version(repo, registry, env, name, version)
+    if rebuild:
+        report.checks += reproduce(repo, registry, env, name, version).checks
     _print_report(report, as_json)
 
 
-@app.command("reproduce")
+@command("reproduce")
 def reproduce_command(
     context: typer.Context,
     name: str = typer.Argument(..., help="Model name."),
@@ -379,12 +422,11 @@ def reproduce_command(
     from promote.verify import reproduce
 
     settings: Settings = context.obj
-    with handled():
-        report = reproduce(settings.repository(), settings.registry(), env, name, version)
+    report = reproduce(settings.repository(), settings.registry(), env, name, version)
     _print_report(report, as_json)
 
 
-@app.command()
+@command()
 def history(
     context: typer.Context,
     name: str = typer.Argument(..., help="Model name."),
@@ -395,8 +437,7 @@ def history(
     from promote.verify import history as read_history
 
     settings: Settings = context.obj
-    with handled():
-        events = read_history(settings.repository(), settings.registry(), env, name)
+    events = read_history(settings.repository(), settings.registry(), env, name)
     if as_json:
         emit_json(events)
         return
@@ -419,7 +460,7 @@ def history(
     )
 
 
-@app.command()
+@command()
 def rollback(
     context: typer.Context,
     name: str = typer.Argument(..., help="Model name."),
@@ -430,8 +471,7 @@ def rollback(
     from promote.propose import propose_rollback
 
     settings: Settings = context.obj
-    with handled():
-        proposal = propose_rollback(settings.repository(), settings.registry(), name, env)
+    proposal = propose_rollback(settings.repository(), settings.registry(), name, env)
     if as_json:
         emit_json(proposal.to_json())
         return
@@ -439,7 +479,7 @@ def rollback(
     echo("merged, `promote apply` re-points champion to it without rebuilding")
 
 
-@app.command()
+@command()
 def unlock(
     context: typer.Context,
     name: str = typer.Argument(..., help="Model name."),
@@ -450,25 +490,24 @@ def unlock(
     from promote.registry import lock
 
     settings: Settings = context.obj
-    with handled():
-        repo, registry = settings.repository(), settings.registry()
-        registered = repo.registered_name(env, name)
-        held = lock.read(registry, registered)
-        if held is None:
-            echo(f"{registered} is not locked")
-            return
-        if not held.stale and not force:
-            raise InputError(
-                "--force",
-                None,
-                f"{registered} is locked by {held.owner} until {held.expires.isoformat()}; "
-                "it may still be running: wait, or pass --force",
-            )
-        lock.release(registry, registered, owner=None)
+    repo, registry = settings.repository(), settings.registry()
+    registered = repo.registered_name(env, name)
+    held = lock.read(registry, registered)
+    if held is None:
+        echo(f"{registered} is not locked")
+        return
+    if not held.stale and not force:
+        raise InputError(
+            "--force",
+            None,
+            f"{registered} is locked by {held.owner} until {held.expires.isoformat()}; "
+            "it may still be running: wait, or pass --force",
+        )
+    lock.release(registry, registered, owner=None)
     echo(f"released the lock on {registered} held by {held.owner}")
 
 
-@app.command()
+@command()
 def schema(
     kind: str = typer.Argument("manifest", help="manifest or environment"),
 ) -> None:
@@ -477,20 +516,18 @@ def schema(
 
     schemas = json_schemas()
     if kind not in schemas:
-        echo(f"error: schema: unknown kind {kind!r} (manifest or environment)", err=True)
-        raise typer.Exit(2)
+        raise InputError("schema", None, f"unknown kind {kind!r} (manifest or environment)")
     emit_json(schemas[kind])
 
 
-@app.command()
+@command()
 def quickstart(
     directory: Path = typer.Argument(..., help="A new folder for the sandbox."),
 ) -> None:
     """Create a sandbox and run the whole story: dev -> staging -> prod, with rebuilds."""
     from promote.scaffold.quickstart import run_story
 
-    with handled():
-        run_story(directory, echo)
+    run_story(directory, echo)
 
 
 def parse_assignments(values: list[str], option: str) -> dict[str, str]:
@@ -504,7 +541,7 @@ def parse_assignments(values: list[str], option: str) -> dict[str, str]:
     return pairs
 
 
-@app.command()
+@command()
 def init(
     directory: Path = typer.Argument(..., help="A new (or empty) folder for the repository."),
     org: str = typer.Option(..., "--org", help="GitHub organisation."),
@@ -531,19 +568,18 @@ def init(
     from promote.scaffold.init import ScaffoldSettings, default_promote_requirement
     from promote.scaffold.init import init as scaffold
 
-    with handled():
-        settings = ScaffoldSettings(
-            organisation=org,
-            approvers_team=approvers_team,
-            registry_uri=registry_uri,
-            data_roots=parse_assignments(data_root, "--data-root"),
-            roles=parse_assignments(role, "--role"),
-            aws_region=aws_region,
-            required_approvals=required_approvals,
-            protected_branch=branch,
-            promote_requirement=promote_requirement or default_promote_requirement(),
-        )
-        written = scaffold(directory, settings)
+    settings = ScaffoldSettings(
+        organisation=org,
+        approvers_team=approvers_team,
+        registry_uri=registry_uri,
+        data_roots=parse_assignments(data_root, "--data-root"),
+        roles=parse_assignments(role, "--role"),
+        aws_region=aws_region,
+        required_approvals=required_approvals,
+        protected_branch=branch,
+        promote_requirement=promote_requirement or default_promote_requirement(),
+    )
+    written = scaffold(directory, settings)
     for path in written:
         echo(f"wrote {directory / path}")
     echo(
@@ -553,7 +589,7 @@ def init(
     )
 
 
-@app.command()
+@command()
 def access(
     context: typer.Context,
     grant: bool = typer.Option(
@@ -581,11 +617,10 @@ def access(
         data_scientists=tuple(data_scientist) or defaults.data_scientists,
         ci_user_template=ci_user or defaults.ci_user_template,
     )
-    with handled():
-        registry = settings.registry()
-        result = access_plan(settings.repository(), principals, registry)
-        if grant:
-            apply_grants(registry.tracking_uri, result.grants)
+    registry = settings.registry()
+    result = access_plan(settings.repository(), principals, registry)
+    if grant:
+        apply_grants(registry.tracking_uri, result.grants)
     if as_json:
         emit_json({**result.to_json(), "applied": grant})
         return

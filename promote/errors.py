@@ -1,12 +1,24 @@
-"""Typed errors. Each carries the one-line message a user sees; only the CLI maps them to exits."""
+"""Every error promote raises on purpose, each with the one-line message a user sees, and the
+exit code it means. Only the CLI turns them into exits."""
 
 from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """What `promote` exits with: the contract other tools and checks rely on."""
+
+    OK = 0
+    FAILED = 1  # a check failed, or state is out of sync
+    BAD_INPUT = 2  # usage, a manifest, a reference: nothing was written
+    INTERNAL = 70  # a bug in promote (sysexits' EX_SOFTWARE): run with --traceback
 
 
 class PromoteError(Exception):
     """Base of every error the library raises on purpose."""
 
-    exit_code = 1
+    exit_code = ExitCode.FAILED
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -19,7 +31,7 @@ class PromoteError(Exception):
 class InputError(PromoteError):
     """Bad input: a manifest, a config file, a CLI argument. Nothing has been written."""
 
-    exit_code = 2
+    exit_code = ExitCode.BAD_INPUT
 
     def __init__(self, source: str, field: str | None, problem: str) -> None:
         where = f"{source}: {field}" if field else source
@@ -37,9 +49,33 @@ class CheckFailed(PromoteError):
     """A lineage match, gate or digest check failed; live state was left as it was."""
 
 
-class OutOfSync(PromoteError):
-    """Desired and actual state differ where they must not (drift)."""
+class ApprovalRefused(CheckFailed):
+    """The approval a change needs could not be established: nothing was written."""
+
+
+class AccessDenied(CheckFailed):
+    """The credentials apply runs with may not do what the environment's apply needs."""
+
+
+class LockHeld(CheckFailed):
+    """Another apply holds the model's lock (or left it behind when it died)."""
 
 
 class ExternalError(PromoteError):
     """A dependency (git, the registry, storage, a training subprocess) failed."""
+
+
+class GitHubError(ExternalError):
+    """The GitHub API failed, timed out or answered something unexpected."""
+
+
+class SchemaUnknown(Exception):
+    """The registry's tables are not the ones this MLflow version writes: the bulk read hands
+    over to the client. Never reaches a user."""
+
+
+class TrainingError(RuntimeError):
+    """A training script used the helper wrongly; the message says how to fix it.
+
+    Raised inside the training subprocess, whose failure apply reports as an ExternalError.
+    """

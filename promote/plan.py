@@ -166,6 +166,13 @@ class Snapshot:
     def registered(self, environment: str, model: str) -> RegisteredModel | None:
         return self.models.get(self.repo.registered_name(environment, model))
 
+    def source_version(self, spec: ModelSpec) -> Version | None:
+        """The version a manifest names as its source, if the registry has it."""
+        if spec.source is None:
+            return None
+        source_model = self.registered(spec.source.environment, spec.model)
+        return source_model.version(spec.source.version) if source_model else None
+
 
 def _best_match(model: RegisteredModel | None, digest: str, verdict: str) -> Version | None:
     if model is None:
@@ -280,8 +287,7 @@ def _registered_source(spec: ModelSpec, snapshot: Snapshot) -> Version:
     assert manifest.source is not None and manifest.code.commit is not None
     source_name = snapshot.repo.registered_name(manifest.source.environment, spec.model)
     ref = f"{source_name}/{manifest.source.version}"
-    source_model = snapshot.models.get(source_name)
-    source = source_model.version(manifest.source.version) if source_model else None
+    source = snapshot.source_version(spec)
     if source is None:
         raise BadReference(display, "source.version", f"{ref} does not exist")
     if source.verdict == VERDICT_REJECTED:

@@ -22,7 +22,13 @@ from promote.manifests.schema import (
     parse_yaml,
 )
 from promote.registry.client import Registry
-from promote.registry.entities import PREVIOUS, TAG_DIRTY, TAG_MANIFEST_DIGEST, VERDICT_PASSED
+from promote.registry.entities import (
+    PREVIOUS,
+    TAG_DIRTY,
+    TAG_MANIFEST_DIGEST,
+    TAG_VERDICT,
+    VERDICT_PASSED,
+)
 
 
 @dataclass
@@ -62,11 +68,11 @@ def propose(repo: Repository, registry: Registry, model: str, target: str) -> Pr
             source_name, "champion", "no champion to promote: train or promote one first"
         )
     if champion.verdict != VERDICT_PASSED:
-        raise BadReference(champion.ref, "promote.verdict", "the champion has not passed its gates")
+        raise BadReference(champion.ref, TAG_VERDICT, "the champion has not passed its gates")
     if champion.tags.get(TAG_DIRTY) == "true":
         raise BadReference(
             champion.ref,
-            "promote.code.dirty",
+            TAG_DIRTY,
             "trained from a dirty working tree: commit the code, train again, then propose",
         )
     lineage = registry.lineage(champion.run_id)

@@ -10,7 +10,6 @@ from typing import Any
 
 from promote.apply import Outcome, Promoter, Report
 from promote.build import git, runner
-from promote.build.data import resolve_uri
 from promote.errors import InputError
 from promote.manifests.repository import Repository
 from promote.registry.client import Registry
@@ -40,16 +39,8 @@ def train(
     if dirty:
         report("working tree is dirty: this version is recorded as such and cannot be promoted")
     manifest = spec.manifest
-    request = runner.BuildRequest(
-        model=model,
-        environment=config,
-        code_repo=manifest.code.repo,
-        commit=commit,
-        entrypoint=manifest.code.entrypoint,
-        params={**manifest.code.params, **overrides},
-        data_uri=resolve_uri(repo.root, config.data_root, manifest.data.path),
-        dirty=dirty,
-    )
+    params = {**manifest.code.params, **overrides}
+    request = runner.BuildRequest.of_spec(repo.root, spec, commit, params, dirty=dirty)
     report(f"training {model} in {environment} at {commit[:12]} ({manifest.code.entrypoint})")
     run_id = runner.build_in_working_tree(repo.root, request, registry)
     lineage = registry.lineage(run_id)

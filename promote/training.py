@@ -36,17 +36,14 @@ from promote.build.lineage import (
     check_pins,
     resolve_libraries,
 )
+from promote.errors import TrainingError
 from promote.manifests.digest import canonical_digest
 from promote.registry import tracking
-from promote.registry.entities import TAG_LINEAGE_DIGEST
+from promote.registry.entities import TAG_LINEAGE_DIGEST, TAG_RUN_ENVIRONMENT, TAG_RUN_MODEL
 
 CONTEXT_VARIABLE = "PROMOTE_TRAINING_CONTEXT"
 # Distribution that provides each supported model flavor.
 FLAVOR_LIBRARIES = {"sklearn": "scikit-learn"}
-
-
-class TrainingError(RuntimeError):
-    """A training script used the helper wrongly; the message says how to fix it."""
 
 
 @dataclass
@@ -142,12 +139,9 @@ class TrainingRun:
                 for name in (library.lower(), "mlflow")
                 if name in libraries
             ]
-            try:
-                signature = tracking.save_model(
-                    flavor, model, path, input_example, pins or None, **save_options
-                )
-            except tracking.UnknownFlavor as exc:
-                raise TrainingError(str(exc)) from None
+            signature = tracking.save_model(
+                flavor, model, path, input_example, pins or None, **save_options
+            )
             digest = artifact_digest(path)
             tracking.log_artifacts(path, MODEL_ARTIFACT_DIR)
         self._logged = (flavor, signature, digest)
@@ -195,8 +189,8 @@ def start() -> Iterator[TrainingRun]:
     """Open the training run the runner prepared; on a clean exit, write the lineage record."""
     context = TrainingContext.from_env()
     tags = {
-        "promote.model": context.model,
-        "promote.environment": context.environment,
+        TAG_RUN_MODEL: context.model,
+        TAG_RUN_ENVIRONMENT: context.environment,
         **context.run_tags,
     }
     with tracking.run(context.tracking_uri, context.experiment_id, tags) as run_id:

@@ -16,7 +16,9 @@ from promote.registry.entities import (
     TAG_ARTIFACT_DIGEST,
     TAG_COMMIT,
     TAG_DATA_URI,
+    TAG_DIRTY,
     TAG_LINEAGE_DIGEST,
+    TAG_REPRODUCTION_OF,
     TAG_VERDICT,
     VERDICT_PASSED,
     RegisteredModel,
@@ -122,11 +124,10 @@ def reproduce(
     version = select_version(repo, registry, environment, model, number)
     original = registry.lineage(version.run_id)
     if original.code_dirty:
-        raise BadReference(
-            version.ref, "promote.code.dirty", "trained from a dirty tree: not reproducible"
-        )
+        raise BadReference(version.ref, TAG_DIRTY, "trained from a dirty tree: not reproducible")
     config = repo.environment(environment)
     request = runner.BuildRequest(
+        origin=version.ref,
         model=model,
         environment=config,
         code_repo=original.code_repo,
@@ -135,7 +136,7 @@ def reproduce(
         params=original.params,
         data_uri=original.data_uri,
         pinned_snapshot=snapshot_to_json(original.data_snapshot),
-        run_tags={"promote.reproduction_of": version.ref},
+        run_tags={TAG_REPRODUCTION_OF: version.ref},
     )
     run_id = runner.build_at_commit(repo.root, request, registry)
     again = registry.lineage(run_id)

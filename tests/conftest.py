@@ -20,7 +20,7 @@ from promote.apply import Pipeline
 from promote.build import git
 from promote.manifests.loader import load_repository
 from promote.propose import propose
-from promote.registry.client import Registry, default_tracking_uri
+from promote.registry.client import Registry
 from promote.scaffold.quickstart import Sandbox, create_sandbox, merge
 from promote.train import train
 
@@ -43,9 +43,7 @@ class World:
     def __init__(self, sandbox: Sandbox) -> None:
         self.sandbox = sandbox
         self.repo = sandbox.repo
-        self.registry = Registry(
-            default_tracking_uri(self.repo), self.repo / ".promote" / "artifacts"
-        )
+        self.registry = Registry.for_repository(self.repo)
         self.lines: list[str] = []
 
     def pipeline(self) -> Pipeline:
@@ -77,9 +75,7 @@ class World:
         self.commit(f"Edit {relative}")
 
     def commit(self, message: str) -> str:
-        git.run_git(self.repo, "add", "--all")
-        git.run_git(self.repo, "commit", "--quiet", "-m", message, env=git.identity_env(self.repo))
-        return git.head_commit(self.repo)
+        return git.commit_all(self.repo, message)
 
     def cli(
         self, *args: str, env: dict[str, str] | None = None

@@ -85,7 +85,7 @@ def _run_story(server: MlflowAuthServer, base: Path) -> ServerStory:
             f"environments/{env}/environment.yaml",
             partial(_use_artifact_root, env=env),
         )
-    world.registry = Registry(server.url, world.repo / ".promote" / "artifacts")
+    world.registry = Registry.for_repository(world.repo, server.url)
     story = ServerStory(world, server)
     with server.as_user(SCIENTIST):
         world.train_dev()

@@ -16,12 +16,11 @@ from conftest import MODEL, World
 from github_fake import FakeGitHub
 
 from promote.build import git
-from promote.errors import InputError
+from promote.errors import ApprovalRefused, InputError
 from promote.github.approval import (
     TAG_APPROVERS,
     TAG_BREAK_GLASS,
     TAG_PULL_REQUEST,
-    ApprovalRefused,
 )
 from promote.github.context import CiContext
 from promote.scaffold.quickstart import merge

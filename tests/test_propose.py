@@ -16,7 +16,7 @@ def test_propose_writes_the_manifest_on_a_branch_without_touching_the_checkout(
     assert result.returncode == 0, result.stderr
     assert f"on branch promote/staging/{MODEL}-v1" in result.stdout
     assert git.head_commit(trained.repo) == head
-    assert git.current_branch(trained.repo) == "main"
+    assert git.run_git(trained.repo, "rev-parse", "--abbrev-ref", "HEAD") == "main"
     assert not git.is_dirty(trained.repo)
     assert not (trained.repo / "environments" / "staging" / f"{MODEL}.yaml").exists()
     text = git.run_git(

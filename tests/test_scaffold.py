@@ -74,7 +74,7 @@ def test_init_renders_a_repository_promote_loads_with_hardened_workflows(tmp_pat
 
 
 def test_the_training_stub_trains_in_dev(tmp_path: Path) -> None:
-    from promote.registry.client import Registry, default_tracking_uri
+    from promote.registry.client import Registry
     from promote.train import train
 
     target = tmp_path / "repo"
@@ -84,7 +84,7 @@ def test_the_training_stub_trains_in_dev(tmp_path: Path) -> None:
     rows = "\n".join(f"{i % 7},{(i * 3) % 11},{int(i % 7 > 3)}" for i in range(80))
     for name in ("train.csv", "test.csv"):
         (data / name).write_text(f"x1,x2,label\n{rows}\n")
-    registry = Registry(default_tracking_uri(target), target / ".promote" / "artifacts")
+    registry = Registry.for_repository(target)
     outcome = train(load_repository(target), registry, "example", "dev", {})
     assert outcome.ok, outcome.detail
     assert outcome.version == 1

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from promote.access.grants import Principals
 from promote.access.iam import S3Location
 from promote.build.data import resolve_uri
-from promote.errors import CheckFailed, ExternalError
+from promote.errors import AccessDenied, CheckFailed, ExternalError
 from promote.manifests.repository import ModelSpec, Repository
 from promote.manifests.schema import EnvironmentConfig
 from promote.registry.entities import experiment_name
@@ -16,10 +16,6 @@ if TYPE_CHECKING:
     from promote.registry.client import Registry
 
 PREFLIGHT_KEY = ".promote-preflight"
-
-
-class AccessDenied(CheckFailed):
-    """The credentials apply runs with may not do what the environment's apply needs."""
 
 
 def preflight(repo: Repository, specs: list[ModelSpec], registry: Registry) -> None:

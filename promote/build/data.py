@@ -8,7 +8,6 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from promote.errors import CheckFailed, ExternalError
-from promote.manifests.digest import canonical_digest
 
 
 @dataclass(frozen=True)
@@ -106,10 +105,6 @@ class DataReader:
 
     def snapshot(self) -> list[FileSnapshot]:
         return [self.read[path] for path in sorted(self.read)]
-
-
-def snapshot_digest(entries: list[FileSnapshot]) -> str:
-    return canonical_digest([[e.path, e.sha256] for e in sorted(entries, key=lambda e: e.path)])
 
 
 def snapshot_to_json(entries: list[FileSnapshot]) -> list[dict[str, Any]]:

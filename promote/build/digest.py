@@ -5,17 +5,11 @@ directory, without the files MLflow adds on download.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import queue
-import re
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
-from importlib import metadata
 from pathlib import Path
-from typing import Any
 
-from promote.build.data import FileSnapshot, is_under, snapshot_from_json, snapshot_to_json
 from promote.errors import CheckFailed
 from promote.manifests.digest import canonical_digest
 

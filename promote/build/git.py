@@ -78,8 +78,11 @@ def is_on_branch(repo: Path, commit: str, branch: str) -> bool:
     return False
 
 
-def export_commit(repo: Path, commit: str, destination: Path) -> None:
-    """Write the tree of `commit` into `destination`: an isolated copy, not the user's checkout."""
+def export_commit(repo: Path, commit: str, destination: Path, origin: str) -> None:
+    """Write the tree of `commit` into `destination`: an isolated copy, not the user's checkout.
+
+    `origin`, what asked for the commit (a manifest's path), is named if it cannot be had.
+    """
     destination.mkdir(parents=True, exist_ok=True)
     archive = subprocess.run(
         ["git", "-C", str(repo), "archive", "--format=tar", commit],
@@ -87,7 +90,7 @@ def export_commit(repo: Path, commit: str, destination: Path) -> None:
         check=False,
     )
     if archive.returncode != 0:
-        raise BadReference("code.commit", None, f"cannot check out {commit} from {repo}")
+        raise BadReference(origin, "code.commit", f"cannot check out {commit} from {repo}")
     subprocess.run(
         ["tar", "-x", "-C", str(destination)], input=archive.stdout, check=True, capture_output=True
     )
@@ -137,5 +140,14 @@ def commit_files_on_branch(
     return commit
 
 
-def current_branch(repo: Path) -> str:
-    return run_git(repo, "rev-parse", "--abbrev-ref", "HEAD")
+def commit_all(repo: Path, message: str) -> str:
+    """Commit every change in the working tree, as the user or the pipeline identity."""
+    run_git(repo, "add", "--all")
+    run_git(repo, "commit", "--quiet", "-m", message, env=identity_env(repo))
+    return head_commit(repo)
+
+
+def init_repository(directory: Path, branch: str, message: str) -> str:
+    """A new repository on `branch` holding everything in `directory` as its first commit."""
+    run_git(directory, "init", "--quiet", f"--initial-branch={branch}")
+    return commit_all(directory, message)

@@ -14,11 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from promote.build import git
-from promote.github.context import run_description
+from promote.build.data import resolve_uri
 from promote.errors import BadReference, ExternalError
+from promote.github.context import run_description
+from promote.manifests.repository import ModelSpec
 from promote.manifests.schema import EnvironmentConfig
-from promote.runtime.redact import redact
 from promote.registry.client import Registry
+from promote.runtime.redact import redact
 from promote.training import TrainingContext
 
 OUTPUT_TAIL_LINES = 15
@@ -28,6 +30,7 @@ OUTPUT_TAIL_LINES = 15
 class BuildRequest:
     """One training to run: which code, which parameters, on which environment's data."""
 
+    origin: str  # what asked for it, named in errors: a manifest's path, or a version's ref
     model: str
     environment: EnvironmentConfig
     code_repo: str
@@ -38,6 +41,25 @@ class BuildRequest:
     dirty: bool = False
     pinned_snapshot: list[dict[str, Any]] | None = None
     run_tags: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of_spec(
+        cls, repo_root: Path, spec: ModelSpec, commit: str, params: dict[str, Any], **extra: Any
+    ) -> BuildRequest:
+        """The training a manifest describes, at `commit`, on its environment's data."""
+        manifest = spec.manifest
+        config = spec.config
+        return cls(
+            origin=spec.display,
+            model=spec.model,
+            environment=config,
+            code_repo=manifest.code.repo,
+            commit=commit,
+            entrypoint=manifest.code.entrypoint,
+            params=params,
+            data_uri=resolve_uri(repo_root, config.data_root, manifest.data.path),
+            **extra,
+        )
 
 
 def who_runs() -> str:
@@ -57,12 +79,12 @@ def build_at_commit(repo_root: Path, request: BuildRequest, registry: Registry) 
     code_repo = git.resolve_code_repository(repo_root, request.code_repo)
     if not git.commit_exists(code_repo, request.commit):
         raise BadReference(
-            "code.commit", None, f"commit {request.commit} is not in {request.code_repo}"
+            request.origin, "code.commit", f"commit {request.commit} is not in {request.code_repo}"
         )
     tree = git.tree_of(code_repo, request.commit)
     with tempfile.TemporaryDirectory(prefix="promote-build-") as scratch:
         checkout = Path(scratch) / "code"
-        git.export_commit(code_repo, request.commit, checkout)
+        git.export_commit(code_repo, request.commit, checkout, request.origin)
         return _run(checkout, request, tree, registry)
 
 
@@ -72,13 +94,17 @@ def build_in_working_tree(repo_root: Path, request: BuildRequest, registry: Regi
     return _run(repo_root, request, tree, registry)
 
 
-def _entrypoint_path(checkout: Path, entrypoint: str) -> Path:
-    path = checkout / entrypoint
-    resolved = path.resolve()
+def _entrypoint_path(checkout: Path, request: BuildRequest) -> Path:
+    entrypoint = request.entrypoint
+    resolved = (checkout / entrypoint).resolve()
     if not resolved.is_relative_to(checkout.resolve()):
-        raise BadReference("code.entrypoint", None, f"{entrypoint} leads outside the checkout")
+        raise BadReference(
+            request.origin, "code.entrypoint", f"{entrypoint} leads outside the checkout"
+        )
     if not resolved.is_file():
-        raise BadReference("code.entrypoint", None, f"{entrypoint} does not exist at this commit")
+        raise BadReference(
+            request.origin, "code.entrypoint", f"{entrypoint} does not exist at this commit"
+        )
     return resolved
 
 
@@ -91,7 +117,7 @@ def _requirements_file(checkout: Path, entrypoint: Path) -> Path | None:
 
 
 def _run(checkout: Path, request: BuildRequest, tree: str, registry: Registry) -> str:
-    entrypoint = _entrypoint_path(checkout, request.entrypoint)
+    entrypoint = _entrypoint_path(checkout, request)
     requirements = _requirements_file(checkout, entrypoint)
     config = request.environment
     experiment_id = registry.experiment_id(config.name, config.artifact_root)

@@ -16,26 +16,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from promote.build import git
-from promote.errors import CheckFailed, InputError
+from promote.errors import ApprovalRefused, InputError
 from promote.github.client import GitHubClient, GitHubError, PullRequest, Review
 from promote.github.context import CiContext, read_event
 from promote.manifests.repository import ModelSpec, Repository
 from promote.manifests.schema import ApprovalRule
-
-TAG_PULL_REQUEST = "promote.pull_request"
-
-TAG_APPROVERS = "promote.approvers"
-
-TAG_BREAK_GLASS = "promote.break_glass"
+from promote.registry.entities import TAG_APPROVERS, TAG_BREAK_GLASS, TAG_PULL_REQUEST
 
 MERGE_EVENT = "push"
 
 # A reviewer's latest review in one of these states is their verdict; comments do not change it.
 DECISIVE_STATES = ("APPROVED", "CHANGES_REQUESTED", "DISMISSED")
-
-
-class ApprovalRefused(CheckFailed):
-    """The approval a change needs could not be established: nothing was written."""
 
 
 @dataclass(frozen=True)

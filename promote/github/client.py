@@ -15,17 +15,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from promote.errors import ExternalError, InputError
+from promote.errors import GitHubError, InputError
 from promote.github.context import ApiSettings
 from promote.runtime.redact import redact
 
 PAGE_SIZE = 100
 MAX_PAGES = 20
 API_VERSION = "2022-11-28"
-
-
-class GitHubError(ExternalError):
-    """The GitHub API failed, timed out or answered something unexpected."""
 
 
 @dataclass(frozen=True)

@@ -107,13 +107,6 @@ def row_for_state(registry: Registry, state: ModelState) -> Row:
     )
 
 
-def proposal_row(repo: Repository, registry: Registry, proposal: Proposal) -> Row:
-    """The row the proposed manifest will have in its environment's plan once merged."""
-    config = repo.environment(proposal.environment)
-    spec = ModelSpec.of(config, proposal.manifest, repo.root / proposal.path)
-    return row_for_state(registry, decide(spec, gather(repo, registry, [spec])))
-
-
 def _markdown() -> Any:
     import jinja2
 
@@ -149,14 +142,15 @@ def render_report(rows: list[Row], title: str) -> str:
 def render_pull_request_body(repo: Repository, registry: Registry, proposal: Proposal) -> str:
     manifest = proposal.manifest
     assert manifest.source is not None
-    source_model = registry.model(repo.registered_name(manifest.source.environment, proposal.model))
-    source = source_model.version(manifest.source.version) if source_model else None
+    # The row the proposed manifest will have in its environment's plan once merged.
+    spec = ModelSpec.of(repo.environment(proposal.environment), manifest, repo.root / proposal.path)
+    snapshot = gather(repo, registry, [spec])
+    source = snapshot.source_version(spec)
     if source is None:
         raise InputError(proposal.path, "source.version", f"{proposal.source_ref} does not exist")
     lineage = registry.lineage(source.run_id)
-    plan = render_report(
-        [proposal_row(repo, registry, proposal)], f"Plan for {proposal.environment}"
-    )
+    row = row_for_state(registry, decide(spec, snapshot))
+    plan = render_report([row], f"Plan for {proposal.environment}")
     return (
         _markdown()
         .get_template("pull_request.md.j2")

@@ -50,6 +50,11 @@ def default_tracking_uri(root: Path) -> str:
     return f"sqlite:///{(root / '.promote' / 'registry.db').resolve()}"
 
 
+def local_artifact_root(root: Path) -> Path:
+    """Where artifacts go when an environment names no artifact store: beside the registry."""
+    return root / ".promote" / "artifacts"
+
+
 class Registry:
     """Reads and writes the registry. Every write the pipeline makes goes through here."""
 
@@ -64,6 +69,12 @@ class Registry:
             if is_sql_store(tracking_uri)
             else paged_reader
         )
+
+    @classmethod
+    def for_repository(cls, root: Path, tracking_uri: str | None = None) -> Registry:
+        """The registry a GitOps repository uses: `tracking_uri`, else sqlite inside it."""
+        root = root.resolve()
+        return cls(tracking_uri or default_tracking_uri(root), local_artifact_root(root))
 
     @cached_property
     def client(self) -> Any:

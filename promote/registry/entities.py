@@ -9,37 +9,36 @@ from functools import cached_property
 from typing import Any
 
 CHAMPION = "champion"
-
 PREVIOUS = "previous"
 
 # Version tags (contract: other tools rely on these names).
 TAG_COMMIT = "promote.code.commit"
-
 TAG_ARTIFACT_DIGEST = "promote.artifact_digest"
-
 TAG_LINEAGE_DIGEST = "promote.lineage_digest"
-
 TAG_MANIFEST_DIGEST = "promote.manifest_digest"
-
 TAG_SOURCE = "promote.source"
-
 TAG_DATA_URI = "promote.data.uri"
-
 TAG_DATA_DIGEST = "promote.data.digest"
-
 TAG_DIRTY = "promote.code.dirty"
-
 TAG_VERDICT = "promote.verdict"
-
 TAG_REASON = "promote.reason"
+# Why a version was allowed: its approved pull request, or the break-glass reason.
+TAG_PULL_REQUEST = "promote.pull_request"
+TAG_APPROVERS = "promote.approvers"
+TAG_BREAK_GLASS = "promote.break_glass"
+
+# Run tags: which model, environment and reproduction a training run is for.
+TAG_RUN_MODEL = "promote.model"
+TAG_RUN_ENVIRONMENT = "promote.environment"
+TAG_REPRODUCTION_OF = "promote.reproduction_of"
 
 # Registered-model tags.
 TAG_MANAGED = "promote.managed"
-
 TAG_EXPECTED_CHAMPION = "promote.champion"
-
 TAG_CHAMPION_FROM = "promote.champion.from"
-
+# The apply lock's owner and expiry, on the lock's registered model.
+TAG_LOCK_OWNER = "promote.lock.owner"
+TAG_LOCK_EXPIRES = "promote.lock.expires"
 EVENT_PREFIX = "promote.event."
 
 # Each environment's runs are logged in one experiment of this name.

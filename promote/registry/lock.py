@@ -17,17 +17,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from promote.errors import CheckFailed
+from promote.errors import LockHeld
 from promote.registry.client import Registry
+from promote.registry.entities import TAG_LOCK_EXPIRES, TAG_LOCK_OWNER
 
 LOCK_PREFIX = "promote-lock."
-TAG_LOCK_OWNER = "promote.lock.owner"
-TAG_LOCK_EXPIRES = "promote.lock.expires"
 DEFAULT_TTL = timedelta(hours=2)
-
-
-class LockHeld(CheckFailed):
-    """Another apply holds the model's lock (or left it behind when it died)."""
 
 
 @dataclass(frozen=True)

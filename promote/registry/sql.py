@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from promote.errors import SchemaUnknown
 from promote.registry.entities import EVENT_PREFIX, RegisteredModel, Rows
 from promote.registry.paged import PagedReader
 
@@ -48,10 +49,6 @@ SQLITE_MMAP_BYTES = 1 << 30
 
 # SQLite has built JSON objects since 3.38 (and usually before, as an extension).
 SQLITE_JSON = sqlite3.sqlite_version_info >= (3, 38, 0)
-
-
-class SchemaUnknown(Exception):
-    """The tables are not the ones this MLflow version writes: read through the client."""
 
 
 def is_sql_store(tracking_uri: str) -> bool:

@@ -10,11 +10,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from promote.errors import TrainingError
 from promote.runtime.collector import import_mlflow, long_lived
-
-
-class UnknownFlavor(ValueError):
-    """No MLflow flavor module of that name can save a model."""
 
 
 @contextmanager
@@ -75,7 +72,7 @@ def save_model(
 
     module = getattr(mlflow, flavor, None)
     if module is None or not hasattr(module, "save_model"):
-        raise UnknownFlavor(f"unknown MLflow flavor {flavor!r}")
+        raise TrainingError(f"unknown MLflow flavor {flavor!r}")
     signature = infer_signature(input_example, model.predict(input_example))
     module.save_model(
         model, str(path), signature=signature, pip_requirements=pip_requirements, **options

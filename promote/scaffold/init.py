@@ -187,14 +187,7 @@ def init(directory: Path, settings: ScaffoldSettings) -> list[str]:
         path = directory / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(content, encoding="utf-8")
-    git.run_git(directory, "init", "--quiet", f"--initial-branch={settings.protected_branch}")
-    git.run_git(directory, "add", "--all")
-    git.run_git(
-        directory,
-        "commit",
-        "--quiet",
-        "-m",
-        "GitOps repository for promote (promote init)",
-        env=git.identity_env(directory),
+    git.init_repository(
+        directory, settings.protected_branch, "GitOps repository for promote (promote init)"
     )
     return sorted(files)

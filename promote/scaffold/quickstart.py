@@ -89,11 +89,7 @@ def create_sandbox(root: Path) -> Sandbox:
         yaml.safe_dump(DEV_MANIFEST, sort_keys=False), encoding="utf-8"
     )
     (repo / ".gitignore").write_text(".promote/\n__pycache__/\n", encoding="utf-8")
-    git.run_git(repo, "init", "--quiet", "--initial-branch=main")
-    git.run_git(repo, "add", "--all")
-    git.run_git(
-        repo, "commit", "--quiet", "-m", "Churn model and environments", env=git.identity_env(repo)
-    )
+    git.init_repository(repo, "main", "Churn model and environments")
     return sandbox
 
 
@@ -109,12 +105,12 @@ def run_story(root: Path, say: Callable[[str], None]) -> Sandbox:
     from promote.apply import Pipeline
     from promote.manifests.loader import load_repository
     from promote.propose import propose
-    from promote.registry.client import Registry, default_tracking_uri
+    from promote.registry.client import Registry
     from promote.train import train
 
     sandbox = create_sandbox(root)
     repo_root = sandbox.repo
-    registry = Registry(default_tracking_uri(repo_root), repo_root / ".promote" / "artifacts")
+    registry = Registry.for_repository(repo_root)
     say(f"1. sandbox: git repository {repo_root}, data under {sandbox.root / 'data'}")
 
     def pipeline() -> Pipeline:
