@@ -29,9 +29,10 @@ from promote.registry.entities import (
     Version,
     experiment_name,
 )
+from promote.registry.loading import import_mlflow
 from promote.registry.paged import VERSIONS_PER_PAGE, PagedReader, name_filter, pages
 from promote.registry.sql import SqlReader, is_sql_store
-from promote.runtime.collector import import_mlflow, long_lived
+from promote.runtime.collector import long_lived
 from promote.runtime.faults import failpoint
 from promote.runtime.redact import redact, redact_mapping
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from promote.errors import ExternalError
-from promote.runtime.collector import import_mlflow
+from promote.registry.loading import import_mlflow
 
 
 class Permission(Protocol):

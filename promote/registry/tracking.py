@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from promote.errors import TrainingError
-from promote.runtime.collector import import_mlflow, long_lived
+from promote.registry.loading import import_mlflow
+from promote.runtime.collector import long_lived
 
 
 @contextmanager

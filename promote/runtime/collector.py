@@ -11,7 +11,6 @@ they are built, and what was built is frozen: later passes skip it.
 from __future__ import annotations
 
 import gc
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -27,10 +26,3 @@ def long_lived() -> Iterator[None]:
         gc.freeze()
         if enabled:
             gc.enable()
-
-
-def import_mlflow() -> None:
-    """Import MLflow, if not yet, that way; call it before any `from mlflow... import`."""
-    if "mlflow" not in sys.modules:
-        with long_lived():
-            import mlflow  # noqa: F401
