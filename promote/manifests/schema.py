@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from promote.errors import InputError
+from promote.runtime.redact import URL_WITH_PASSWORD
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 
@@ -169,7 +170,7 @@ class Code(_Strict):
     @classmethod
     def _repo(cls, value: str) -> str:
         # A URL with a user:password (or token) part would put a secret into git and lineage.
-        if re.match(r"^[a-z][a-z0-9+.-]*://[^/@]*:[^/@]*@", value):
+        if URL_WITH_PASSWORD.match(value):
             raise ValueError("must not carry credentials: configure a git credential helper")
         if value.startswith("-"):
             raise ValueError("must be '.', a path or a git URL")

@@ -30,6 +30,8 @@ SECRET_VARIABLES = (
 )
 # Shorter values are left alone: masking "x" or "test" everywhere would garble normal output.
 MIN_SECRET_LENGTH = 8
+# scheme://user:password@host: a secret in a URL, wherever it is written (manifests refuse it).
+URL_WITH_PASSWORD = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s/:@]*:(?P<secret>[^\s/@]+)@")
 
 # Each pattern masks its `secret` group and keeps the rest (a header name, a separator). It
 # runs only on text holding one of its markers (compared lowercased): most text holds none,
@@ -58,7 +60,7 @@ _PATTERNS = (
         ("aws_secret_access_key",),
     ),
     # scheme://user:password@host -> scheme://user:***@host (the user name helps debugging).
-    (re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s/:@]*:(?P<secret>[^\s/@]+)@"), ("://",)),
+    (URL_WITH_PASSWORD, ("://",)),
 )
 
 
