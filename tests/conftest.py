@@ -1,144 +1,39 @@
-"""Shared fixtures: sandbox git repositories, the sqlite registry, a moto S3 server on loopback."""
+"""Shared fixtures: sandbox git repositories, the sqlite registry, a moto S3 server on loopback.
+
+The helpers they use (World, the story's stages, free ports, servers) live in tests/support/.
+"""
 
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import sqlite3
-import subprocess
-import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from promote.apply import Pipeline
-from promote.build import git
-from promote.manifests.loader import load_repository
-from promote.propose import propose
-from promote.registry.client import Registry
-from promote.scaffold.quickstart import Sandbox, create_sandbox, merge
-from promote.train import train
+# Helpers assert too: rewrite their asserts as pytest does the tests' (before importing them).
+pytest.register_assert_rewrite("support")
 
-MODEL = "churn"
-# Fresh connections for every registry call: tests swap the sqlite file between cases.
-os.environ["MLFLOW_SQLALCHEMYSTORE_POOLCLASS"] = "NullPool"
-# Caches (parsed manifests, cloned code repositories) go to a folder of this run, not ~/.cache.
-os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="promote-tests-cache-")
+# World is imported from here too (tests/test_plan.py); new tests take it from support.world.
+from support.processes import free_port  # noqa: E402
+from support.world import StoryTemplates, World  # noqa: E402
+
+from promote.scaffold.quickstart import create_sandbox  # noqa: E402
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-class World:
-    """A sandbox repository with its registry, and the steps of the story as methods."""
-
-    def __init__(self, sandbox: Sandbox) -> None:
-        self.sandbox = sandbox
-        self.repo = sandbox.repo
-        self.registry = Registry.for_repository(self.repo)
-        self.lines: list[str] = []
-
-    def pipeline(self) -> Pipeline:
-        return Pipeline(load_repository(self.repo), self.registry, report=self.lines.append)
-
-    def train_dev(self, **overrides: Any) -> int:
-        outcome = train(
-            load_repository(self.repo), self.registry, MODEL, "dev", overrides, self.lines.append
-        )
-        assert outcome.ok, outcome.detail
-        assert outcome.version is not None
-        return outcome.version
-
-    def propose_and_merge(self, target: str) -> None:
-        proposal = propose(load_repository(self.repo), self.registry, MODEL, target)
-        assert proposal.branch is not None
-        merge(self.repo, proposal.branch, f"Merge {proposal.branch}")
-
-    def promote(self, target: str) -> Any:
-        self.propose_and_merge(target)
-        return self.pipeline().apply(target)
-
-    def edit_yaml(self, relative: str, change: Callable[[dict[str, Any]], None]) -> None:
-        """Change a YAML file in the repository and commit it on main, as a merged PR would."""
-        path = self.repo / relative
-        body = yaml.safe_load(path.read_text()) if path.exists() else {}
-        change(body)
-        path.write_text(yaml.safe_dump(body, sort_keys=False))
-        self.commit(f"Edit {relative}")
-
-    def commit(self, message: str) -> str:
-        return git.commit_all(self.repo, message)
-
-    def cli(
-        self, *args: str, env: dict[str, str] | None = None
-    ) -> subprocess.CompletedProcess[str]:
-        """The real `promote` command in a subprocess, run from the repository."""
-        return subprocess.run(
-            [sys.executable, "-m", "promote", *args],
-            cwd=self.repo,
-            capture_output=True,
-            text=True,
-            check=False,
-            env={**os.environ, **(env or {})},
-        )
-
-    def snapshot(self) -> dict[str, list[tuple[Any, ...]]]:
-        """Every registry table that a promotion could touch, for 'nothing was written' checks."""
-        path = self.repo / ".promote" / "registry.db"
-        if not path.exists():
-            return {}
-        with sqlite3.connect(path) as db:
-            return {
-                table: sorted(db.execute(f"SELECT * FROM {table}").fetchall(), key=repr)
-                for table in (
-                    "registered_models",
-                    "registered_model_tags",
-                    "registered_model_aliases",
-                    "model_versions",
-                    "model_version_tags",
-                    "runs",
-                )
-            }
+def pytest_configure(config: pytest.Config) -> None:
+    # Fresh connections for every registry call: tests swap the sqlite file between cases.
+    os.environ["MLFLOW_SQLALCHEMYSTORE_POOLCLASS"] = "NullPool"
+    # Caches (parsed manifests, cloned code repositories) go to a folder of this run, not ~/.cache.
+    os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="promote-tests-cache-")
 
 
 @pytest.fixture
 def world(tmp_path: Path) -> World:
     """A fresh sandbox: example code, manifests and data committed; nothing trained."""
     return World(create_sandbox(tmp_path / "sandbox"))
-
-
-class StoryTemplates:
-    """The story's stages, built once per session and restored at one fixed path.
-
-    Registry rows and lineage hold absolute paths, so each stage is saved aside and copied
-    back to the very folder it was built in, where every recorded path is valid again.
-    """
-
-    def __init__(self, base: Path) -> None:
-        self.live = base / "sandbox"
-        self.saved = base / "saved"
-        world = World(create_sandbox(self.live))
-        world.train_dev()
-        self._save("trained")
-        assert world.promote("staging").ok
-        assert world.promote("prod").ok
-        self._save("promoted")
-
-    def _save(self, stage: str) -> None:
-        shutil.copytree(self.live, self.saved / stage, symlinks=True)
-
-    def restore(self, stage: str) -> World:
-        shutil.rmtree(self.live)
-        shutil.copytree(self.saved / stage, self.live, symlinks=True)
-        return World(Sandbox(self.live))
 
 
 @pytest.fixture(scope="session")
@@ -188,7 +83,7 @@ def s3(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> Any:
 @pytest.fixture
 def github(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """A fake GitHub REST API on loopback; GITHUB_* variables point promote at it."""
-    from github_fake import FakeGitHub, serve
+    from support.github_fake import FakeGitHub, serve
 
     fake = FakeGitHub()
     server, thread = serve(fake)
@@ -200,30 +95,3 @@ def github(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     server.shutdown()
     server.server_close()
     thread.join(timeout=5)
-
-
-class Environ:
-    """Set (or, given None, unset) environment variables for a block, then restore them.
-
-    For module-scoped fixtures, where `monkeypatch` is not available; training subprocesses
-    inherit what is set here.
-    """
-
-    def __init__(self, values: dict[str, str | None]) -> None:
-        self.values = values
-        self.saved: dict[str, str | None] = {}
-
-    def __enter__(self) -> None:
-        self.saved = {name: os.environ.get(name) for name in self.values}
-        self._set(self.values)
-
-    def __exit__(self, *exc: object) -> None:
-        self._set(self.saved)
-
-    @staticmethod
-    def _set(values: dict[str, str | None]) -> None:
-        for name, value in values.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value

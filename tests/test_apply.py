@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import MODEL, World
+from support.world import MODEL, World
 
 from promote.plan import Action, compute
 from promote.registry.entities import (

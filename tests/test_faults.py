@@ -8,7 +8,7 @@ import sys
 import time
 
 import pytest
-from conftest import MODEL, World
+from support.world import MODEL, World
 
 from promote.registry.entities import CHAMPION, TAG_VERDICT, VERDICT_PASSED
 from promote.registry.lock import lock_name

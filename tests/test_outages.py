@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import MODEL, World, free_port
+from support.processes import free_port
+from support.world import MODEL, World
 
 from promote.registry.client import Registry
 from promote.registry.entities import CHAMPION

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import MODEL, World
+from support.world import MODEL, World
 
 from promote.errors import InputError
 from promote.manifests.loader import load_repository

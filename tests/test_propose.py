@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import yaml
-from conftest import MODEL, World
+from support.world import MODEL, World
 
 from promote.build import git
 

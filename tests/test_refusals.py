@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import MODEL, World
+from support.world import MODEL, World
 
 from promote.build import git
 from promote.errors import BadReference, InputError

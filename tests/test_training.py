@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pandas as pd
 import yaml
-from conftest import World
+from support.world import World
 
 USER_SCRIPT = """
 from sklearn.linear_model import LogisticRegression

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import MODEL, World
+from support.world import MODEL, World
 
 
 def test_verify_checks_digest_lineage_and_verdict(promoted: World) -> None:

@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import MODEL, Environ, World
-from mlflow_server import ADMIN, MlflowAuthServer
+from support.mlflow_server import ADMIN, MlflowAuthServer
+from support.processes import Environ
+from support.world import MODEL, World
 from typer.testing import CliRunner
 
 from promote.cli import app

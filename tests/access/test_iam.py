@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import MODEL, Environ, World, free_port
+from support.processes import Environ, free_port
+from support.world import MODEL, World
 from typer.testing import CliRunner
 
 from promote.access.iam import ci_policy, data_scientist_policy

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import MODEL, World
+from support.world import MODEL, World
 
 from promote.build.data import DataReader, FileSnapshot
 from promote.errors import CheckFailed

@@ -6,7 +6,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from conftest import MODEL, World
+from support.world import MODEL, World
 
 from promote.build.digest import artifact_digest
 from promote.build.lineage import Lineage, compare, resolve_libraries

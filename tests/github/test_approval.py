@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import MODEL, World
-from github_fake import FakeGitHub
+from support.github_fake import FakeGitHub
+from support.world import MODEL, World
 
 from promote.build import git
 from promote.errors import ApprovalRefused, InputError
@@ -25,7 +25,7 @@ from promote.github.approval import (
 from promote.github.context import CiContext
 from promote.scaffold.quickstart import merge
 
-FIXTURES = Path(__file__).parent / "fixtures" / "github"
+FIXTURES = Path(__file__).parent / "fixtures"
 TEAM = ("acme", "release-approvers")
 PR = 12
 PROD_MANIFEST = f"environments/prod/{MODEL}.yaml"

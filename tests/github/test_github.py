@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from github_fake import FakeGitHub
+from support.github_fake import FakeGitHub
 
 from promote.github.client import GitHubClient, GitHubError
 

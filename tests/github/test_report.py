@@ -8,15 +8,15 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import MODEL, World
-from github_fake import FakeGitHub
+from support.github_fake import FakeGitHub
+from support.world import MODEL, World
 
 from promote.build import git
 from promote.github.report import COMMENT_MARKER, report_states, table_cell
 from promote.manifests.loader import load_repository
 from promote.registry.entities import TAG_COMMIT
 
-FIXTURES = Path(__file__).parent / "fixtures" / "github"
+FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def pull_request_event(directory: Path, number: int) -> Path:

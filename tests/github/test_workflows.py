@@ -3,143 +3,20 @@ what the scaffold templates render (so `promote init` repositories get the same)
 
 from __future__ import annotations
 
-import json
-import re
-import shutil
 import subprocess
-import sys
 from pathlib import Path
-from typing import Any
 
-import yaml
-
-from promote.scaffold.init import ScaffoldSettings, render_github_files
-
-ROOT = Path(__file__).resolve().parent.parent
-ACCOUNT = "123456789012"
-# This repository's own settings; its .github/ files are these rendered.
-# Regenerate them with: python tests/test_workflows.py
-OWN_SETTINGS = ScaffoldSettings(
-    organisation="promote-dev",
-    approvers_team="release-approvers",
-    registry_uri="https://mlflow.example.internal",
-    data_roots={env: f"s3://promote-example-{env}/data" for env in ("dev", "staging", "prod")},
-    roles={env: f"arn:aws:iam::{ACCOUNT}:role/promote-{env}" for env in ("dev", "staging", "prod")},
-    promote_requirement="-e .",
-    code_paths=("models/**", "promote/**"),
+from support.workflows import (
+    OWN_SETTINGS,
+    assert_hardened,
+    assert_promotion_workflows,
+    zizmor_executable,
+    zizmor_findings,
 )
-PINNED = re.compile(r"^[\w.-]+/[\w.-]+(/[\w./-]+)?@[0-9a-f]{40}$")
-ENVIRONMENT_ORDER = ["dev", "staging", "prod"]
-READ_ONLY = {"read", "none"}
 
+from promote.scaffold.init import render_github_files
 
-def regenerate() -> None:
-    for relative, content in render_github_files(OWN_SETTINGS).items():
-        (ROOT / relative).write_text(content, encoding="utf-8")
-
-
-def load(path: Path) -> dict[str, Any]:
-    workflow = yaml.safe_load(path.read_text())
-    # YAML 1.1 reads the key `on` as the boolean True.
-    workflow["on"] = workflow.pop(True, workflow.get("on"))
-    return workflow
-
-
-def steps(job: dict[str, Any]) -> list[dict[str, Any]]:
-    return list(job.get("steps", []))
-
-
-def assert_hardened(directory: Path) -> None:
-    """Every rule of the issue, on every workflow under `directory/.github/workflows`."""
-    paths = sorted((directory / ".github" / "workflows").glob("*.yml"))
-    assert paths, "no workflows"
-    for path in paths:
-        text = path.read_text()
-        workflow = load(path)
-        where = path.name
-        assert "pull_request_target" not in text, where
-        top = workflow.get("permissions")
-        assert isinstance(top, dict) and set(top.values()) <= READ_ONLY, where
-        for line in text.splitlines():
-            if line.strip().startswith(("- uses:", "uses:")):
-                reference = line.split("uses:", 1)[1].split("#", 1)[0].strip()
-                assert PINNED.match(reference), f"{where}: {line.strip()} is not pinned by sha"
-                assert re.search(r"# v\d+\.\d+\.\d+$", line), f"{where}: {line} lacks # vX.Y.Z"
-        for name, job in workflow["jobs"].items():
-            job_text = yaml.safe_dump(job)
-            for step in steps(job):
-                assert "${{" not in str(step.get("run", "")), f"{where}/{name}: expression in run"
-                if str(step.get("uses", "")).startswith("actions/checkout@"):
-                    assert step["with"]["persist-credentials"] is False, f"{where}/{name}"
-            if "secrets." in job_text:
-                assert job.get("environment"), f"{where}/{name}: secrets outside an environment"
-            assert "aws-access-key-id" not in job_text and "aws-secret-access-key" not in job_text
-        assert "github.event" not in "".join(
-            str(step.get("run", "")) for job in workflow["jobs"].values() for step in steps(job)
-        )
-
-
-def assert_promotion_workflows(directory: Path, settings: ScaffoldSettings) -> None:
-    """The plan workflow on pull requests, the apply workflow on merges, dev -> staging -> prod."""
-    workflows = directory / ".github" / "workflows"
-    plan = load(workflows / "promote-plan.yml")
-    assert set(plan["on"]) == {"pull_request"}
-    assert "environments/**" in plan["on"]["pull_request"]["paths"]
-    assert set(settings.code_paths) <= set(plan["on"]["pull_request"]["paths"])
-    [plan_job] = plan["jobs"].values()
-    runs = [str(step.get("run", "")) for step in steps(plan_job)]
-    assert "promote plan" in runs and "promote report --summary --comment" in runs
-    assert plan_job["permissions"] == {"contents": "read", "pull-requests": "write"}
-
-    apply = load(workflows / "promote-apply.yml")
-    assert apply["on"] == {
-        "push": {"branches": [settings.protected_branch], "paths": ["environments/**"]}
-    }
-    assert apply["concurrency"]["cancel-in-progress"] is False
-    jobs = apply["jobs"]
-    assert list(jobs) == ENVIRONMENT_ORDER
-    for index, name in enumerate(ENVIRONMENT_ORDER):
-        job = jobs[name]
-        assert job["environment"] == name
-        assert job.get("needs") == (ENVIRONMENT_ORDER[index - 1] if index else None)
-        [apply_step] = [s for s in steps(job) if s.get("run") == f"promote apply --env {name}"]
-        for secret in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
-            assert apply_step["env"][secret] == "${{ secrets." + secret + " }}"
-        credentials = [
-            s for s in steps(job) if "configure-aws-credentials" in str(s.get("uses", ""))
-        ]
-        if name in settings.roles:
-            assert job["permissions"] == {"contents": "read", "id-token": "write"}
-            assert [s["with"]["role-to-assume"] for s in credentials] == [settings.roles[name]]
-        else:
-            assert credentials == [] and "id-token" not in job["permissions"]
-
-
-def zizmor_executable() -> str:
-    return shutil.which("zizmor") or str(Path(sys.executable).parent / "zizmor")
-
-
-def zizmor_findings(directory: Path) -> list[Any]:
-    """zizmor offline, schema-checked, every audit at its most suspicious persona: findings."""
-    completed = subprocess.run(
-        [
-            zizmor_executable(),
-            "--offline",
-            "--no-config",
-            "--strict-collection",  # schema errors fail too
-            "--persona",
-            "auditor",
-            "--format",
-            "json",
-            str(directory / ".github" / "workflows"),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
-    assert completed.returncode == 0, completed.stdout + completed.stderr
-    return list(json.loads(completed.stdout))
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_own_workflows_are_hardened() -> None:
@@ -205,7 +82,3 @@ def test_the_lint_catches_what_it_claims(tmp_path: Path) -> None:
         timeout=120,
     )
     assert completed.returncode != 0 and "artipacked" in completed.stdout
-
-
-if __name__ == "__main__":
-    regenerate()

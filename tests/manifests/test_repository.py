@@ -6,7 +6,7 @@ from pathlib import Path
 
 from promote.manifests.loader import load_repository
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_this_repositorys_environments_load_and_chain_dev_staging_prod() -> None:

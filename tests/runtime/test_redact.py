@@ -9,9 +9,9 @@ import sqlite3
 from typing import Any
 
 import pytest
-from conftest import MODEL, World
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.world import MODEL, World
 from typer.testing import CliRunner
 
 from promote.cli import app
@@ -109,7 +109,7 @@ def test_any_password_inside_a_uri_is_masked(password: str) -> None:
 def test_cli_errors_do_not_print_a_password_in_the_tracking_uri(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from conftest import free_port
+    from support.processes import free_port
 
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_workflows import assert_hardened, assert_promotion_workflows, zizmor_findings
+from support.workflows import assert_hardened, assert_promotion_workflows, zizmor_findings
 
 from promote.build import git
 from promote.manifests.loader import load_repository

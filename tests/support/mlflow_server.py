@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from conftest import Environ, free_port
+from support.processes import Environ, free_port
 
 ADMIN = "admin"
 STARTUP_SECONDS = 90

@@ -1,0 +1,241 @@
+"""The runner: a build request from a manifest, a rebuild in an export of the pinned commit,
+refusals that name the manifest, failures that carry the training's own (masked) output.
+
+Builds that get as far as the registry start from the `trained` story, whose registry exists
+already (creating one costs seconds); refusals come before the registry and use a fresh world.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import getpass
+import re
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support.world import MODEL, World
+
+from promote.build import git
+from promote.build.runner import OUTPUT_TAIL_LINES, BuildRequest, build_at_commit, who_runs
+from promote.errors import BadReference, ExternalError
+from promote.manifests.loader import load_repository
+from promote.runtime.redact import MASK
+
+ORIGIN = f"environments/dev/{MODEL}.yaml"
+TINY = "tiny"
+TINY_SCRIPT = """
+import os
+from pathlib import Path
+
+from sklearn.dummy import DummyClassifier
+
+from promote import training
+
+with training.start() as run:
+    frame = run.read_csv("train.csv")
+    model = DummyClassifier(strategy=run.params["strategy"])
+    model.fit(frame[["x"]], frame["label"])
+    run.log_metrics({
+        "rows": len(frame),
+        "in_checkout": float(Path.cwd() == Path(__file__).resolve().parents[2]),
+        "in_users_checkout": float(Path.cwd() == Path(os.environ["USERS_CHECKOUT"])),
+    })
+    run.log_model(model, input_example=frame[["x"]].head(2))
+"""
+CI = {"GITHUB_RUN_ID": "4242", "GITHUB_REPOSITORY": "acme/ml-models", "GITHUB_ACTOR": "octocat"}
+
+
+@pytest.fixture(autouse=True)
+def outside_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in CI:
+        monkeypatch.delenv(name, raising=False)
+
+
+def _request(world: World, model: str = MODEL, **changes: Any) -> BuildRequest:
+    spec = load_repository(world.repo).spec("dev", model)
+    request = BuildRequest.of_spec(
+        world.repo, spec, git.head_commit(world.repo), dict(spec.manifest.code.params)
+    )
+    return dataclasses.replace(request, **changes)
+
+
+def _commit_script(world: World, relative: str, text: str) -> str:
+    path = world.repo / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return world.commit(f"Add {relative}")
+
+
+def test_a_request_of_a_loaded_manifest_is_what_the_manifest_says(world: World) -> None:
+    spec = load_repository(world.repo).spec("dev", MODEL)
+    commit = git.head_commit(world.repo)
+    request = BuildRequest.of_spec(
+        world.repo, spec, commit, {"C": 2.0}, dirty=True, run_tags={"promote.note": "x"}
+    )
+    assert request.origin == ORIGIN == spec.display
+    assert request.model == MODEL
+    assert request.environment == spec.config and request.environment.name == "dev"
+    assert request.code_repo == "."
+    assert request.commit == commit
+    assert request.entrypoint == spec.manifest.code.entrypoint == f"models/{MODEL}/train.py"
+    assert request.params == {"C": 2.0}  # what the caller resolved, not the manifest's
+    # The dev data root is `../data/dev`, taken from the repository root: an absolute folder.
+    assert request.data_uri == str(world.sandbox.data("dev")) and Path(request.data_uri).is_dir()
+    assert request.dirty is True and request.run_tags == {"promote.note": "x"}
+    assert request.pinned_snapshot is None
+    plain = BuildRequest.of_spec(world.repo, spec, commit, {})
+    assert plain.dirty is False and plain.run_tags == {} and plain.pinned_snapshot is None
+
+
+def test_a_request_on_an_s3_data_root_names_the_object_prefix(world: World) -> None:
+    world.edit_yaml(
+        "environments/dev/environment.yaml",
+        lambda body: body.update(data_root="s3://ml-dev-data/prefix/"),
+    )
+    spec = load_repository(world.repo).spec("dev", MODEL)
+    request = BuildRequest.of_spec(world.repo, spec, git.head_commit(world.repo), {})
+    assert request.data_uri == f"s3://ml-dev-data/prefix/{MODEL}"
+
+
+def test_a_rebuild_runs_the_pinned_commit_in_an_export_not_the_checkout(
+    trained: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = trained.sandbox.root / "data" / "dev" / TINY
+    data.mkdir(parents=True)
+    (data / "train.csv").write_text("x,label\n1,0\n2,1\n3,1\n4,1\n")
+    (trained.repo / "environments" / "dev" / f"{TINY}.yaml").write_text(
+        f"model: {TINY}\n"
+        f"code:\n  entrypoint: models/{TINY}/train.py\n  params: {{strategy: most_frequent}}\n"
+        f"data:\n  path: {TINY}\n"
+    )
+    commit = _commit_script(trained, f"models/{TINY}/train.py", TINY_SCRIPT)
+    # The checkout moves on and breaks; the rebuild still runs what the commit holds.
+    (trained.repo / "models" / TINY / "train.py").write_text("raise SystemExit(3)\n")
+    monkeypatch.setenv("USERS_CHECKOUT", str(trained.repo))
+
+    request = _request(trained, TINY, commit=commit)
+    run_id = build_at_commit(trained.repo, request, trained.registry)
+
+    lineage = trained.registry.lineage(run_id)
+    assert lineage.run_id == run_id
+    assert (lineage.model, lineage.environment) == (TINY, "dev")
+    assert lineage.code_commit == commit and lineage.code_tree == git.tree_of(trained.repo, commit)
+    assert lineage.code_dirty is False
+    assert lineage.entrypoint == f"models/{TINY}/train.py"
+    assert lineage.params == {"strategy": "most_frequent"}
+    assert lineage.data_uri == str(data)
+    assert lineage.flavor == "sklearn"
+    assert lineage.metrics == {"rows": 4.0, "in_checkout": 1.0, "in_users_checkout": 0.0}
+    assert lineage.trained_by == who_runs()
+    assert (trained.repo / "models" / TINY / "train.py").read_text() == "raise SystemExit(3)\n"
+
+
+def test_an_entrypoint_leading_outside_the_checkout_is_refused(
+    world: World, tmp_path: Path
+) -> None:
+    canary = tmp_path / "canary"
+    outside = tmp_path / "outside.py"
+    outside.write_text(f"open({str(canary)!r}, 'w').write('ran')\n")
+    (world.repo / "models" / MODEL / "linked.py").symlink_to(outside)
+    commit = world.commit("A link out of the checkout")
+    for entrypoint in (f"models/{MODEL}/linked.py", "../../outside.py"):
+        request = _request(world, commit=commit, entrypoint=entrypoint)
+        with pytest.raises(BadReference) as refused:
+            build_at_commit(world.repo, request, world.registry)
+        assert str(refused.value) == (
+            f"{ORIGIN}: code.entrypoint: {entrypoint} leads outside the checkout"
+        )
+    assert not canary.exists()
+
+
+def test_an_entrypoint_missing_at_the_commit_is_refused_though_it_is_in_the_checkout(
+    world: World,
+) -> None:
+    (world.repo / "models" / MODEL / "uncommitted.py").write_text("print('not committed')\n")
+    request = _request(world, entrypoint=f"models/{MODEL}/uncommitted.py")
+    with pytest.raises(BadReference) as refused:
+        build_at_commit(world.repo, request, world.registry)
+    assert str(refused.value) == (
+        f"{ORIGIN}: code.entrypoint: models/{MODEL}/uncommitted.py does not exist at this commit"
+    )
+    assert refused.value.source == ORIGIN and refused.value.field == "code.entrypoint"
+
+
+def test_a_commit_that_is_not_in_the_code_repository_is_refused(world: World) -> None:
+    missing = "ab" * 20
+    with pytest.raises(BadReference) as refused:
+        build_at_commit(world.repo, _request(world, commit=missing), world.registry)
+    assert str(refused.value) == f"{ORIGIN}: code.commit: commit {missing} is not in ."
+
+
+def test_a_failing_training_raises_with_the_tail_of_its_stderr(trained: World) -> None:
+    lines = OUTPUT_TAIL_LINES + 10
+    commit = _commit_script(
+        trained,
+        "models/failing/train.py",
+        "import sys\n"
+        "print('on stdout', flush=True)\n"
+        f"for i in range({lines}):\n"
+        "    print(f'stderr line {i}', file=sys.stderr)\n"
+        "sys.exit(3)\n",
+    )
+    request = _request(trained, commit=commit, entrypoint="models/failing/train.py")
+    with pytest.raises(ExternalError) as failed:
+        build_at_commit(trained.repo, request, trained.registry)
+    message = str(failed.value)
+    assert message.startswith(
+        f"training dev.{MODEL} (models/failing/train.py) failed with exit code 3:\n  "
+    )
+    shown = message.split(":\n  ", 1)[1].split("\n  ")
+    assert shown == [f"stderr line {i}" for i in range(lines - OUTPUT_TAIL_LINES, lines)]
+    assert "on stdout" not in message
+
+
+def test_a_training_that_writes_no_result_fails_with_its_stdout(trained: World) -> None:
+    commit = _commit_script(trained, "models/silent/train.py", "print('done, I think')\n")
+    request = _request(trained, commit=commit, entrypoint="models/silent/train.py")
+    with pytest.raises(ExternalError) as failed:
+        build_at_commit(trained.repo, request, trained.registry)
+    assert str(failed.value) == (
+        f"training dev.{MODEL} (models/silent/train.py) failed with exit code 0:\n  done, I think"
+    )
+
+
+def test_secrets_in_a_failing_trainings_output_are_masked(
+    trained: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    password = "correct-horse-battery-staple"
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", password)
+    commit = _commit_script(
+        trained,
+        "models/leaky/train.py",
+        "import os, sys\n"
+        "print('password ' + os.environ['MLFLOW_TRACKING_PASSWORD'], file=sys.stderr)\n"
+        "print('connecting to https://ci:hunter2-hunter2@mlflow.example/', file=sys.stderr)\n"
+        "print('key AKIAIOSFODNN7EXAMPLE', file=sys.stderr)\n"
+        "sys.exit(1)\n",
+    )
+    request = _request(trained, commit=commit, entrypoint="models/leaky/train.py")
+    with pytest.raises(ExternalError) as failed:
+        build_at_commit(trained.repo, request, trained.registry)
+    message = str(failed.value)
+    for secret in (password, "hunter2-hunter2", "AKIAIOSFODNN7EXAMPLE"):
+        assert secret not in message
+    assert message.endswith(
+        f"\n  password {MASK}\n  connecting to https://ci:{MASK}@mlflow.example/\n  key {MASK}"
+    )
+
+
+def test_who_runs_is_user_at_host_outside_ci() -> None:
+    assert who_runs() == f"{getpass.getuser()}@{socket.gethostname()}"
+    assert re.fullmatch(r"[^@\s]+@[^@\s]+", who_runs())
+
+
+def test_who_runs_is_the_actions_run_in_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in CI.items():
+        monkeypatch.setenv(name, value)
+    assert who_runs() == "octocat via github-actions acme/ml-models run 4242"
+    monkeypatch.delenv("GITHUB_ACTOR")
+    assert who_runs() == "github via github-actions acme/ml-models run 4242"
