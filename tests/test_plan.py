@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import World
+from support.world import World
 
 from promote.build import git
 from promote.manifests.repository import ModelSpec, Repository
