@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, Optional, TypeVar
 
-import click
 import typer
 
 from promote import __version__
@@ -124,11 +123,12 @@ def command(name: str | None = None) -> Callable[[Command], Command]:
             except PromoteError as exc:
                 echo(f"error: {exc.message}", err=True)
                 raise typer.Exit(exc.exit_code) from None
-            except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            except (typer.Exit, typer.Abort, typer.TyperException):
                 raise
             except Exception as exc:
-                settings = click.get_current_context().find_root().obj
-                if settings is not None and settings.traceback:
+                # Every command takes the context: the root's settings say --traceback or not.
+                settings = kwargs["context"].find_root().obj
+                if settings.traceback:
                     raise
                 first_line = (str(exc).splitlines() or [""])[0]
                 echo(
@@ -509,6 +509,7 @@ def unlock(
 
 @command()
 def schema(
+    context: typer.Context,
     kind: str = typer.Argument("manifest", help="manifest or environment"),
 ) -> None:
     """Print the JSON Schema of model manifests or environment files (for editors)."""
@@ -522,6 +523,7 @@ def schema(
 
 @command()
 def quickstart(
+    context: typer.Context,
     directory: Path = typer.Argument(..., help="A new folder for the sandbox."),
 ) -> None:
     """Create a sandbox and run the whole story: dev -> staging -> prod, with rebuilds."""
@@ -543,6 +545,7 @@ def parse_assignments(values: list[str], option: str) -> dict[str, str]:
 
 @command()
 def init(
+    context: typer.Context,
     directory: Path = typer.Argument(..., help="A new (or empty) folder for the repository."),
     org: str = typer.Option(..., "--org", help="GitHub organisation."),
     approvers_team: str = typer.Option(

@@ -16,7 +16,7 @@ import pytest
 # Helpers assert too: rewrite their asserts as pytest does the tests' (before importing them).
 pytest.register_assert_rewrite("support")
 
-# World is imported from here too (tests/test_plan.py); new tests take it from support.world.
+# Tests import these helpers from support.* themselves; conftest only builds fixtures on them.
 from support.processes import free_port  # noqa: E402
 from support.world import StoryTemplates, World  # noqa: E402
 

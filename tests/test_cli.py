@@ -95,3 +95,33 @@ def test_quickstart_runs_the_whole_story(tmp_path: Path) -> None:
     )
     assert again.returncode == 2
     assert again.stderr.strip() == f"error: {target}: exists and is not empty: choose a new folder"
+
+
+def _promote(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "promote", *args], cwd=cwd, capture_output=True, text=True
+    )
+
+
+def test_version_is_the_package_version(tmp_path: Path) -> None:
+    from promote import __version__
+
+    completed = _promote("--version", cwd=tmp_path)
+    assert completed.returncode == 0
+    assert completed.stdout.strip() == f"promote {__version__}"
+
+
+def test_an_unexpected_error_is_one_line_with_its_own_exit_code(tmp_path: Path) -> None:
+    """A registry URI MLflow has no store for fails inside MLflow, not as a promote error."""
+    for name, lines in {"dev": "", "prod": "promotes_from: dev\n"}.items():
+        folder = tmp_path / "environments" / name
+        folder.mkdir(parents=True)
+        (folder / "environment.yaml").write_text(f"name: {name}\n{lines}data_root: data\n")
+    args = ("--registry", "bogus://nowhere", "status")
+    completed = _promote(*args, cwd=tmp_path)
+    assert completed.returncode == 70, completed.stderr
+    lines = completed.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: internal error (")
+    assert lines[0].endswith("run with --traceback for details")
+    traced = _promote("--traceback", *args, cwd=tmp_path)
+    assert traced.returncode != 0 and "Traceback (most recent call last)" in traced.stderr
