@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.world import MODEL, World
+from support.world import MODEL, World, link_script_outside
 
 from promote.errors import InputError
 from promote.manifests.loader import load_repository
@@ -70,10 +70,7 @@ def test_model_names_that_are_not_plain_names_are_refused(world: World, name: st
 def test_an_entrypoint_symlinked_out_of_the_checkout_is_refused(
     world: World, tmp_path: Path
 ) -> None:
-    canary = tmp_path / "canary"
-    outside = tmp_path / "outside.py"
-    outside.write_text(f"open({str(canary)!r}, 'w').write('ran')\n")
-    (world.repo / "models" / MODEL / "linked.py").symlink_to(outside)
+    canary = link_script_outside(world.repo, tmp_path)
     world.edit_yaml(DEV_MANIFEST, _set_entrypoint(f"models/{MODEL}/linked.py"))
 
     completed = world.cli("train", MODEL, "--env", "dev")

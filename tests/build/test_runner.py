@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.world import MODEL, World
+from support.world import MODEL, World, link_script_outside
 
 from promote.build import git
 from promote.build.runner import OUTPUT_TAIL_LINES, BuildRequest, build_at_commit, who_runs
@@ -135,10 +135,7 @@ def test_a_rebuild_runs_the_pinned_commit_in_an_export_not_the_checkout(
 def test_an_entrypoint_leading_outside_the_checkout_is_refused(
     world: World, tmp_path: Path
 ) -> None:
-    canary = tmp_path / "canary"
-    outside = tmp_path / "outside.py"
-    outside.write_text(f"open({str(canary)!r}, 'w').write('ran')\n")
-    (world.repo / "models" / MODEL / "linked.py").symlink_to(outside)
+    canary = link_script_outside(world.repo, tmp_path)
     commit = world.commit("A link out of the checkout")
     for entrypoint in (f"models/{MODEL}/linked.py", "../../outside.py"):
         request = _request(world, commit=commit, entrypoint=entrypoint)

@@ -96,6 +96,16 @@ class World:
             }
 
 
+def link_script_outside(repo: Path, folder: Path) -> Path:
+    """`models/churn/linked.py` in `repo`, a symlink to a script in `folder` (outside the
+    checkout) that writes a canary file if it ever runs; the canary's path."""
+    canary = folder / "canary"
+    outside = folder / "outside.py"
+    outside.write_text(f"open({str(canary)!r}, 'w').write('ran')\n")
+    (repo / "models" / MODEL / "linked.py").symlink_to(outside)
+    return canary
+
+
 class StoryTemplates:
     """The story's stages, built once per session and restored at one fixed path.
 
