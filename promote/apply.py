@@ -18,7 +18,7 @@ from promote.build import runner
 from promote.build.data import resolve_uri
 from promote.build.lineage import MODEL_ARTIFACT_DIR, Lineage, compare
 from promote.errors import CheckFailed
-from promote.github.approval import Authorization, authorize
+from promote.github.approval import Approvals, Authorization
 from promote.github.context import CiContext
 from promote.manifests.repository import ModelSpec, Repository
 from promote.plan import Action, ModelState, compute, decide, gather
@@ -33,6 +33,7 @@ from promote.registry.entities import (
     TAG_DIRTY,
     TAG_LINEAGE_DIGEST,
     TAG_MANIFEST_DIGEST,
+    TAG_MERGE_COMMIT,
     TAG_REASON,
     TAG_RUN_ENVIRONMENT,
     TAG_RUN_MODEL,
@@ -112,12 +113,12 @@ class Pipeline:
         """`break_glass` (a reason) bypasses approval rules and is recorded; `context` is CI's."""
         states = compute(self.repo, self.registry, environment)
         # Approval comes first: a change nobody approved reads and writes nothing.
-        self.promoter.authorizations = authorize(
-            self.repo,
-            [s.spec for s in states if s.action.needs_approval],
-            context or CiContext.from_environ(),
-            break_glass,
-        )
+        approvals = Approvals(self.repo, context or CiContext.from_environ(), break_glass)
+        approvals.check_run(s.environment for s in states)
+        self.promoter.merge_commit = approvals.head
+        for state in states:
+            if state.action.writes:
+                self._authorize(approvals, state.spec)
         for authorization in self.promoter.authorizations.values():
             if authorization.break_glass:
                 self.report(
@@ -133,10 +134,10 @@ class Pipeline:
         preflight(self.repo, [s.spec for s in states if s.action is Action.BUILD], self.registry)
         result = ApplyResult()
         for state in states:
-            result.outcomes.append(self._act(state))
+            result.outcomes.append(self._act(state, approvals))
         return result
 
-    def _act(self, planned: ModelState) -> Outcome:
+    def _act(self, planned: ModelState, approvals: Approvals) -> Outcome:
         if not planned.action.writes:
             return self._settled(planned)
         name = planned.registered_name
@@ -146,6 +147,8 @@ class Pipeline:
                 # Another applier may have acted while this one waited: decide again, live.
                 spec = planned.spec
                 state = decide(spec, gather(self.repo, self.registry, [spec]))
+                if state.action.writes:
+                    self._authorize(approvals, spec)  # what is decided here is authorized here
                 if state.action is Action.REPOINT:
                     assert state.target is not None
                     return self._repoint(state, state.target)
@@ -167,6 +170,11 @@ class Pipeline:
                 False,
                 exc.message,
             )
+
+    def _authorize(self, approvals: Approvals, spec: ModelSpec) -> None:
+        authorization = approvals.authorize(spec)
+        if authorization is not None:
+            self.promoter.authorizations[spec.environment, spec.model] = authorization
 
     @staticmethod
     def _settled(state: ModelState) -> Outcome:
@@ -209,7 +217,7 @@ class Pipeline:
             raise CheckFailed(f"{name}/{number} disappeared from the registry")
         self.promoter.verify_stored(version)
         previous = state.champion
-        self.registry.tag_version(version, self.promoter.authorization_tags(state.spec))
+        self.registry.tag_version(version, self.promoter.promotion_tags(state.spec))
         self.registry.move_champion(name, number, previous)
         if number not in model.logged_versions:
             kind = EventKind.PROMOTE  # finishing a promotion that a crash interrupted
@@ -338,6 +346,8 @@ class Promoter:
         self.registry = registry
         self.report = report
         self.authorizations = authorizations if authorizations is not None else {}
+        # The commit apply runs at, recorded on every promotion: an older one is never applied.
+        self.merge_commit: str | None = None
 
     def register(self, name: str, lineage: Lineage, manifest_digest: str, source: str) -> Version:
         uri = f"{self.registry.run_artifact_uri(lineage.run_id)}/{MODEL_ARTIFACT_DIR}"
@@ -391,7 +401,7 @@ class Promoter:
                 {
                     TAG_VERDICT: VERDICT_REJECTED,
                     TAG_REASON: reason[:5000],
-                    **self.authorization_tags(spec),
+                    **self.promotion_tags(spec),
                 },
             )
             self.registry.append_event(
@@ -413,7 +423,7 @@ class Promoter:
         self.registry.tag_version(
             candidate,
             # The verdict goes last: a version is "passed" only once everything else is recorded.
-            {**self.authorization_tags(spec), TAG_REASON: "", TAG_VERDICT: VERDICT_PASSED},
+            {**self.promotion_tags(spec), TAG_REASON: "", TAG_VERDICT: VERDICT_PASSED},
         )
         failpoint("after-verdict")
         self.registry.move_champion(name, candidate.version, previous)
@@ -450,13 +460,17 @@ class Promoter:
             "source": f"{source.environment}/{source.version}" if source else "",
             "actor": runner.who_runs(),
             "reason": reason,
+            "merge_commit": self.merge_commit or "",
             **self._authorization_fields(spec),
         }
 
-    def authorization_tags(self, spec: ModelSpec) -> dict[str, str]:
-        """The approved PR and approvers, or the break-glass reason, for this spec's version."""
+    def promotion_tags(self, spec: ModelSpec) -> dict[str, str]:
+        """The commit applied, and the approved PR and approvers or the break-glass reason."""
         authorization = self.authorizations.get((spec.environment, spec.model))
-        return authorization.tags() if authorization else {}
+        tags = authorization.tags() if authorization else {}
+        if self.merge_commit:
+            tags[TAG_MERGE_COMMIT] = self.merge_commit
+        return tags
 
     def _authorization_fields(self, spec: ModelSpec) -> dict[str, Any]:
         authorization = self.authorizations.get((spec.environment, spec.model))

@@ -122,6 +122,8 @@ def command(name: str | None = None) -> Callable[[Command], Command]:
                 return function(*args, **kwargs)
             except PromoteError as exc:
                 echo(f"error: {exc.message}", err=True)
+                if kwargs.get("as_json"):
+                    emit_json({"ok": False, "error": error_json(exc)})
                 raise typer.Exit(exc.exit_code) from None
             except (typer.Exit, typer.Abort, typer.TyperException):
                 raise
@@ -131,17 +133,39 @@ def command(name: str | None = None) -> Callable[[Command], Command]:
                 if settings.traceback:
                     raise
                 first_line = (str(exc).splitlines() or [""])[0]
-                echo(
-                    f"error: internal error ({type(exc).__name__}: {first_line}); "
-                    "run with --traceback for details",
-                    err=True,
+                message = (
+                    f"internal error ({type(exc).__name__}: {first_line}); "
+                    "run with --traceback for details"
                 )
+                echo(f"error: {message}", err=True)
+                if kwargs.get("as_json"):
+                    emit_json(
+                        {
+                            "ok": False,
+                            "error": {
+                                "kind": "internal",
+                                "message": redact(message),
+                                "exit_code": int(ExitCode.INTERNAL),
+                            },
+                        }
+                    )
                 raise typer.Exit(ExitCode.INTERNAL) from None
 
         app.command(name)(run)
         return function
 
     return register
+
+
+def error_json(error: PromoteError) -> dict[str, Any]:
+    """An error as `--json` prints it: what kind, the one-line message, where, the exit code."""
+    where = {"file": error.source, "field": error.field} if isinstance(error, InputError) else {}
+    return {
+        "kind": type(error).__name__,
+        "message": redact(error.message),
+        "exit_code": int(error.exit_code),
+        **where,
+    }
 
 
 def exit_with(ok: bool) -> NoReturn:
@@ -270,8 +294,9 @@ def plan(
             ["ENV", "MODEL", "ACTION", "CHAMPION", "DETAIL"],
             [(s.environment, s.model, s.action.value, s.champion, s.detail) for s in states],
         )
-    refused = any(s.action is Action.REFUSED for s in states)
-    raise typer.Exit(ExitCode.BAD_INPUT if refused else ExitCode.OK)
+    # A bad reference (2) outranks a refusal that may pass later, such as a check not run (1).
+    refusals = [s.refusal.exit_code for s in states if s.action is Action.REFUSED and s.refusal]
+    raise typer.Exit(max(refusals, default=ExitCode.OK))
 
 
 @command()

@@ -12,6 +12,7 @@ class ExitCode(IntEnum):
     OK = 0
     FAILED = 1  # a check failed, or state is out of sync
     BAD_INPUT = 2  # usage, a manifest, a reference: nothing was written
+    UNAVAILABLE = 3  # a service promote must ask (GitHub) could not be asked: retry later
     INTERNAL = 70  # a bug in promote (sysexits' EX_SOFTWARE): run with --traceback
 
 
@@ -66,7 +67,14 @@ class ExternalError(PromoteError):
 
 
 class GitHubError(ExternalError):
-    """The GitHub API failed, timed out or answered something unexpected."""
+    """The GitHub API refused a request or answered something unexpected."""
+
+
+class GitHubUnavailable(GitHubError):
+    """GitHub could not be asked (timeouts, 5xx, rate limits, past the retry budget): nothing
+    was decided, so a later run may succeed."""
+
+    exit_code = ExitCode.UNAVAILABLE
 
 
 class SchemaUnknown(Exception):

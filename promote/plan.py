@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
-from promote.build import git
-from promote.errors import BadReference
+from promote.build import git, notebook
+from promote.errors import ApprovalRefused, BadReference, PromoteError
+from promote.github.checks import RequiredChecks
 from promote.manifests.repository import ModelSpec, Repository
 from promote.registry.client import Registry
 from promote.registry.entities import (
@@ -26,6 +27,7 @@ from promote.registry.entities import (
     TAG_EXPECTED_CHAMPION,
     TAG_MANAGED,
     TAG_MANIFEST_DIGEST,
+    TAG_MERGE_COMMIT,
     TAG_REASON,
     VERDICT_PASSED,
     VERDICT_PENDING,
@@ -61,14 +63,10 @@ class Action(str, Enum):
         return self in (Action.REJECTED, Action.REFUSED)
 
     @property
-    def needs_approval(self) -> bool:
-        """It changes which artifact an environment runs: the approval rule must bless it."""
-        return self in (Action.BUILD, Action.REPOINT, Action.RESUME)
-
-    @property
     def writes(self) -> bool:
-        """Apply writes to the registry (and so takes the model's lock) for it."""
-        return self.needs_approval or self is Action.RECORD
+        """Apply writes to the registry for it: it takes the model's lock, and it must be
+        authorized (recording a promotion credits an approval too)."""
+        return self in (Action.BUILD, Action.REPOINT, Action.RESUME, Action.RECORD)
 
 
 @dataclass
@@ -83,7 +81,7 @@ class ModelState:
     target: int | None = None
     source: Version | None = None  # the version a BUILD or RESUME is validated against
     drift: list[str] = field(default_factory=list)
-    refusal: BadReference | None = None
+    refusal: PromoteError | None = None
     lock: str | None = None  # who holds this model's apply lock, if anyone
     reusable_run: str | None = None  # a finished training an interrupted apply left
 
@@ -151,6 +149,16 @@ class CodeChecks:
                 self.answers[key] = None
         return self.answers[key]
 
+    def entrypoint_problem(self, location: str, commit: str, entrypoint: str) -> str | None:
+        """Why the entrypoint at `commit` may not run as it is (a notebook with outputs)."""
+        if not notebook.is_notebook(entrypoint):
+            return None
+        code_repo = self.repositories.get(location) or git.resolve_code_repository(
+            self.root, location
+        )
+        text = git.file_at(code_repo, commit, entrypoint)
+        return None if text is None else notebook.unstripped(text)
+
 
 @dataclass
 class Snapshot:
@@ -160,6 +168,10 @@ class Snapshot:
     repo: Repository
     models: dict[str, RegisteredModel]
     code_problems: dict[tuple[str, str, str], str | None] = field(default_factory=dict)
+    entrypoint_problems: dict[tuple[str, str, str], str | None] = field(default_factory=dict)
+    check_problems: dict[tuple[str, str], str | None] = field(default_factory=dict)
+    # Commits recorded on champions' promotions that this checkout does not contain, and why.
+    unseen_promotions: dict[str, str] = field(default_factory=dict)
     reusable_runs: dict[tuple[str, str], str] = field(default_factory=dict)  # (env, digest)
     stored_digests: dict[str, str] | None = None  # version ref -> digest; None: not verified
 
@@ -212,6 +224,7 @@ def gather(
     snapshot = Snapshot(repo, registry.models(sorted(names)) if specs else {})
     reaching = [s for s in specs if _needs_source(s, snapshot.registered(s.environment, s.model))]
     code = CodeChecks(repo.root)
+    checks: RequiredChecks | None = None
     for spec in reaching:
         try:
             _registered_source(spec, snapshot)
@@ -219,6 +232,16 @@ def gather(
             continue  # refused on what the registry says: git is not asked
         key = _code_key(spec)
         snapshot.code_problems[key] = code.problem(*key)
+        location, commit, _ = key
+        entrypoint = spec.manifest.code.entrypoint
+        snapshot.entrypoint_problems[location, commit, entrypoint] = code.entrypoint_problem(
+            location, commit, entrypoint
+        )
+        if spec.config.required_checks and snapshot.code_problems[key] is None:
+            checks = checks or RequiredChecks(repo.root)
+            snapshot.check_problems[location, commit] = checks.problem(
+                location, commit, spec.config.required_checks
+            )
     building = [
         s
         for s in reaching
@@ -229,6 +252,7 @@ def gather(
         digests = {s.digest for s in building if s.environment == environment}
         for digest, run_id in registry.reusable_runs(environment, digests).items():
             snapshot.reusable_runs[environment, digest] = run_id
+    snapshot.unseen_promotions = _unseen_promotions(repo.root, snapshot, specs)
     if verify:
         snapshot.stored_digests = {}
         for spec in specs:
@@ -237,6 +261,32 @@ def gather(
             if champion is not None and TAG_ARTIFACT_DIGEST in champion.tags:
                 snapshot.stored_digests[champion.ref] = registry.stored_artifact(champion)[0]
     return snapshot
+
+
+def _unseen_promotions(root: Path, snapshot: Snapshot, specs: list[ModelSpec]) -> dict[str, str]:
+    """Of the commits champions were promoted from, those this checkout does not contain.
+
+    Applying from such a checkout would undo newer work with older manifests: a re-run of an
+    old workflow, a stale clone. Each distinct commit is asked of git once.
+    """
+    recorded: set[str] = set()
+    for spec in specs:
+        model = snapshot.registered(spec.environment, spec.model)
+        champion = model.champion if model else None
+        if champion is not None and champion.tags.get(TAG_MERGE_COMMIT):
+            recorded.add(champion.tags[TAG_MERGE_COMMIT])
+    if not recorded or not git.is_repository(root):
+        return {}
+    head = git.head_commit(root)
+    unseen = {}
+    for commit in sorted(recorded - {head}):
+        if not git.commit_exists(root, commit):
+            unseen[commit] = f"{commit[:12]} is not in this clone (fetch the whole history)"
+        elif git.is_ancestor(root, head, commit):
+            unseen[commit] = f"this checkout {head[:12]} is older than {commit[:12]}"
+        elif not git.is_ancestor(root, commit, head):
+            unseen[commit] = f"this checkout {head[:12]} does not contain {commit[:12]}"
+    return unseen
 
 
 def drift_of(model: RegisteredModel | None, stored_digests: dict[str, str] | None) -> list[str]:
@@ -314,14 +364,39 @@ def _registered_source(spec: ModelSpec, snapshot: Snapshot) -> Version:
 def source_of(spec: ModelSpec, snapshot: Snapshot) -> Version:
     """The source version a manifest promotes, if it may be promoted; else BadReference."""
     source = _registered_source(spec, snapshot)
-    problem = snapshot.code_problems[_code_key(spec)]
+    location, commit, _ = key = _code_key(spec)
+    problem = snapshot.code_problems[key]
     if problem is not None:
         raise BadReference(spec.display, "code.commit", problem)
+    entrypoint = spec.manifest.code.entrypoint
+    problem = snapshot.entrypoint_problems.get((location, commit, entrypoint))
+    if problem is not None:
+        raise BadReference(spec.display, "code.entrypoint", f"{entrypoint} {problem}")
+    problem = snapshot.check_problems.get((location, commit))
+    if problem is not None:
+        # Not bad input: the code may pass its checks later. A refusal, exit 1.
+        raise ApprovalRefused(f"{spec.display}: code.commit: {problem}")
     return source
 
 
 def decide(spec: ModelSpec, snapshot: Snapshot) -> ModelState:
     """Desired against actual for one manifest, from the gathered snapshot alone (no I/O)."""
+    state = _compare(spec, snapshot)
+    champion = state.registered.champion if state.registered else None
+    promoted_at = champion.tags.get(TAG_MERGE_COMMIT, "") if champion else ""
+    unseen = snapshot.unseen_promotions.get(promoted_at)
+    if state.action.writes and unseen is not None:
+        assert champion is not None
+        state.refusal = ApprovalRefused(
+            f"{spec.display}: refusing to change {spec.environment}: v{champion.version} became "
+            f"champion at {promoted_at[:12]}, and {unseen}; an older commit never changes an "
+            f"environment (roll back with a new commit)"
+        )
+        state.action, state.detail = Action.REFUSED, state.refusal.message
+    return state
+
+
+def _compare(spec: ModelSpec, snapshot: Snapshot) -> ModelState:
     name = snapshot.repo.registered_name(spec.environment, spec.model)
     model = snapshot.models.get(name)
     state = ModelState(spec, name, Action.NONE, registered=model)
@@ -362,7 +437,7 @@ def decide(spec: ModelSpec, snapshot: Snapshot) -> ModelState:
         return state
     try:
         state.source = source_of(spec, snapshot)
-    except BadReference as exc:
+    except (BadReference, ApprovalRefused) as exc:
         state.refusal = exc
     pending = _best_match(model, digest, VERDICT_PENDING)
     if pending is not None:

@@ -125,3 +125,32 @@ def test_an_unexpected_error_is_one_line_with_its_own_exit_code(tmp_path: Path) 
     assert lines[0].endswith("run with --traceback for details")
     traced = _promote("--traceback", *args, cwd=tmp_path)
     assert traced.returncode != 0 and "Traceback (most recent call last)" in traced.stderr
+
+
+def test_with_json_a_failure_is_json_on_stdout_too(tmp_path: Path) -> None:
+    """A script reading --json output gets the error as data, not an empty stdout."""
+    folder = tmp_path / "environments" / "dev"
+    folder.mkdir(parents=True)
+    (folder / "environment.yaml").write_text("name: dev\ndata_root: data\ntraining: sometimes\n")
+    completed = _promote("plan", "--json", cwd=tmp_path)
+    assert completed.returncode == 2
+    answer = json.loads(completed.stdout)
+    assert answer == {
+        "ok": False,
+        "error": {
+            "kind": "InputError",
+            "message": answer["error"]["message"],
+            "exit_code": 2,
+            "file": "environments/dev/environment.yaml",
+            "field": "training",
+        },
+    }
+    assert completed.stderr.strip() == f"error: {answer['error']['message']}"
+    for name, lines in {"dev": "", "prod": "promotes_from: dev\n"}.items():
+        folder = tmp_path / "environments" / name
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "environment.yaml").write_text(f"name: {name}\n{lines}data_root: data\n")
+    internal = _promote("--registry", "bogus://nowhere", "status", "--json", cwd=tmp_path)
+    assert internal.returncode == 70
+    error = json.loads(internal.stdout)["error"]
+    assert error["kind"] == "internal" and error["exit_code"] == 70

@@ -185,7 +185,6 @@ def test_decide_reaches_every_action_from_the_snapshot_alone(
 
 
 def test_what_each_action_means() -> None:
-    assert {a for a in Action if a.needs_approval} == {Action.BUILD, Action.REPOINT, Action.RESUME}
     assert {a for a in Action if a.writes} == {
         Action.BUILD,
         Action.REPOINT,

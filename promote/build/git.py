@@ -78,6 +78,41 @@ def is_on_branch(repo: Path, commit: str, branch: str) -> bool:
     return False
 
 
+def is_ancestor(repo: Path, older: str, newer: str) -> bool:
+    """True when `older` is `newer` or one of its ancestors."""
+    return _succeeds(repo, "merge-base", "--is-ancestor", older, newer)
+
+
+def first_parent(repo: Path, commit: str) -> str | None:
+    """The commit `commit` was made on top of (for a merge: the branch it merged into)."""
+    return resolve_ref(repo, f"{commit}^1")
+
+
+def file_at(repo: Path, commit: str, relative: str) -> str | None:
+    """The text of `relative` at `commit`, or None when the file did not exist there."""
+    if not _succeeds(repo, "cat-file", "-e", f"{commit}:{relative}"):
+        return None
+    return run_git(repo, "show", f"{commit}:{relative}")
+
+
+def changed_files(repo: Path, commit: str) -> list[str]:
+    """What `commit` changed against its first parent (for a merge: what the merge brought)."""
+    parent = first_parent(repo, commit)
+    if parent is None:
+        return run_git(repo, "ls-tree", "-r", "--name-only", commit).splitlines()
+    return run_git(repo, "diff", "--name-only", "--no-renames", parent, commit).splitlines()
+
+
+def is_shallow(repo: Path) -> bool:
+    return run_git(repo, "rev-parse", "--is-shallow-repository") == "true"
+
+
+def remote_tip(repo: Path, branch: str, remote: str = "origin") -> str | None:
+    """What `branch` points at on `remote` now (asked of the remote, not the local copy)."""
+    answer = run_git(repo, "ls-remote", "--exit-code", remote, f"refs/heads/{branch}", check=False)
+    return answer.split()[0] if answer else None
+
+
 def export_commit(repo: Path, commit: str, destination: Path, origin: str) -> None:
     """Write the tree of `commit` into `destination`: an isolated copy, not the user's checkout.
 

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from promote.errors import GitHubError, InputError
+from promote.errors import GitHubError, GitHubUnavailable, InputError
 from promote.github.context import ApiSettings
 from promote.runtime.redact import redact
 
@@ -68,6 +68,19 @@ class Review:
             raise GitHubError("GitHub API: a review without user or state") from None
 
 
+@dataclass(frozen=True)
+class CheckRun:
+    name: str
+    status: str  # queued, in_progress, completed
+    conclusion: str | None  # success, failure, neutral, skipped, cancelled, timed_out...
+
+
+@dataclass(frozen=True)
+class CommitStatus:
+    context: str
+    state: str  # success, failure, error, pending
+
+
 def split_repository(full_name: str, what: str = "GITHUB_REPOSITORY") -> tuple[str, str]:
     owner, sep, name = full_name.partition("/")
     if not sep or not owner or not name or "/" in name:
@@ -90,6 +103,10 @@ class GitHubClient:
     ) -> GitHubClient:
         settings = ApiSettings.from_environ(environ)
         return cls(repository, settings.token, settings.api_url, settings.timeout)
+
+    @property
+    def has_credentials(self) -> bool:
+        return bool(self._token)
 
     def require_token(self, purpose: str) -> GitHubClient:
         """Refuse early, with the reason, rather than fail later with GitHub's 401."""
@@ -133,29 +150,33 @@ class GitHubClient:
         except urllib.error.HTTPError as exc:
             if exc.code == 404 and missing_ok:
                 return None
-            raise GitHubError(
+            failure = GitHubUnavailable if exc.code >= 500 or exc.code == 429 else GitHubError
+            raise failure(
                 f"{where} failed: HTTP {exc.code} {_api_message(exc)}".rstrip()
             ) from None
         except TimeoutError:
-            raise GitHubError(f"{where} timed out after {self.timeout:g}s") from None
+            raise GitHubUnavailable(f"{where} timed out after {self.timeout:g}s") from None
         except urllib.error.URLError as exc:
             reason = exc.reason
             if isinstance(reason, TimeoutError):
-                raise GitHubError(f"{where} timed out after {self.timeout:g}s") from None
-            raise GitHubError(f"{where} failed: {reason}") from None
+                raise GitHubUnavailable(f"{where} timed out after {self.timeout:g}s") from None
+            raise GitHubUnavailable(f"{where} failed: {reason}") from None
         except OSError as exc:
-            raise GitHubError(f"{where} failed: {exc.__class__.__name__}") from None
+            raise GitHubUnavailable(f"{where} failed: {exc.__class__.__name__}") from None
         try:
             return json.loads(raw) if raw else None
         except json.JSONDecodeError:
             raise GitHubError(f"{where} answered something that is not JSON") from None
 
-    def _list(self, path: str) -> list[Any]:
-        """Every page of a list endpoint (GitHub pages with per_page and page)."""
+    def _list(self, path: str, key: str | None = None) -> list[Any]:
+        """Every page of a list endpoint (GitHub pages with per_page and page); `key` names
+        the list inside an object answer."""
         items: list[Any] = []
         separator = "&" if "?" in path else "?"
         for page in range(1, MAX_PAGES + 1):
             batch = self.request("GET", f"{path}{separator}per_page={PAGE_SIZE}&page={page}")
+            if key is not None and isinstance(batch, dict):
+                batch = batch.get(key)
             if not isinstance(batch, list):
                 raise GitHubError(f"GitHub API GET {path.split('?')[0]} did not answer a list")
             items.extend(batch)
@@ -174,6 +195,30 @@ class GitHubClient:
     def reviews(self, number: int) -> list[Review]:
         """GET /repos/{owner}/{repo}/pulls/{number}/reviews, oldest first."""
         return [Review.from_api(r) for r in self._list(f"{self.repo_path}/pulls/{number}/reviews")]
+
+    def branch_tip(self, branch: str) -> str:
+        """GET /repos/{owner}/{repo}/git/ref/heads/{branch}: the commit the branch is at now."""
+        ref = self.request("GET", f"{self.repo_path}/git/ref/heads/{urllib.parse.quote(branch)}")
+        sha = (ref.get("object") or {}).get("sha") if isinstance(ref, dict) else None
+        if not isinstance(sha, str) or len(sha) != 40:
+            raise GitHubError(f"GitHub API: no commit for branch {branch}")
+        return sha
+
+    def check_runs(self, sha: str) -> list[CheckRun]:
+        """GET /repos/{owner}/{repo}/commits/{sha}/check-runs: the latest run of each check."""
+        found = self._list(f"{self.repo_path}/commits/{sha}/check-runs", key="check_runs")
+        try:
+            return [CheckRun(str(r["name"]), str(r["status"]), r.get("conclusion")) for r in found]
+        except (KeyError, TypeError):
+            raise GitHubError("GitHub API: a check run without name or status") from None
+
+    def commit_statuses(self, sha: str) -> list[CommitStatus]:
+        """GET /repos/{owner}/{repo}/commits/{sha}/statuses, newest first."""
+        found = self._list(f"{self.repo_path}/commits/{sha}/statuses")
+        try:
+            return [CommitStatus(str(s["context"]), str(s["state"])) for s in found]
+        except (KeyError, TypeError):
+            raise GitHubError("GitHub API: a commit status without context or state") from None
 
     def is_team_member(self, organisation: str, team_slug: str, login: str) -> bool:
         """GET /orgs/{org}/teams/{team_slug}/memberships/{username}: active membership only."""

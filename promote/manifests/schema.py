@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from pathlib import PurePosixPath
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -138,6 +138,10 @@ class EnvironmentConfig(_Strict):
     approval: ApprovalRule | None = Field(
         default=None,
         description="Enforced by promote apply: approvals of the merged PR, from a team",
+    )
+    required_checks: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
+        default_factory=list,
+        description="GitHub check runs or commit statuses a pinned commit must have passed",
     )
 
     @field_validator("model_name")

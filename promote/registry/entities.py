@@ -25,6 +25,8 @@ TAG_REASON = "promote.reason"
 # Why a version was allowed: its approved pull request, or the break-glass reason.
 TAG_PULL_REQUEST = "promote.pull_request"
 TAG_APPROVERS = "promote.approvers"
+# The commit of the GitOps repository the promotion applied (in CI, the merge at the tip).
+TAG_MERGE_COMMIT = "promote.merge_commit"
 TAG_BREAK_GLASS = "promote.break_glass"
 
 # Run tags: which model, environment and reproduction a training run is for.

@@ -36,7 +36,7 @@ def test_own_github_files_are_the_rendered_templates() -> None:
         assert (ROOT / relative).read_text() == content, f"{relative}: run regenerate()"
 
 
-def test_codeowners_give_prod_and_the_pipeline_to_the_release_approvers() -> None:
+def test_codeowners_give_every_rule_guarded_environments_and_the_pipeline_to_approvers() -> None:
     owners = {}
     for line in (ROOT / ".github" / "CODEOWNERS").read_text().splitlines():
         if line.strip() and not line.startswith("#"):
@@ -44,6 +44,8 @@ def test_codeowners_give_prod_and_the_pipeline_to_the_release_approvers() -> Non
             owners[pattern] = teams
     team = f"@{OWN_SETTINGS.team}"
     assert owners == {
+        "/environments/*/environment.yaml": [team],
+        "/environments/staging/**": [team],
         "/environments/prod/**": [team],
         "/.github/workflows/**": [team],
         "/.github/CODEOWNERS": [team],

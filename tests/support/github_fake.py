@@ -41,6 +41,9 @@ class FakeGitHub:
     reviews: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     teams: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
     comments: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    branches: dict[str, str] = field(default_factory=dict)
+    check_runs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    statuses: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     requests: list[tuple[str, str, str | None]] = field(default_factory=list)
     fail_status: int | None = None
     hang_seconds: float = 0.0
@@ -125,6 +128,26 @@ class FakeGitHub:
             }
         )
 
+    def add_check_run(self, sha: str, name: str, conclusion: str | None) -> None:
+        """A check run on `sha`; no conclusion means it is still in progress."""
+        runs = self.check_runs.setdefault(sha, [])
+        runs.append(
+            {
+                "id": self.next_id(),
+                "head_sha": sha,
+                "name": name,
+                "status": "completed" if conclusion else "in_progress",
+                "conclusion": conclusion,
+                "app": {"slug": "github-actions"},
+            }
+        )
+
+    def add_status(self, sha: str, context: str, state: str) -> None:
+        """A commit status on `sha`, newest first as GitHub lists them."""
+        self.statuses.setdefault(sha, []).insert(
+            0, {"id": self.next_id(), "context": context, "state": state}
+        )
+
     def add_team_member(
         self, organisation: str, team: str, login: str, state: str = "active"
     ) -> None:
@@ -139,6 +162,16 @@ class FakeGitHub:
         repo = re.escape(f"/repos/{self.owner}/{self.repo}")
         if m := re.fullmatch(rf"{repo}/commits/([0-9a-f]{{40}})/pulls", route):
             return 200, self._page([self.pulls[n] for n in self.commit_pulls.get(m[1], [])], query)
+        if m := re.fullmatch(rf"{repo}/git/ref/heads/(.+)", route):
+            sha = self.branches.get(urllib.parse.unquote(m[1]))
+            if sha is None:
+                return 404, {"message": "Not Found"}
+            return 200, {"ref": f"refs/heads/{m[1]}", "object": {"type": "commit", "sha": sha}}
+        if m := re.fullmatch(rf"{repo}/commits/([0-9a-f]{{40}})/check-runs", route):
+            runs = self.check_runs.get(m[1], [])
+            return 200, {"total_count": len(runs), "check_runs": self._page(runs, query)}
+        if m := re.fullmatch(rf"{repo}/commits/([0-9a-f]{{40}})/statuses", route):
+            return 200, self._page(self.statuses.get(m[1], []), query)
         if m := re.fullmatch(rf"{repo}/pulls/(\d+)/reviews", route):
             return 200, self._page(self.reviews.get(int(m[1]), []), query)
         if m := re.fullmatch(rf"{repo}/pulls/(\d+)", route):
