@@ -151,9 +151,7 @@ class GitHubClient:
             if exc.code == 404 and missing_ok:
                 return None
             failure = GitHubUnavailable if exc.code >= 500 or exc.code == 429 else GitHubError
-            raise failure(
-                f"{where} failed: HTTP {exc.code} {_api_message(exc)}".rstrip()
-            ) from None
+            raise failure(f"{where} failed: HTTP {exc.code} {_api_message(exc)}".rstrip()) from None
         except TimeoutError:
             raise GitHubUnavailable(f"{where} timed out after {self.timeout:g}s") from None
         except urllib.error.URLError as exc:
