@@ -91,6 +91,7 @@ def github(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     monkeypatch.setenv("GITHUB_TOKEN", "ghs_test-token-never-printed")
     monkeypatch.setenv("GITHUB_REPOSITORY", fake.full_name)
     monkeypatch.setenv("PROMOTE_GITHUB_TIMEOUT", "0.5")
+    monkeypatch.setenv("PROMOTE_GITHUB_RETRY_BUDGET", "2")
     yield fake
     server.shutdown()
     server.server_close()

@@ -7,10 +7,11 @@ settings (`ApiSettings`), who runs this job (`run_description`), the repository'
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from promote.errors import InputError
 
 DEFAULT_API_URL = "https://api.github.com"
 DEFAULT_TIMEOUT_SECONDS = 10.0
+DEFAULT_RETRY_BUDGET_SECONDS = 60.0
 
 
 def _environ(environ: Mapping[str, str] | None) -> Mapping[str, str]:
@@ -50,26 +52,98 @@ class CiContext:
 
 
 @dataclass(frozen=True)
+class AppSettings:
+    """A GitHub App to authenticate as: its id, its private key (PEM text), and the variable
+    that held the key, named when the key is wrong."""
+
+    app_id: str
+    private_key: str = field(repr=False)
+    key_variable: str = "PROMOTE_GITHUB_APP_PRIVATE_KEY"
+    installation_id: int | None = None
+
+    @classmethod
+    def from_environ(cls, env: Mapping[str, str]) -> AppSettings | None:
+        """The App the PROMOTE_GITHUB_APP_* variables describe, None when none is set."""
+        app_id = env.get("PROMOTE_GITHUB_APP_ID", "").strip()
+        key_text = env.get("PROMOTE_GITHUB_APP_PRIVATE_KEY", "")
+        key_file = env.get("PROMOTE_GITHUB_APP_PRIVATE_KEY_FILE", "").strip()
+        raw_installation = env.get("PROMOTE_GITHUB_APP_INSTALLATION_ID", "").strip()
+        # Actions expands a missing secret to "": an empty variable is an unset one.
+        if not (app_id or key_text.strip() or key_file or raw_installation):
+            return None
+        if not app_id.isdigit():
+            problem = f"{app_id!r} is not a number" if app_id else "not set"
+            raise InputError(
+                "PROMOTE_GITHUB_APP_ID", None, f"{problem}: a GitHub App needs its numeric id"
+            )
+        if key_text.strip() and key_file:
+            raise InputError(
+                "PROMOTE_GITHUB_APP_PRIVATE_KEY",
+                None,
+                "set it or PROMOTE_GITHUB_APP_PRIVATE_KEY_FILE, not both",
+            )
+        key_variable = "PROMOTE_GITHUB_APP_PRIVATE_KEY"
+        if key_file:
+            key_variable = "PROMOTE_GITHUB_APP_PRIVATE_KEY_FILE"
+            try:
+                key_text = Path(key_file).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise InputError(
+                    key_variable, None, f"cannot read {key_file} ({exc.__class__.__name__})"
+                ) from None
+        elif not key_text.strip():
+            raise InputError(
+                key_variable,
+                None,
+                "not set: PROMOTE_GITHUB_APP_ID needs the App's private key "
+                "(or PROMOTE_GITHUB_APP_PRIVATE_KEY_FILE)",
+            )
+        if raw_installation and not raw_installation.isdigit():
+            raise InputError(
+                "PROMOTE_GITHUB_APP_INSTALLATION_ID", None, f"{raw_installation!r} is not a number"
+            )
+        installation_id = int(raw_installation) if raw_installation else None
+        return cls(app_id, key_text, key_variable, installation_id)
+
+
+@dataclass(frozen=True)
 class ApiSettings:
-    """How to reach GitHub's REST API: where, with which token, waiting how long."""
+    """How to reach GitHub's REST API: where, as whom (a token, or a GitHub App, which wins),
+    waiting how long for one attempt, and retrying for how long in all."""
 
     api_url: str
-    token: str | None
+    token: str | None = field(repr=False)
     timeout: float
+    retry_budget: float = DEFAULT_RETRY_BUDGET_SECONDS
+    app: AppSettings | None = None
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> ApiSettings:
         env = _environ(environ)
-        raw_timeout = env.get("PROMOTE_GITHUB_TIMEOUT", str(DEFAULT_TIMEOUT_SECONDS))
-        try:
-            timeout = float(raw_timeout)
-        except ValueError:
-            raise InputError(
-                "PROMOTE_GITHUB_TIMEOUT", None, f"{raw_timeout!r} is not a number"
-            ) from None
+        timeout = _seconds(env, "PROMOTE_GITHUB_TIMEOUT", DEFAULT_TIMEOUT_SECONDS)
+        if timeout <= 0:
+            raise InputError("PROMOTE_GITHUB_TIMEOUT", None, "must be more than 0 seconds")
+        retry_budget = _seconds(env, "PROMOTE_GITHUB_RETRY_BUDGET", DEFAULT_RETRY_BUDGET_SECONDS)
+        if retry_budget < 0:
+            raise InputError("PROMOTE_GITHUB_RETRY_BUDGET", None, "must be 0 seconds or more")
         return cls(
-            env.get("GITHUB_API_URL") or DEFAULT_API_URL, env.get("GITHUB_TOKEN") or None, timeout
+            api_url=env.get("GITHUB_API_URL") or DEFAULT_API_URL,
+            token=env.get("GITHUB_TOKEN") or None,
+            timeout=timeout,
+            retry_budget=retry_budget,
+            app=AppSettings.from_environ(env),
         )
+
+
+def _seconds(env: Mapping[str, str], variable: str, default: float) -> float:
+    raw = env.get(variable) or str(default)
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds):
+        raise InputError(variable, None, f"{raw!r} is not a number of seconds")
+    return seconds
 
 
 def run_description(environ: Mapping[str, str] | None = None) -> str | None:
