@@ -321,13 +321,14 @@ class Pipeline:
             )
 
         with tempfile.TemporaryDirectory() as scratch:
-            return self.registry.log_copy(
+            return self.registry.log_run(
                 experiment_id,
                 {
                     TAG_RUN_MODEL: spec.model,
                     TAG_RUN_ENVIRONMENT: config.name,
                     TAG_MANIFEST_DIGEST: spec.digest,
                 },
+                source_lineage.params,
                 self.registry.download_model(source, Path(scratch)),
                 copied_lineage,
             )

@@ -11,6 +11,11 @@ lineage (code, data snapshot, libraries, schema, signature, artifact digest) on 
         model = fit(frame, n_estimators=run.params["n_estimators"])
         run.log_metrics({"roc_auc": score(model)})
         run.log_model(model, input_example=frame.drop(columns=["churned"]).head(5))
+
+"Logs" means: written to the output folder the runner gave, the model under `model/` and the
+lineage record (with the params and metrics) beside it. The training never talks to the
+registry and holds none of its credentials; the runner checks that output once the training
+has exited and logs it as one finished run (`Registry.log_run`).
 """
 
 from __future__ import annotations
@@ -19,10 +24,9 @@ import io
 import json
 import os
 import platform
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -39,7 +43,6 @@ from promote.build.lineage import (
 from promote.errors import TrainingError
 from promote.manifests.digest import canonical_digest
 from promote.registry import tracking
-from promote.registry.entities import TAG_LINEAGE_DIGEST, TAG_RUN_ENVIRONMENT, TAG_RUN_MODEL
 
 CONTEXT_VARIABLE = "PROMOTE_TRAINING_CONTEXT"
 # Distribution that provides each supported model flavor.
@@ -52,8 +55,6 @@ class TrainingContext:
 
     model: str
     environment: str
-    tracking_uri: str
-    experiment_id: str
     data_uri: str
     params: dict[str, Any]
     code_repo: str
@@ -62,10 +63,18 @@ class TrainingContext:
     code_dirty: bool
     entrypoint: str
     requirements: str | None
-    result_file: str
+    output_dir: str  # where the model and lineage record go; the runner logs them from there
     trained_by: str
     pinned_snapshot: list[dict[str, Any]] | None = None
-    run_tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def model_dir(self) -> Path:
+        return Path(self.output_dir) / MODEL_ARTIFACT_DIR
+
+    @property
+    def lineage_file(self) -> Path:
+        # The same relative path as in the run's artifacts: the output folder mirrors the run.
+        return Path(self.output_dir) / LINEAGE_ARTIFACT
 
     def to_env(self) -> dict[str, str]:
         return {CONTEXT_VARIABLE: json.dumps(asdict(self))}
@@ -84,9 +93,8 @@ class TrainingContext:
 class TrainingRun:
     """One training run: data reads, metrics and the model, with lineage recorded as it goes."""
 
-    def __init__(self, context: TrainingContext, run_id: str) -> None:
+    def __init__(self, context: TrainingContext) -> None:
         self.context = context
-        self.run_id = run_id
         self.params: dict[str, Any] = dict(context.params)
         pinned = snapshot_from_json(context.pinned_snapshot) if context.pinned_snapshot else None
         self._data = DataReader(context.data_uri, pinned)
@@ -114,14 +122,12 @@ class TrainingRun:
         return frame
 
     def log_metrics(self, metrics: dict[str, float]) -> None:
-        clean = {name: float(value) for name, value in metrics.items()}
-        tracking.log_metrics(clean)
-        self._metrics.update(clean)
+        self._metrics.update({name: float(value) for name, value in metrics.items()})
 
     def log_model(
         self, model: Any, input_example: Any, flavor: str | None = None, **save_options: Any
     ) -> None:
-        """Save the model with its signature, record its digest, and log it as the run's model.
+        """Save the model with its signature into the output folder, and record its digest.
 
         `save_options` go to the flavor's `save_model` (for example `skops_trusted_types`).
         """
@@ -131,20 +137,17 @@ class TrainingRun:
         library = FLAVOR_LIBRARIES.get(flavor, flavor)
         self._libraries_roots.append(library)
         libraries = resolve_libraries(self._libraries_roots)
-        with tempfile.TemporaryDirectory() as scratch:
-            path = Path(scratch) / MODEL_ARTIFACT_DIR
-            # Explicit requirements: MLflow's inference would spawn a subprocess and guess.
-            pins = [
-                f"{name}=={libraries[name]}"
-                for name in (library.lower(), "mlflow")
-                if name in libraries
-            ]
-            signature = tracking.save_model(
-                flavor, model, path, input_example, pins or None, **save_options
-            )
-            digest = artifact_digest(path)
-            tracking.log_artifacts(path, MODEL_ARTIFACT_DIR)
-        self._logged = (flavor, signature, digest)
+        path = self.context.model_dir
+        # Explicit requirements: MLflow's inference would spawn a subprocess and guess.
+        pins = [
+            f"{name}=={libraries[name]}"
+            for name in (library.lower(), "mlflow")
+            if name in libraries
+        ]
+        signature = tracking.save_model(
+            flavor, model, path, input_example, pins or None, **save_options
+        )
+        self._logged = (flavor, signature, artifact_digest(path))
 
     def lineage(self) -> Lineage:
         if self._logged is None:
@@ -168,7 +171,7 @@ class TrainingRun:
             flavor=flavor,
             signature=signature,
             artifact_digest=digest,
-            run_id=self.run_id,
+            run_id="",  # the runner creates the run, and fills in its id
             trained_by=context.trained_by,
             trained_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             metrics=dict(self._metrics),
@@ -186,21 +189,17 @@ def _detect_flavor(model: Any) -> str:
 
 @contextmanager
 def start() -> Iterator[TrainingRun]:
-    """Open the training run the runner prepared; on a clean exit, write the lineage record."""
+    """Open the training run the runner prepared; on a clean exit, write the lineage record.
+
+    The record is written last: a training that fails or is killed leaves none, and the runner
+    logs nothing for it.
+    """
     context = TrainingContext.from_env()
-    tags = {
-        TAG_RUN_MODEL: context.model,
-        TAG_RUN_ENVIRONMENT: context.environment,
-        **context.run_tags,
-    }
-    with tracking.run(context.tracking_uri, context.experiment_id, tags) as run_id:
-        tracking.log_params({k: str(v) for k, v in context.params.items()})
-        run = TrainingRun(context, run_id)
-        yield run
-        lineage = run.lineage()
-        tracking.log_text(lineage.to_json(), LINEAGE_ARTIFACT)
-        tracking.set_tags({TAG_LINEAGE_DIGEST: lineage.lineage_digest})
-    Path(context.result_file).write_text(json.dumps({"run_id": run.run_id}), encoding="utf-8")
+    run = TrainingRun(context)
+    yield run
+    lineage = run.lineage()
+    context.lineage_file.parent.mkdir(parents=True, exist_ok=True)
+    context.lineage_file.write_text(lineage.to_json(), encoding="utf-8")
 
 
 __all__ = ["FileSnapshot", "TrainingContext", "TrainingError", "TrainingRun", "start"]

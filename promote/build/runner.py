@@ -1,29 +1,112 @@
-"""Runs a training entrypoint as a subprocess, from a pinned commit or the dev working tree."""
+"""Runs a training entrypoint as a subprocess, from a pinned commit or the dev working tree.
+
+The subprocess gets an allowlisted environment (`TRAINING_ENVIRONMENT`) and an output folder.
+It never talks to the registry: this process checks what it wrote there and logs the run.
+"""
 
 from __future__ import annotations
 
 import getpass
-import json
 import os
 import socket
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
-from promote.build import git
+from promote.build import git, notebook
 from promote.build.data import resolve_uri
+from promote.build.digest import artifact_digest
+from promote.build.lineage import Lineage
 from promote.errors import BadReference, ExternalError
 from promote.github.context import run_description
 from promote.manifests.repository import ModelSpec
 from promote.manifests.schema import EnvironmentConfig
 from promote.registry.client import Registry
+from promote.registry.entities import TAG_RUN_ENVIRONMENT, TAG_RUN_MODEL
 from promote.runtime.redact import redact
 from promote.training import TrainingContext
 
 OUTPUT_TAIL_LINES = 15
+
+# The variables a training subprocess inherits from this process: these names, and the names a
+# pattern ending in `*` matches. Nothing else reaches training code, whatever the CI job
+# exports. The runner adds the training context (`promote.training.CONTEXT_VARIABLE`) itself.
+TRAINING_ENVIRONMENT = (
+    # The process: where programs, home, user, locale, time zone and temporary files are.
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "LANG",
+    "LANGUAGE",
+    "LC_*",
+    "TZ",
+    "TMPDIR",
+    "TEMP",
+    "TMP",
+    "XDG_CACHE_HOME",
+    "VIRTUAL_ENV",
+    "PYTHONHASHSEED",  # a fixed seed set for reproducible training is kept
+    # Windows: Python itself fails without some of these.
+    "SYSTEMROOT",
+    "SYSTEMDRIVE",
+    "WINDIR",
+    "COMSPEC",
+    "PATHEXT",
+    "USERPROFILE",
+    "USERNAME",
+    "APPDATA",
+    "LOCALAPPDATA",
+    # TLS: a company's certificate authority.
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+    # AWS: reading S3 data with the environment's role (keys, web identity, container, profile).
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_ROLE_ARN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_ROLE_SESSION_NAME",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+    "AWS_PROFILE",
+    "AWS_CONFIG_FILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+    "AWS_CA_BUNDLE",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_ENDPOINT_URL_STS",
+    "AWS_MAX_ATTEMPTS",
+    "AWS_RETRY_MODE",
+)
+# Never inherited, whatever TRAINING_ENVIRONMENT says: GitHub's and Actions' tokens (OIDC
+# included), promote's own GitHub credentials, and the registry's address and credentials.
+# Only this process talks to GitHub and to the registry.
+NEVER_TO_TRAINING = ("GITHUB_*", "ACTIONS_*", "PROMOTE_GITHUB_*", "MLFLOW_TRACKING_*")
+
+
+def training_environment(parent: Mapping[str, str]) -> dict[str, str]:
+    """The variables of `parent` that a training subprocess may see."""
+
+    def listed(name: str, patterns: tuple[str, ...]) -> bool:
+        return any(fnmatchcase(name, pattern) for pattern in patterns)
+
+    return {
+        name: value
+        for name, value in parent.items()
+        if listed(name, TRAINING_ENVIRONMENT) and not listed(name, NEVER_TO_TRAINING)
+    }
 
 
 @dataclass
@@ -66,7 +149,9 @@ def who_runs() -> str:
     """Who or what ran a training: the CI run when there is one, else user@host."""
     ci_run = run_description()
     if ci_run is not None:
-        return ci_run
+        # A runner's repository URL can carry a token; this text reaches the training's context
+        # and every lineage record.
+        return redact(ci_run)
     try:
         user = getpass.getuser()
     except (KeyError, OSError):
@@ -120,14 +205,14 @@ def _run(checkout: Path, request: BuildRequest, tree: str, registry: Registry) -
     entrypoint = _entrypoint_path(checkout, request)
     requirements = _requirements_file(checkout, entrypoint)
     config = request.environment
+    training = f"training {config.name}.{request.model} ({request.entrypoint})"
     experiment_id = registry.experiment_id(config.name, config.artifact_root)
     with tempfile.TemporaryDirectory(prefix="promote-run-") as scratch:
-        result_file = Path(scratch) / "result.json"
+        output = Path(scratch) / "output"
+        output.mkdir()
         context = TrainingContext(
             model=request.model,
             environment=config.name,
-            tracking_uri=registry.tracking_uri,
-            experiment_id=experiment_id,
             data_uri=request.data_uri,
             params=request.params,
             code_repo=request.code_repo,
@@ -136,27 +221,84 @@ def _run(checkout: Path, request: BuildRequest, tree: str, registry: Registry) -
             code_dirty=request.dirty,
             entrypoint=request.entrypoint,
             requirements=str(requirements) if requirements else None,
-            result_file=str(result_file),
+            output_dir=str(output),
             trained_by=who_runs(),
             pinned_snapshot=request.pinned_snapshot,
-            run_tags=request.run_tags,
         )
         python = config.python or sys.executable
+        script, search_path = entrypoint, {}
+        if notebook.is_notebook(request.entrypoint):
+            # A notebook runs as its code cells, importing its neighbours as a script would.
+            script = Path(scratch) / "notebook.py"
+            script.write_text(notebook.as_script(entrypoint.read_text(encoding="utf-8")))
+            search_path = {"PYTHONPATH": str(entrypoint.parent)}
         # Arguments go as a list and parameters as JSON: nothing from a manifest reaches a shell.
         completed = subprocess.run(
-            [python, str(entrypoint)],
+            [python, str(script)],
             cwd=str(checkout),
-            env={**os.environ, **context.to_env(), "MLFLOW_TRACKING_URI": registry.tracking_uri},
+            env={**training_environment(os.environ), **context.to_env(), **search_path},
             capture_output=True,
             text=True,
             check=False,
         )
-        if completed.returncode != 0 or not result_file.is_file():
+        if completed.returncode != 0 or not context.lineage_file.is_file():
             tail = (completed.stderr or completed.stdout).strip().splitlines()[-OUTPUT_TAIL_LINES:]
             # Training output can echo credentials (a URI, a failed client's request): mask them.
             detail = redact("\n  ".join(tail)) if tail else "no output"
             raise ExternalError(
-                f"training {config.name}.{request.model} ({request.entrypoint}) failed "
-                f"with exit code {completed.returncode}:\n  {detail}"
+                f"{training} failed with exit code {completed.returncode}:\n  {detail}"
             )
-        return str(json.loads(result_file.read_text(encoding="utf-8"))["run_id"])
+        lineage = _checked_output(context, training)
+        return registry.log_run(
+            experiment_id,
+            {TAG_RUN_MODEL: request.model, TAG_RUN_ENVIRONMENT: config.name, **request.run_tags},
+            request.params,
+            context.model_dir,
+            lambda run_id: replace(lineage, run_id=run_id),
+        )
+
+
+# What the runner told the training, which its lineage record must repeat.
+_GIVEN_FIELDS = (
+    "model",
+    "environment",
+    "code_repo",
+    "code_commit",
+    "code_tree",
+    "code_dirty",
+    "entrypoint",
+    "data_uri",
+    "trained_by",
+)
+
+
+def _checked_output(context: TrainingContext, training: str) -> Lineage:
+    """The lineage record a training wrote, once its output proves to be what it claims.
+
+    Training code could rewrite its output after the helper wrote it: the record must parse,
+    describe the training that was asked for, and state the digest of the model folder beside
+    it, recomputed here. Otherwise nothing is logged.
+    """
+    try:
+        lineage = Lineage.from_json(context.lineage_file.read_text(encoding="utf-8"))
+    except Exception as exc:  # whatever is wrong with the record, the training wrote it
+        first_line = (str(exc).splitlines() or [""])[0]
+        raise ExternalError(
+            f"{training} wrote an unreadable lineage record "
+            f"({exc.__class__.__name__}: {first_line}); nothing was logged"
+        ) from None
+    differing = [n for n in _GIVEN_FIELDS if getattr(lineage, n) != getattr(context, n)]
+    if differing:
+        raise ExternalError(
+            f"{training} wrote the lineage record of another training "
+            f"({', '.join(differing)} differs); nothing was logged"
+        )
+    if not context.model_dir.is_dir() or not any(context.model_dir.iterdir()):
+        raise ExternalError(f"{training} wrote no model; nothing was logged")
+    digest = artifact_digest(context.model_dir)
+    if digest != lineage.artifact_digest:
+        raise ExternalError(
+            f"{training} wrote a model whose digest does not match its lineage record "
+            f"({digest[:12]} != {lineage.artifact_digest[:12]}); nothing was logged"
+        )
+    return lineage

@@ -184,8 +184,8 @@ class Code(_Strict):
     @classmethod
     def _entrypoint(cls, value: str) -> str:
         value = _relative_path(value, "entrypoint")
-        if not value.endswith(".py"):
-            raise ValueError("entrypoint must be a .py file")
+        if not value.endswith((".py", ".ipynb")):
+            raise ValueError("entrypoint must be a .py file or a .ipynb notebook")
         return value
 
     @field_validator("params")

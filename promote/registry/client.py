@@ -22,6 +22,7 @@ from promote.registry.entities import (
     PREVIOUS,
     TAG_CHAMPION_FROM,
     TAG_EXPECTED_CHAMPION,
+    TAG_LINEAGE_DIGEST,
     TAG_MANAGED,
     TAG_MANIFEST_DIGEST,
     Experiment,
@@ -291,18 +292,38 @@ class Registry:
             return run_id
         return None
 
-    def log_copy(
+    def log_run(
         self,
         experiment_id: str,
         tags: dict[str, str],
+        params: dict[str, Any],
         model_dir: Path,
         lineage_for: Callable[[str], Lineage],
     ) -> str:
-        """A run holding an existing model directory and its lineage (the copy training mode)."""
+        """One finished run holding a model directory and its lineage record; the run's id.
+
+        Every run the pipeline makes is logged here, after its model exists: a training's
+        output (`build.runner`) and the copy training mode alike. `lineage_for` gets the new
+        run's id, which only now exists, and gives the record to store; the run's metrics are
+        the record's. The run ends FINISHED only once everything is logged, so a run this
+        leaves unfinished is never taken for a result (`reusable_runs` reads FINISHED ones).
+        """
+        from mlflow.entities import Metric, Param, RunTag
+
         run_id = str(
             self._call(
                 "creating a run", self.client.create_run, experiment_id, tags=tags
             ).info.run_id
+        )
+        lineage = lineage_for(run_id)
+        now = int(time.time() * 1000)
+        self._call(
+            "logging params and metrics",
+            self.client.log_batch,
+            run_id,
+            metrics=[Metric(name, value, now, 0) for name, value in lineage.metrics.items()],
+            params=[Param(name, str(value)) for name, value in params.items()],
+            tags=[RunTag(TAG_LINEAGE_DIGEST, lineage.lineage_digest)],
         )
         self._call(
             "logging the model",
@@ -311,13 +332,10 @@ class Registry:
             str(model_dir),
             MODEL_ARTIFACT_DIR,
         )
-        lineage = lineage_for(run_id)
-        for name, value in lineage.metrics.items():
-            self._call("logging metrics", self.client.log_metric, run_id, name, value)
         self._call(
             "logging lineage", self.client.log_text, run_id, lineage.to_json(), LINEAGE_ARTIFACT
         )
-        self._call("closing the run", self.client.set_terminated, run_id)
+        self._call("closing the run", self.client.set_terminated, run_id, "FINISHED")
         return run_id
 
     def create_exclusive(self, name: str, tags: dict[str, str], description: str) -> bool:

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from support.world import MODEL, World
+
 from promote.build import notebook
 
 
@@ -53,3 +55,26 @@ def test_something_that_is_not_a_notebook_is_refused() -> None:
     assert notebook.unstripped('{"cells": 3}') == "is not a readable notebook (ValueError)"
     assert notebook.is_notebook("models/churn/train.ipynb")
     assert not notebook.is_notebook("models/churn/train.py")
+
+
+def test_a_notebook_trains_in_dev_but_is_not_promoted_with_its_outputs(world: World) -> None:
+    script = (world.repo / "models" / MODEL / "train.py").read_text()
+    ran = [{"output_type": "stream", "name": "stdout", "text": "roc_auc 0.91\n"}]
+    (world.repo / "models" / MODEL / "train.ipynb").write_text(
+        document(code(script, outputs=ran, count=1))
+    )
+    world.edit_yaml(
+        f"environments/dev/{MODEL}.yaml",
+        lambda body: body["code"].update(entrypoint=f"models/{MODEL}/train.ipynb"),
+    )
+    world.train_dev()  # the notebook ran, as its code cells
+    world.propose_and_merge("staging")
+    before = world.snapshot()
+    planned = world.cli("plan", "--env", "staging")
+    assert planned.returncode == 2, planned.stdout + planned.stderr
+    assert (
+        f"environments/staging/{MODEL}.yaml: code.entrypoint: models/{MODEL}/train.ipynb "
+        "is a notebook with outputs in cell 1: strip them"
+    ) in planned.stdout
+    assert world.cli("apply", "--env", "staging").returncode == 2
+    assert world.snapshot() == before

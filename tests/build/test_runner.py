@@ -1,5 +1,6 @@
 """The runner: a build request from a manifest, a rebuild in an export of the pinned commit,
-refusals that name the manifest, failures that carry the training's own (masked) output.
+refusals that name the manifest, failures that carry the training's own (masked) output, the
+allowlisted environment a training sees, and the output the runner checks and logs for it.
 
 Builds that get as far as the registry start from the `trained` story, whose registry exists
 already (creating one costs seconds); refusals come before the registry and use a fresh world.
@@ -9,6 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import getpass
+import hashlib
+import json
+import os
 import re
 import socket
 from pathlib import Path
@@ -17,16 +21,23 @@ from typing import Any
 import pytest
 from support.world import MODEL, World, link_script_outside
 
-from promote.build import git
-from promote.build.runner import OUTPUT_TAIL_LINES, BuildRequest, build_at_commit, who_runs
+from promote.build import git, runner
+from promote.build.runner import (
+    OUTPUT_TAIL_LINES,
+    BuildRequest,
+    build_at_commit,
+    training_environment,
+    who_runs,
+)
 from promote.errors import BadReference, ExternalError
 from promote.manifests.loader import load_repository
+from promote.registry.entities import TAG_LINEAGE_DIGEST, TAG_RUN_ENVIRONMENT, TAG_RUN_MODEL
 from promote.runtime.redact import MASK
+from promote.training import CONTEXT_VARIABLE
 
 ORIGIN = f"environments/dev/{MODEL}.yaml"
 TINY = "tiny"
 TINY_SCRIPT = """
-import os
 from pathlib import Path
 
 from sklearn.dummy import DummyClassifier
@@ -40,7 +51,7 @@ with training.start() as run:
     run.log_metrics({
         "rows": len(frame),
         "in_checkout": float(Path.cwd() == Path(__file__).resolve().parents[2]),
-        "in_users_checkout": float(Path.cwd() == Path(os.environ["USERS_CHECKOUT"])),
+        "in_users_checkout": float(Path.cwd() == Path(run.params["users_checkout"])),
     })
     run.log_model(model, input_example=frame[["x"]].head(2))
 """
@@ -99,9 +110,7 @@ def test_a_request_on_an_s3_data_root_names_the_object_prefix(world: World) -> N
     assert request.data_uri == f"s3://ml-dev-data/prefix/{MODEL}"
 
 
-def test_a_rebuild_runs_the_pinned_commit_in_an_export_not_the_checkout(
-    trained: World, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_rebuild_runs_the_pinned_commit_in_an_export_not_the_checkout(trained: World) -> None:
     data = trained.sandbox.root / "data" / "dev" / TINY
     data.mkdir(parents=True)
     (data / "train.csv").write_text("x,label\n1,0\n2,1\n3,1\n4,1\n")
@@ -113,9 +122,9 @@ def test_a_rebuild_runs_the_pinned_commit_in_an_export_not_the_checkout(
     commit = _commit_script(trained, f"models/{TINY}/train.py", TINY_SCRIPT)
     # The checkout moves on and breaks; the rebuild still runs what the commit holds.
     (trained.repo / "models" / TINY / "train.py").write_text("raise SystemExit(3)\n")
-    monkeypatch.setenv("USERS_CHECKOUT", str(trained.repo))
+    params = {"strategy": "most_frequent", "users_checkout": str(trained.repo)}
 
-    request = _request(trained, TINY, commit=commit)
+    request = _request(trained, TINY, commit=commit, params=params)
     run_id = build_at_commit(trained.repo, request, trained.registry)
 
     lineage = trained.registry.lineage(run_id)
@@ -124,12 +133,19 @@ def test_a_rebuild_runs_the_pinned_commit_in_an_export_not_the_checkout(
     assert lineage.code_commit == commit and lineage.code_tree == git.tree_of(trained.repo, commit)
     assert lineage.code_dirty is False
     assert lineage.entrypoint == f"models/{TINY}/train.py"
-    assert lineage.params == {"strategy": "most_frequent"}
+    assert lineage.params == params
     assert lineage.data_uri == str(data)
     assert lineage.flavor == "sklearn"
     assert lineage.metrics == {"rows": 4.0, "in_checkout": 1.0, "in_users_checkout": 0.0}
     assert lineage.trained_by == who_runs()
     assert (trained.repo / "models" / TINY / "train.py").read_text() == "raise SystemExit(3)\n"
+    # The runner logged the run from the training's output: finished, tagged, with its values.
+    run = trained.registry.client.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags[TAG_RUN_MODEL] == TINY and run.data.tags[TAG_RUN_ENVIRONMENT] == "dev"
+    assert run.data.tags[TAG_LINEAGE_DIGEST] == lineage.lineage_digest
+    assert run.data.params == {name: str(value) for name, value in params.items()}
+    assert run.data.metrics == lineage.metrics
 
 
 def test_an_entrypoint_leading_outside_the_checkout_is_refused(
@@ -204,12 +220,13 @@ def test_secrets_in_a_failing_trainings_output_are_masked(
     trained: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     password = "correct-horse-battery-staple"
-    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", password)
+    # A credential training code is given (to read its data) can still end up in its output.
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", password)
     commit = _commit_script(
         trained,
         "models/leaky/train.py",
         "import os, sys\n"
-        "print('password ' + os.environ['MLFLOW_TRACKING_PASSWORD'], file=sys.stderr)\n"
+        "print('password ' + os.environ['AWS_SECRET_ACCESS_KEY'], file=sys.stderr)\n"
         "print('connecting to https://ci:hunter2-hunter2@mlflow.example/', file=sys.stderr)\n"
         "print('key AKIAIOSFODNN7EXAMPLE', file=sys.stderr)\n"
         "sys.exit(1)\n",
@@ -236,3 +253,172 @@ def test_who_runs_is_the_actions_run_in_ci(monkeypatch: pytest.MonkeyPatch) -> N
     assert who_runs() == "octocat via github-actions acme/ml-models run 4242"
     monkeypatch.delenv("GITHUB_ACTOR")
     assert who_runs() == "github via github-actions acme/ml-models run 4242"
+
+
+# -- what training code can see and do -----------------------------------------------------------
+
+PROBE = "models/probe/train.py"
+# A training that reports what it can see, then trains a model as any other would.
+PROBE_SCRIPT = """
+import hashlib, json, os
+from pathlib import Path
+
+from sklearn.dummy import DummyClassifier
+
+from promote import training
+
+with training.start() as run:
+    Path(run.params["report"]).write_text(json.dumps({
+        "names": sorted(os.environ),
+        "values": {name: os.environ.get(name) for name in run.params["shown"].split(",")},
+        "value_digests": [hashlib.sha256(v.encode()).hexdigest() for v in os.environ.values()],
+    }))
+    frame = run.read_csv("train.csv")
+    model = DummyClassifier().fit(frame[["age"]], frame["churned"])
+    run.log_model(model, input_example=frame[["age"]].head(2))
+"""
+# Credentials a CI job exports for promote itself: GitHub's, Actions' OIDC, the registry's.
+PLANTED_SECRETS = {
+    "GITHUB_TOKEN": "ghs_" + "P1antedGitHubToken" * 2,
+    "ACTIONS_ID_TOKEN_REQUEST_TOKEN": "planted-actions-oidc-request-token",
+    "ACTIONS_ID_TOKEN_REQUEST_URL": "https://pipelines.actions.example/oidc?planted=1",
+    "PROMOTE_GITHUB_TOKEN": "ghp_" + "P1antedPromoteToken" * 2,
+    "MLFLOW_TRACKING_PASSWORD": "planted-registry-password",
+    "MLFLOW_TRACKING_TOKEN": "planted-registry-token",
+    "MY_SECRET": "planted-arbitrary-secret",
+}
+# What a data read through a role needs: training code keeps it.
+DATA_ACCESS = {"AWS_REGION": "eu-west-1", "AWS_ACCESS_KEY_ID": "AKIAPROBEDATAREADER0"}
+
+
+def _probe(trained: World, tmp_path: Path) -> tuple[str, dict[str, Any]]:
+    """Run the probe through the runner; its run id and what it saw."""
+    report = tmp_path / "seen.json"
+    shown = [*PLANTED_SECRETS, *DATA_ACCESS, "PATH", "MLFLOW_TRACKING_URI", CONTEXT_VARIABLE]
+    request = _request(
+        trained,
+        commit=_commit_script(trained, PROBE, PROBE_SCRIPT),
+        entrypoint=PROBE,
+        params={"report": str(report), "shown": ",".join(shown)},
+    )
+    run_id = build_at_commit(trained.repo, request, trained.registry)
+    return run_id, json.loads(report.read_text())
+
+
+def test_training_code_sees_the_allowlisted_environment_and_no_credential_of_promote(
+    trained: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in {**PLANTED_SECRETS, **DATA_ACCESS}.items():
+        monkeypatch.setenv(name, value)
+    # A CI runner that puts its token in the repository URL, which names who trained.
+    token = PLANTED_SECRETS["GITHUB_TOKEN"]
+    for name, value in {**CI, "GITHUB_REPOSITORY": f"https://x:{token}@github.com/a/m"}.items():
+        monkeypatch.setenv(name, value)
+
+    _, seen = _probe(trained, tmp_path)
+
+    digests = set(seen["value_digests"])
+    for name, value in PLANTED_SECRETS.items():
+        assert name not in seen["names"] and seen["values"][name] is None
+        assert hashlib.sha256(value.encode()).hexdigest() not in digests  # under no other name
+    handed = seen["values"][CONTEXT_VARIABLE]
+    assert f"x:{MASK}@github.com" in handed and token not in handed
+    assert {name: seen["values"][name] for name in DATA_ACCESS} == DATA_ACCESS
+    assert seen["values"]["PATH"] == os.environ["PATH"]
+    assert not [n for n in seen["names"] if n.startswith(("GITHUB_", "ACTIONS_", "MLFLOW_"))]
+
+
+def test_the_denylist_wins_over_any_allowlist_entry(monkeypatch: pytest.MonkeyPatch) -> None:
+    parent = {**PLANTED_SECRETS, **DATA_ACCESS, "LC_ALL": "C.UTF-8", "GITHUB_ACTIONS": "true"}
+    assert training_environment(parent) == {**DATA_ACCESS, "LC_ALL": "C.UTF-8"}
+    # Even an allowlist that let everything through keeps CI and registry credentials out.
+    monkeypatch.setattr(runner, "TRAINING_ENVIRONMENT", ("*",))
+    assert training_environment(parent) == {
+        **DATA_ACCESS,
+        "LC_ALL": "C.UTF-8",
+        "MY_SECRET": PLANTED_SECRETS["MY_SECRET"],
+    }
+
+
+def test_training_code_is_given_no_way_to_the_registry(
+    trained: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", trained.registry.tracking_uri)
+
+    run_id, seen = _probe(trained, tmp_path)
+
+    assert "MLFLOW_TRACKING_URI" not in seen["names"]
+    handed = seen["values"][CONTEXT_VARIABLE]
+    registry_file = trained.registry.tracking_uri.removeprefix("sqlite:///")
+    assert registry_file not in handed and "tracking" not in handed and "experiment" not in handed
+    # The run exists all the same: the runner logged it from the training's output.
+    assert trained.registry.lineage(run_id).run_id == run_id
+
+
+def _runs_in_dev(trained: World) -> list[str]:
+    experiment = trained.registry.experiment_id("dev", None)
+    return [run.info.run_id for run in trained.registry.client.search_runs([experiment])]
+
+
+@pytest.mark.parametrize(
+    "ending",
+    [
+        pytest.param("raise RuntimeError('the data looked wrong')", id="raises"),
+        pytest.param("os.kill(os.getpid(), signal.SIGKILL)", id="is-killed"),
+    ],
+)
+def test_a_training_that_fails_or_is_killed_leaves_no_run(trained: World, ending: str) -> None:
+    before = _runs_in_dev(trained)
+    script = (
+        "import os, signal\n"
+        "from promote import training\n"
+        "with training.start() as run:\n"
+        "    run.log_metrics({'rows': len(run.read_csv('train.csv'))})\n"
+        f"    {ending}\n"
+    )
+    request = _request(trained, commit=_commit_script(trained, PROBE, script), entrypoint=PROBE)
+    with pytest.raises(ExternalError, match=rf"^training dev\.{MODEL} \({PROBE}\) failed"):
+        build_at_commit(trained.repo, request, trained.registry)
+    assert _runs_in_dev(trained) == before
+
+
+# Each rewrites, after a clean training, what the runner checks: the model, or the record.
+TAMPERING = {
+    "model": (
+        "(context.model_dir / 'MLmodel').write_text('flavors: {}\\n')\n",
+        "wrote a model whose digest does not match its lineage record",
+    ),
+    "commit": (
+        "from dataclasses import replace\n"
+        "from promote.build.lineage import Lineage\n"
+        "lineage = Lineage.from_json(context.lineage_file.read_text())\n"
+        "context.lineage_file.write_text(replace(lineage, code_commit='f' * 40).to_json())\n",
+        "wrote the lineage record of another training (code_commit differs)",
+    ),
+    "record": (
+        "context.lineage_file.write_text('{not json')\n",
+        "wrote an unreadable lineage record",
+    ),
+}
+
+
+@pytest.mark.parametrize("tampered", sorted(TAMPERING))
+def test_a_training_output_that_does_not_check_out_is_refused_unlogged(
+    trained: World, tampered: str
+) -> None:
+    rewrite, complaint = TAMPERING[tampered]
+    script = PROBE_SCRIPT.split("with training.start()")[0] + (
+        "with training.start() as run:\n"
+        "    frame = run.read_csv('train.csv')\n"
+        "    model = DummyClassifier().fit(frame[['age']], frame['churned'])\n"
+        "    run.log_model(model, input_example=frame[['age']].head(2))\n"
+        "context = training.TrainingContext.from_env()\n" + rewrite
+    )
+    before = _runs_in_dev(trained)
+    request = _request(trained, commit=_commit_script(trained, PROBE, script), entrypoint=PROBE)
+    with pytest.raises(ExternalError) as refused:
+        build_at_commit(trained.repo, request, trained.registry)
+    message = str(refused.value)
+    assert message.startswith(f"training dev.{MODEL} ({PROBE}) {complaint}")
+    assert "\n" not in message
+    assert _runs_in_dev(trained) == before
