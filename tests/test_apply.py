@@ -168,7 +168,11 @@ def test_an_altered_manifest_cache_cannot_steer_apply(trained: World) -> None:
     path.write_text(json.dumps(body))
     before = trained.snapshot()
 
-    result = trained.cli("apply", "--env", "staging")
-    assert result.returncode == 1, result.stdout + result.stderr
-    assert "the manifest cache disagrees" in result.stderr
-    assert trained.snapshot() == before
+    try:
+        result = trained.cli("apply", "--env", "staging")
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert "the manifest cache disagrees" in result.stderr
+        assert trained.snapshot() == before
+    finally:
+        # The story's worlds share one path, so one cache: later tests must not inherit this.
+        path.unlink()
