@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from promote.build import git
 from promote.errors import BadReference, InputError
 from promote.manifests.digest import manifest_digest
-from promote.manifests.repository import ENVIRONMENT_FILE, ENVIRONMENTS_DIR, Repository
+from promote.manifests.repository import ENVIRONMENTS_DIR, Repository, environment_file
 from promote.manifests.schema import (
     Code,
     Data,
@@ -119,7 +119,7 @@ def propose_rollback(
         raise BadReference(name, "previous", "no previous version to roll back to")
     wanted = previous.tags.get(TAG_MANIFEST_DIGEST)
     relative = repo.relative(spec.path)
-    environment_file = f"{ENVIRONMENTS_DIR}/{environment}/{ENVIRONMENT_FILE}"
+    config_file = environment_file(environment)
     history = git.run_git(repo.root, "log", "--format=%H", "--", relative).split()
     for commit in history:
         text = git.run_git(repo.root, "show", f"{commit}:{relative}", check=False)
@@ -141,6 +141,6 @@ def propose_rollback(
     raise BadReference(
         name,
         "previous",
-        f"no commit of {relative} under the current {environment_file} builds "
+        f"no commit of {relative} under the current {config_file} builds "
         f"v{previous.version}: restore its manifest (and environment settings) by hand",
     )

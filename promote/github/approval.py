@@ -32,6 +32,7 @@ from promote.manifests.repository import (
     ENVIRONMENTS_DIR,
     ModelSpec,
     Repository,
+    environment_file,
 )
 from promote.manifests.schema import ApprovalRule, parse, parse_yaml
 from promote.registry.entities import TAG_APPROVERS, TAG_BREAK_GLASS, TAG_PULL_REQUEST
@@ -63,10 +64,6 @@ class Authorization:
             "approvers": list(self.approvers),
             "break_glass": self.break_glass,
         }
-
-
-def environment_file(environment: str) -> str:
-    return f"{ENVIRONMENTS_DIR}/{environment}/{ENVIRONMENT_FILE}"
 
 
 def strictest(rules: Iterable[ApprovalRule | None]) -> tuple[ApprovalRule, ...]:
@@ -141,6 +138,7 @@ class Approvals:
             self._authorized[key] = self._authorize(spec)
         return self._authorized[key]
 
+    @functools.cache  # noqa: B019 - one Approvals per apply: the cache dies with it
     def rules_for(self, environment: str, merge: str) -> tuple[ApprovalRule, ...]:
         """The rules a change merged at `merge` must meet: before the merge, at it, and now."""
         before = git.first_parent(self.repo.root, merge)

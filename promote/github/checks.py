@@ -3,16 +3,14 @@ passed on GitHub (check runs and commit statuses alike, as branch protection cou
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from promote.errors import InputError
 from promote.github.client import GitHubClient
-from promote.github.context import repository_name
+from promote.github.context import github_repository, repository_name
 
 # What branch protection accepts as a passed check run; a commit status must be "success".
 PASSING_CONCLUSIONS = frozenset({"success", "neutral", "skipped"})
-GITHUB_REMOTE = re.compile(r"github\.com[:/]([^/]+)/([^/]+?)(?:\.git)?/?$")
 
 
 class RequiredChecks:
@@ -41,9 +39,9 @@ class RequiredChecks:
         return f"{commit[:12]} has not passed the required checks: {'; '.join(problems)}"
 
     def _repository(self, location: str) -> str | None:
-        found = GITHUB_REMOTE.search(location)
+        found = github_repository(location)
         if found:
-            return f"{found[1]}/{found[2]}"
+            return found
         if "://" in location or location.startswith("git@"):
             return None
         try:

@@ -157,18 +157,26 @@ def run_description(environ: Mapping[str, str] | None = None) -> str | None:
     return f"{actor} via github-actions {repository} run {run_id}"
 
 
+GITHUB_REMOTE = re.compile(r"github\.com[:/]([^/]+)/([^/]+?)(?:\.git)?/?$")
+
+
+def github_repository(url: str) -> str | None:
+    """owner/name of a github.com remote URL (https or ssh), or None for any other URL."""
+    found = GITHUB_REMOTE.search(url)
+    return f"{found[1]}/{found[2]}" if found else None
+
+
 def repository_name(root: Path, environ: Mapping[str, str] | None = None) -> str:
     """owner/name on GitHub: GITHUB_REPOSITORY, else read from the `origin` remote's URL."""
     env = _environ(environ)
     if env.get("GITHUB_REPOSITORY"):
         return env["GITHUB_REPOSITORY"]
-    url = git.run_git(root, "remote", "get-url", "origin", check=False)
-    found = re.search(r"github\.com[:/]([^/]+)/([^/]+?)(?:\.git)?/?$", url)
+    found = github_repository(git.run_git(root, "remote", "get-url", "origin", check=False))
     if found is None:
         raise InputError(
             "--open-pr", None, "set GITHUB_REPOSITORY=owner/name: origin is not a GitHub remote"
         )
-    return f"{found[1]}/{found[2]}"
+    return found
 
 
 def step_summary_path(environ: Mapping[str, str] | None = None) -> Path:

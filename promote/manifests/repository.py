@@ -16,6 +16,11 @@ ENVIRONMENTS_DIR = "environments"
 ENVIRONMENT_FILE = "environment.yaml"
 
 
+def environment_file(environment: str) -> str:
+    """Where an environment's config lives, relative to the repository."""
+    return f"{ENVIRONMENTS_DIR}/{environment}/{ENVIRONMENT_FILE}"
+
+
 class SourceRef(NamedTuple):
     environment: str
     version: int
