@@ -24,7 +24,9 @@ def run_git(repo: Path, *args: str, env: dict[str, str] | None = None, check: bo
             ["git", "-C", str(repo), *args],
             capture_output=True,
             text=True,
-            env={**os.environ, **(env or {})},
+            # None inherits the environment in C: no Python-side copy that MLflow's telemetry
+            # thread (which unsets a variable of its own) can break mid-iteration.
+            env={**os.environ, **env} if env else None,
             check=False,
         )
     except FileNotFoundError:

@@ -102,11 +102,14 @@ def training_environment(parent: Mapping[str, str]) -> dict[str, str]:
     def listed(name: str, patterns: tuple[str, ...]) -> bool:
         return any(fnmatchcase(name, pattern) for pattern in patterns)
 
-    return {
-        name: value
-        for name, value in parent.items()
+    # Names first, then each value with .get: MLflow's telemetry thread removes a variable of
+    # its own at any moment, and iterating os.environ's items would then raise KeyError.
+    allowed = [
+        name
+        for name in list(parent)
         if listed(name, TRAINING_ENVIRONMENT) and not listed(name, NEVER_TO_TRAINING)
-    }
+    ]
+    return {name: value for name in allowed if (value := parent.get(name)) is not None}
 
 
 @dataclass

@@ -422,3 +422,21 @@ def test_a_training_output_that_does_not_check_out_is_refused_unlogged(
     assert message.startswith(f"training dev.{MODEL} ({PROBE}) {complaint}")
     assert "\n" not in message
     assert _runs_in_dev(trained) == before
+
+
+class VanishingEnvironment(dict[str, str]):
+    """An environment from which a variable disappears while it is listed, as MLflow's
+    telemetry thread unsets `_MLFLOW_TELEMETRY_SESSION_ID` while a training starts."""
+
+    def __iter__(self) -> Any:
+        names = list(super().__iter__())
+        self.pop("LC_VANISHING", None)
+        return iter(names)
+
+    def items(self) -> Any:
+        return [(name, self[name]) for name in self]  # as os.environ's items do
+
+
+def test_a_variable_unset_while_the_environment_is_copied_is_left_out() -> None:
+    parent = VanishingEnvironment(PATH="/bin", LC_VANISHING="session")
+    assert training_environment(parent) == {"PATH": "/bin"}
