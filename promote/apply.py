@@ -17,28 +17,27 @@ from promote.access.preflight import preflight
 from promote.build import runner
 from promote.build.data import resolve_uri
 from promote.build.lineage import MODEL_ARTIFACT_DIR, Lineage, compare
-from promote.errors import CheckFailed
+from promote.errors import CheckFailed, ProofInvalid
 from promote.github.approval import Approvals, Authorization
 from promote.github.context import CiContext
 from promote.manifests.repository import ModelSpec, Repository
 from promote.plan import Action, ModelState, compute, decide, gather
+from promote.proof.statement import Claims, verification_summary
+from promote.proof.trust import Keyring
+from promote.proof.versions import prove_model
 from promote.registry import lock
 from promote.registry.client import Registry
 from promote.registry.entities import (
-    TAG_ARTIFACT_DIGEST,
     TAG_CHAMPION_FROM,
     TAG_COMMIT,
-    TAG_DATA_DIGEST,
-    TAG_DATA_URI,
-    TAG_DIRTY,
-    TAG_LINEAGE_DIGEST,
     TAG_MANIFEST_DIGEST,
     TAG_MERGE_COMMIT,
+    TAG_PROVENANCE,
     TAG_REASON,
     TAG_RUN_ENVIRONMENT,
     TAG_RUN_MODEL,
-    TAG_SOURCE,
     TAG_VERDICT,
+    TAG_VERIFICATION,
     VERDICT_PASSED,
     VERDICT_PENDING,
     VERDICT_REJECTED,
@@ -72,18 +71,13 @@ class ApplyResult:
         return all(o.ok for o in self.outcomes)
 
 
-def version_tags(lineage: Lineage, manifest_digest: str, source: str) -> dict[str, str]:
-    return {
-        TAG_COMMIT: lineage.code_commit,
-        TAG_ARTIFACT_DIGEST: lineage.artifact_digest,
-        TAG_LINEAGE_DIGEST: lineage.lineage_digest,
-        TAG_MANIFEST_DIGEST: manifest_digest,
-        TAG_SOURCE: source,
-        TAG_DATA_URI: lineage.data_uri,
-        TAG_DATA_DIGEST: lineage.data_digest,
-        TAG_DIRTY: "true" if lineage.code_dirty else "false",
-        TAG_VERDICT: VERDICT_PENDING,
-    }
+@dataclass(frozen=True)
+class Verified:
+    """A version whose signed provenance holds and whose stored artifact is the signed one."""
+
+    version: Version
+    claims: Claims
+    size: int
 
 
 class Pipeline:
@@ -100,7 +94,8 @@ class Pipeline:
         self.registry = registry
         self.report = report
         self.lock_wait = lock_wait
-        self.promoter = Promoter(registry, report)
+        self.keyring = Keyring(repo.environments)
+        self.promoter = Promoter(registry, report, self.keyring)
 
     # -- apply -------------------------------------------------------------------------------
 
@@ -130,6 +125,9 @@ class Pipeline:
             # Bad references are bad input: refuse the whole apply before any write.
             assert refused[0].refusal is not None
             raise refused[0].refusal
+        # An environment this machine cannot sign for stops here too: it could only forge.
+        for environment in sorted({s.environment for s in states if s.action.writes}):
+            self.keyring.signer(environment).check()
         # Credentials that cannot read the data or write the artifact store stop here, unwritten.
         preflight(self.repo, [s.spec for s in states if s.action is Action.BUILD], self.registry)
         result = ApplyResult()
@@ -212,14 +210,11 @@ class Pipeline:
     def _repoint(self, state: ModelState, number: int) -> Outcome:
         name = state.registered_name
         model = state.registered
-        version = model.version(number) if model else None
-        if model is None or version is None:
-            raise CheckFailed(f"{name}/{number} disappeared from the registry")
-        self.promoter.verify_stored(version)
+        version = self.promoter.verified(name, number, state.environment, passed=True).version
         previous = state.champion
         self.registry.tag_version(version, self.promoter.promotion_tags(state.spec))
         self.registry.move_champion(name, number, previous)
-        if number not in model.logged_versions:
+        if model is None or number not in model.logged_versions:
             kind = EventKind.PROMOTE  # finishing a promotion that a crash interrupted
         elif previous is not None and number < previous:
             kind = EventKind.ROLLBACK
@@ -242,8 +237,7 @@ class Pipeline:
         assert manifest.source is not None and manifest.code.commit is not None
         source = state.source
         assert source is not None, "decide gives a build its source"
-        self.promoter.verify_stored(source)
-        source_lineage = self.registry.lineage(source.run_id)
+        source_lineage = self._source_lineage(spec, source)
         config = spec.config
         failpoint("before-training")
         reusable = state.reusable_run
@@ -268,7 +262,9 @@ class Pipeline:
                 dict(manifest.code.params),
                 run_tags={TAG_MANIFEST_DIGEST: spec.digest},
             )
-            run_id = runner.build_at_commit(self.repo.root, request, self.registry)
+            run_id = runner.build_at_commit(
+                self.repo.root, request, self.registry, self.keyring.signer(spec.environment)
+            )
         failpoint("after-training")
         lineage = self.registry.lineage(run_id)
         candidate = self.promoter.register(
@@ -287,10 +283,22 @@ class Pipeline:
             raise state.refusal
         source = state.source
         assert source is not None
-        source_lineage = self.registry.lineage(source.run_id)
+        source_lineage = self._source_lineage(spec, source)
         lineage = self.registry.lineage(candidate.run_id)
         problems = self._lineage_problems(spec, source_lineage, lineage)
         return self.promoter.conclude(spec, candidate, lineage, problems, EventKind.PROMOTE)
+
+    def _source_lineage(self, spec: ModelSpec, source: Version) -> Lineage:
+        """The validated version's lineage record, once its signatures and storage prove it."""
+        assert spec.source is not None
+        verified = self.promoter.verified(
+            source.name, source.version, spec.source.environment, passed=True
+        )
+        lineage = self.registry.lineage(source.run_id)
+        problems = verified.claims.lineage_problems(lineage)
+        if problems:
+            raise ProofInvalid(f"{source.ref}: {problems[0]}")
+        return lineage
 
     def _lineage_problems(self, spec: ModelSpec, source: Lineage, rebuilt: Lineage) -> list[str]:
         config = spec.config
@@ -321,6 +329,9 @@ class Pipeline:
             )
 
         with tempfile.TemporaryDirectory() as scratch:
+            model_dir = self.registry.download_model(source, Path(scratch) / "download")
+            signature = Path(scratch) / "model.sig"
+            self.keyring.signer(spec.environment).sign_model(model_dir, signature)
             return self.registry.log_run(
                 experiment_id,
                 {
@@ -329,8 +340,9 @@ class Pipeline:
                     TAG_MANIFEST_DIGEST: spec.digest,
                 },
                 source_lineage.params,
-                self.registry.download_model(source, Path(scratch)),
+                model_dir,
                 copied_lineage,
+                signature,
             )
 
 
@@ -342,32 +354,65 @@ class Promoter:
         self,
         registry: Registry,
         report: Report,
+        keyring: Keyring,
         authorizations: dict[tuple[str, str], Authorization] | None = None,
     ) -> None:
         self.registry = registry
         self.report = report
+        self.keyring = keyring
         self.authorizations = authorizations if authorizations is not None else {}
         # The commit apply runs at, recorded on every promotion: an older one is never applied.
         self.merge_commit: str | None = None
 
     def register(self, name: str, lineage: Lineage, manifest_digest: str, source: str) -> Version:
+        """A new version, created with its signed provenance: it is never unsigned, even for a
+        moment a crash could freeze."""
         uri = f"{self.registry.run_artifact_uri(lineage.run_id)}/{MODEL_ARTIFACT_DIR}"
-        version = self.registry.register(
-            name, uri, lineage.run_id, version_tags(lineage, manifest_digest, source)
-        )
+        claims = Claims.of(lineage, name, uri, manifest_digest, source)
+        envelope = self.keyring.signer(lineage.environment).sign_statement(claims.statement())
+        tags = {**claims.tags(), TAG_PROVENANCE: envelope, TAG_VERDICT: VERDICT_PENDING}
+        version = self.registry.register(name, uri, lineage.run_id, tags)
         self.report(f"{name}: registered v{version.version} (run {lineage.run_id[:8]})")
         failpoint("after-register")
         return version
 
-    def verify_stored(self, version: Version) -> int:
-        digest, size = self.registry.stored_artifact(version)
-        recorded = version.tags.get(TAG_ARTIFACT_DIGEST)
-        if digest != recorded:
-            raise CheckFailed(
-                f"{version.ref}: artifact in storage does not match its recorded digest "
-                f"({digest[:12]} != {(recorded or 'none')[:12]})"
+    def verified(self, name: str, number: int, environment: str, passed: bool) -> Verified:
+        """Read live, the version `number` of `name`, proven: its provenance signed for
+        `environment`, its tags the signed ones, not a copy of another version's run, its
+        stored artifact the signed digest and, when `passed`, a signed verification summary.
+        Every alias move goes through here; `ProofInvalid` otherwise."""
+        model = self.registry.model(name)
+        version = model.version(number) if model else None
+        if model is None or version is None:
+            raise CheckFailed(f"{name}/{number} disappeared from the registry")
+        proof = prove_model(model, self.keyring.trust(environment))[number]
+        if proof.claims is None:
+            raise ProofInvalid(f"{version.ref} is forged: {proof.problem}")
+        if passed and not proof.passed:
+            raise ProofInvalid(
+                f"{version.ref} has not passed: {proof.passed_problem or 'no signed verification'}"
             )
-        return size
+        digest, size = self.registry.stored_artifact(version)
+        if digest != proof.claims.artifact_digest:
+            raise ProofInvalid(
+                f"{version.ref}: artifact in storage does not match its signed digest "
+                f"({digest[:12]} != {proof.claims.artifact_digest[:12]})"
+            )
+        return Verified(version, proof.claims, size)
+
+    def _champion_metrics(self, champion: Version, environment: str) -> dict[str, float] | None:
+        """The champion's metrics as its signed lineage record states them (run metrics are
+        editable by anyone who can log); None when the champion cannot be proven."""
+        model = self.registry.model(champion.name)
+        proof = (
+            prove_model(model, self.keyring.trust(environment)).get(champion.version)
+            if model
+            else None
+        )
+        if proof is None or proof.claims is None:
+            return None
+        lineage = self.registry.lineage(champion.run_id)
+        return None if proof.claims.lineage_problems(lineage) else lineage.metrics
 
     def conclude(
         self,
@@ -381,15 +426,26 @@ class Promoter:
         name = candidate.name
         model = self.registry.model(name)
         champion = model.champion if model else None
-        champion_metrics = self.registry.run_metrics(champion.run_id) if champion else None
         problems = list(problems)
         size = 0
-        if lineage.artifact_digest != candidate.tags.get(TAG_ARTIFACT_DIGEST):
-            problems.append("registered digest differs from the lineage record")
+        summary = ""
         try:
-            size = self.verify_stored(candidate)
+            verified = self.verified(name, candidate.version, spec.environment, passed=False)
         except CheckFailed as exc:
             problems.append(exc.message)
+        else:
+            size = verified.size
+            problems += verified.claims.lineage_problems(lineage)
+            summary = self.keyring.signer(spec.environment).sign_statement(
+                verification_summary(
+                    name, candidate.version, verified.claims, verified.version.tags[TAG_PROVENANCE]
+                )
+            )
+        champion_metrics = None
+        if champion is not None:
+            champion_metrics = self._champion_metrics(champion, spec.environment)
+            if champion_metrics is None and spec.gates.no_regression is not None:
+                problems.append(f"champion v{champion.version} cannot be proven: no baseline")
         results = gates.evaluate(spec.gates, lineage.metrics, champion_metrics, size)
         problems += [f"gate {r}" for r in results if not r.passed]
         for line in results:
@@ -424,7 +480,12 @@ class Promoter:
         self.registry.tag_version(
             candidate,
             # The verdict goes last: a version is "passed" only once everything else is recorded.
-            {**self.promotion_tags(spec), TAG_REASON: "", TAG_VERDICT: VERDICT_PASSED},
+            {
+                **self.promotion_tags(spec),
+                TAG_REASON: "",
+                TAG_VERIFICATION: summary,
+                TAG_VERDICT: VERDICT_PASSED,
+            },
         )
         failpoint("after-verdict")
         self.registry.move_champion(name, candidate.version, previous)

@@ -591,8 +591,19 @@ def init(
     promote_requirement: Optional[str] = typer.Option(  # noqa: UP045
         None, "--promote-requirement", help="What CI pip-installs (default: this version)."
     ),
+    github_repository: Optional[str] = typer.Option(  # noqa: UP045
+        None,
+        "--github-repository",
+        help="owner/name: staging and prod also accept Sigstore keyless signatures of its "
+        "apply workflow.",
+    ),
 ) -> None:
-    """Scaffold a GitOps repository: environments, workflows, CODEOWNERS, an example model."""
+    """Scaffold a GitOps repository: environments, workflows, CODEOWNERS, an example model.
+
+    Each environment gets a signing key: its public half goes in its environment.yaml, its
+    private half in the key folder (PROMOTE_KEY_DIR, default ~/.config/promote/keys), mode 0600.
+    """
+    from promote.proof.keys import key_folder
     from promote.scaffold.init import ScaffoldSettings, default_promote_requirement
     from promote.scaffold.init import init as scaffold
 
@@ -606,6 +617,7 @@ def init(
         required_approvals=required_approvals,
         protected_branch=branch,
         promote_requirement=promote_requirement or default_promote_requirement(),
+        github_repository=github_repository,
     )
     written = scaffold(directory, settings)
     for path in written:
@@ -613,7 +625,9 @@ def init(
     echo(
         f"next: push to GitHub; create the environments plan, dev, staging and prod; give them "
         f"the MLFLOW_TRACKING_USERNAME/PASSWORD secrets (and staging/prod PROMOTE_GITHUB_TOKEN, "
-        f"read:org); protect {branch} with required Code Owner reviews"
+        f"read:org, and PROMOTE_SIGNING_KEY: the private key file named by the key id, from "
+        f"{key_folder()}, unless they sign keyless); protect {branch} with required Code Owner "
+        f"reviews"
     )
 
 

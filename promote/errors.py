@@ -50,6 +50,10 @@ class CheckFailed(PromoteError):
     """A lineage match, gate or digest check failed; live state was left as it was."""
 
 
+class ProofInvalid(CheckFailed):
+    """A signature, statement or signed record that does not prove what it claims."""
+
+
 class ApprovalRefused(CheckFailed):
     """The approval a change needs could not be established: nothing was written."""
 

@@ -17,13 +17,11 @@ from promote.build import git, notebook
 from promote.errors import ApprovalRefused, BadReference, PromoteError
 from promote.github.checks import RequiredChecks
 from promote.manifests.repository import ModelSpec, Repository
+from promote.proof.trust import Keyring
+from promote.proof.versions import Proof, prove_model
 from promote.registry.client import Registry
 from promote.registry.entities import (
-    REQUIRED_VERSION_TAGS,
-    TAG_ARTIFACT_DIGEST,
     TAG_CHAMPION_FROM,
-    TAG_COMMIT,
-    TAG_DIRTY,
     TAG_EXPECTED_CHAMPION,
     TAG_MANAGED,
     TAG_MANIFEST_DIGEST,
@@ -36,8 +34,6 @@ from promote.registry.entities import (
     Version,
 )
 from promote.registry.lock import TAG_LOCK_EXPIRES, TAG_LOCK_OWNER, lock_name
-
-_REQUIRED_TAGS = frozenset(REQUIRED_VERSION_TAGS)
 
 
 class Action(str, Enum):
@@ -174,9 +170,22 @@ class Snapshot:
     unseen_promotions: dict[str, str] = field(default_factory=dict)
     reusable_runs: dict[tuple[str, str], str] = field(default_factory=dict)  # (env, digest)
     stored_digests: dict[str, str] | None = None  # version ref -> digest; None: not verified
+    keyring: Keyring | None = None  # None: the repository's own
+    _proofs: dict[str, dict[int, Proof]] = field(default_factory=dict, repr=False)
 
     def registered(self, environment: str, model: str) -> RegisteredModel | None:
         return self.models.get(self.repo.registered_name(environment, model))
+
+    def proofs(self, environment: str, model: RegisteredModel | None) -> dict[int, Proof]:
+        """What the signatures prove of each version of `model`, an `environment`'s; checked
+        once per snapshot (signatures are verified in memory, from the tags read)."""
+        if model is None:
+            return {}
+        if model.name not in self._proofs:
+            if self.keyring is None:
+                self.keyring = Keyring(self.repo.environments)
+            self._proofs[model.name] = prove_model(model, self.keyring.trust(environment))
+        return self._proofs[model.name]
 
     def source_version(self, spec: ModelSpec) -> Version | None:
         """The version a manifest names as its source, if the registry has it."""
@@ -186,13 +195,20 @@ class Snapshot:
         return source_model.version(spec.source.version) if source_model else None
 
 
-def _best_match(model: RegisteredModel | None, digest: str, verdict: str) -> Version | None:
+def _best_match(
+    model: RegisteredModel | None, proofs: dict[int, Proof], digest: str, verdict: str
+) -> Version | None:
+    """The version of this manifest with this verdict, among those the signatures vouch for:
+    a passed one only with its signed verification, any other only with its provenance."""
     if model is None:
         return None
     matching = [
         v
         for v in model.versions
-        if v.tags.get(TAG_MANIFEST_DIGEST) == digest and v.verdict == verdict
+        if v.tags.get(TAG_MANIFEST_DIGEST) == digest
+        and v.verdict == verdict
+        and (proof := proofs.get(v.version)) is not None
+        and (proof.passed if verdict == VERDICT_PASSED else proof.genuine)
     ]
     expected = model.tags.get(TAG_EXPECTED_CHAMPION)
     preferred = [v for v in matching if str(v.version) == expected]
@@ -200,14 +216,16 @@ def _best_match(model: RegisteredModel | None, digest: str, verdict: str) -> Ver
     return candidates[-1] if candidates else None
 
 
-def _needs_source(spec: ModelSpec, model: RegisteredModel | None) -> bool:
+def _needs_source(spec: ModelSpec, snapshot: Snapshot) -> bool:
     """Whether deciding this manifest reaches its source (a build or a resume): only those
     manifests cost the code and run look-ups."""
     if not spec.managed:
         return False
+    model = snapshot.registered(spec.environment, spec.model)
+    proofs = snapshot.proofs(spec.environment, model)
     digest = spec.digest
-    return _best_match(model, digest, VERDICT_PASSED) is None and (
-        _best_match(model, digest, VERDICT_REJECTED) is None
+    return _best_match(model, proofs, digest, VERDICT_PASSED) is None and (
+        _best_match(model, proofs, digest, VERDICT_REJECTED) is None
     )
 
 
@@ -222,7 +240,7 @@ def gather(
     }
     names |= {lock_name(name) for name in names}
     snapshot = Snapshot(repo, registry.models(sorted(names)) if specs else {})
-    reaching = [s for s in specs if _needs_source(s, snapshot.registered(s.environment, s.model))]
+    reaching = [s for s in specs if _needs_source(s, snapshot)]
     code = CodeChecks(repo.root)
     checks: RequiredChecks | None = None
     for spec in reaching:
@@ -242,12 +260,7 @@ def gather(
             snapshot.check_problems[location, commit] = checks.problem(
                 location, commit, spec.config.required_checks
             )
-    building = [
-        s
-        for s in reaching
-        if _best_match(snapshot.registered(s.environment, s.model), s.digest, VERDICT_PENDING)
-        is None
-    ]
+    building = [s for s in reaching if _pending(s, snapshot) is None]
     for environment in sorted({s.environment for s in building}):
         digests = {s.digest for s in building if s.environment == environment}
         for digest, run_id in registry.reusable_runs(environment, digests).items():
@@ -258,9 +271,15 @@ def gather(
         for spec in specs:
             model = snapshot.registered(spec.environment, spec.model)
             champion = model.champion if model else None
-            if champion is not None and TAG_ARTIFACT_DIGEST in champion.tags:
+            if champion is not None:
                 snapshot.stored_digests[champion.ref] = registry.stored_artifact(champion)[0]
     return snapshot
+
+
+def _pending(spec: ModelSpec, snapshot: Snapshot) -> Version | None:
+    model = snapshot.registered(spec.environment, spec.model)
+    proofs = snapshot.proofs(spec.environment, model)
+    return _best_match(model, proofs, spec.digest, VERDICT_PENDING)
 
 
 def _unseen_promotions(root: Path, snapshot: Snapshot, specs: list[ModelSpec]) -> dict[str, str]:
@@ -289,8 +308,13 @@ def _unseen_promotions(root: Path, snapshot: Snapshot, specs: list[ModelSpec]) -
     return unseen
 
 
-def drift_of(model: RegisteredModel | None, stored_digests: dict[str, str] | None) -> list[str]:
-    """What in the registry the pipeline did not put there (moved aliases, foreign versions)."""
+def drift_of(
+    model: RegisteredModel | None,
+    proofs: dict[int, Proof],
+    stored_digests: dict[str, str] | None,
+) -> list[str]:
+    """What in the registry the pipeline did not put there (moved aliases, versions its
+    signatures do not vouch for, a champion whose proof or artifact no longer holds)."""
     if model is None:
         return []
     problems = []
@@ -307,13 +331,21 @@ def drift_of(model: RegisteredModel | None, stored_digests: dict[str, str] | Non
         else:
             problems.append(f"champion alias removed by hand (pipeline set v{expected})")
     for version in model.versions:
-        if version.tags.keys() >= _REQUIRED_TAGS:
-            continue
-        missing = next(t for t in REQUIRED_VERSION_TAGS if t not in version.tags)
-        problems.append(f"v{version.version} was not registered by the pipeline (no {missing})")
-    stored = (stored_digests or {}).get(champion.ref) if champion is not None else None
-    if champion is not None and stored is not None and stored != champion.tags[TAG_ARTIFACT_DIGEST]:
-        problems.append(f"champion v{champion.version} artifact changed in storage")
+        proof = proofs.get(version.version)
+        what = "champion " if champion is not None and champion.version == version.version else ""
+        if proof is None or proof.claims is None:
+            why = proof.problem if proof is not None else "not proven"
+            problems.append(f"{what}v{version.version} is forged: {why}")
+        elif proof.passed_problem is not None and version.verdict == VERDICT_PASSED:
+            problems.append(f"{what}v{version.version} claims passed: {proof.passed_problem}")
+        elif what and not proof.passed:
+            problems.append(f"champion v{version.version} has no signed verification")
+    if champion is not None:
+        proof = proofs.get(champion.version)
+        stored = (stored_digests or {}).get(champion.ref)
+        signed = proof.claims.artifact_digest if proof and proof.claims else None
+        if stored is not None and signed is not None and stored != signed:
+            problems.append(f"champion v{champion.version} artifact changed in storage")
     return problems
 
 
@@ -340,23 +372,28 @@ def _registered_source(spec: ModelSpec, snapshot: Snapshot) -> Version:
     source = snapshot.source_version(spec)
     if source is None:
         raise BadReference(display, "source.version", f"{ref} does not exist")
+    source_model = snapshot.registered(manifest.source.environment, spec.model)
+    proof = snapshot.proofs(manifest.source.environment, source_model)[source.version]
+    if proof.claims is None:
+        raise BadReference(display, "source.version", f"{ref} is forged: {proof.problem}")
     if source.verdict == VERDICT_REJECTED:
         reason = source.tags.get(TAG_REASON, "no reason recorded")
         raise BadReference(display, "source.version", f"{ref} was rejected: {reason}")
-    if source.verdict != VERDICT_PASSED:
+    if not proof.passed:
         raise BadReference(display, "source.version", f"{ref} has not passed its gates")
-    if source.tags.get(TAG_DIRTY) == "true":
+    # What the signed provenance says, never what a tag says.
+    if proof.claims.dirty:
         raise BadReference(
             display,
             "source.version",
             f"{ref} was trained from a dirty working tree and cannot be promoted",
         )
-    if source.tags.get(TAG_COMMIT) != manifest.code.commit:
+    if proof.claims.commit != manifest.code.commit:
         raise BadReference(
             display,
             "code.commit",
             f"{manifest.code.commit[:12]} is not the commit {ref} was trained from "
-            f"({source.tags.get(TAG_COMMIT, 'unknown')[:12]})",
+            f"({proof.claims.commit[:12]})",
         )
     return source
 
@@ -400,7 +437,8 @@ def _compare(spec: ModelSpec, snapshot: Snapshot) -> ModelState:
     name = snapshot.repo.registered_name(spec.environment, spec.model)
     model = snapshot.models.get(name)
     state = ModelState(spec, name, Action.NONE, registered=model)
-    state.drift = drift_of(model, snapshot.stored_digests)
+    proofs = snapshot.proofs(spec.environment, model)
+    state.drift = drift_of(model, proofs, snapshot.stored_digests)
     held = snapshot.models.get(lock_name(name))
     if held is not None:
         state.lock = f"locked by {held.tags.get(TAG_LOCK_OWNER, 'unknown')} until " + held.tags.get(
@@ -416,7 +454,7 @@ def _compare(spec: ModelSpec, snapshot: Snapshot) -> ModelState:
         )
         return state
     digest = spec.digest
-    passed = _best_match(model, digest, VERDICT_PASSED)
+    passed = _best_match(model, proofs, digest, VERDICT_PASSED)
     if passed is not None:
         assert model is not None
         recorded = model.tags.get(TAG_EXPECTED_CHAMPION) == str(passed.version)
@@ -430,7 +468,7 @@ def _compare(spec: ModelSpec, snapshot: Snapshot) -> ModelState:
             state.action, state.target = Action.REPOINT, passed.version
             state.detail = f"champion -> v{passed.version} (already built from this manifest)"
         return state
-    rejected = _best_match(model, digest, VERDICT_REJECTED)
+    rejected = _best_match(model, proofs, digest, VERDICT_REJECTED)
     if rejected is not None:
         state.action, state.target = Action.REJECTED, rejected.version
         state.detail = f"v{rejected.version} was rejected: {rejected.tags.get(TAG_REASON, '')}"
@@ -439,7 +477,7 @@ def _compare(spec: ModelSpec, snapshot: Snapshot) -> ModelState:
         state.source = source_of(spec, snapshot)
     except (BadReference, ApprovalRefused) as exc:
         state.refusal = exc
-    pending = _best_match(model, digest, VERDICT_PENDING)
+    pending = _pending(spec, snapshot)
     if pending is not None:
         # Its source is checked again when apply resumes it: a refusal then stops apply.
         state.action, state.target = Action.RESUME, pending.version

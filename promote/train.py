@@ -12,6 +12,7 @@ from promote.apply import Outcome, Promoter, Report
 from promote.build import git, runner
 from promote.errors import InputError
 from promote.manifests.repository import Repository
+from promote.proof.trust import Keyring
 from promote.registry.client import Registry
 from promote.registry.entities import EventKind
 
@@ -42,9 +43,12 @@ def train(
     params = {**manifest.code.params, **overrides}
     request = runner.BuildRequest.of_spec(repo.root, spec, commit, params, dirty=dirty)
     report(f"training {model} in {environment} at {commit[:12]} ({manifest.code.entrypoint})")
-    run_id = runner.build_in_working_tree(repo.root, request, registry)
+    keyring = Keyring(repo.environments)
+    signer = keyring.signer(environment)
+    signer.check()  # before training: a run this machine cannot sign would only be forged
+    run_id = runner.build_in_working_tree(repo.root, request, registry, signer)
     lineage = registry.lineage(run_id)
-    promoter = Promoter(registry, report)
+    promoter = Promoter(registry, report, keyring)
     candidate = promoter.register(
         repo.registered_name(environment, model), lineage, spec.digest, source=""
     )

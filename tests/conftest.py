@@ -28,6 +28,8 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["MLFLOW_SQLALCHEMYSTORE_POOLCLASS"] = "NullPool"
     # Caches (parsed manifests, cloned code repositories) go to a folder of this run, not ~/.cache.
     os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="promote-tests-cache-")
+    # Signing keys the sandboxes generate stay in this run's folder, never in ~/.config.
+    os.environ["PROMOTE_KEY_DIR"] = tempfile.mkdtemp(prefix="promote-tests-keys-")
 
 
 @pytest.fixture

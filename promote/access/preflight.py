@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from promote.access.grants import Principals
 from promote.access.iam import S3Location
-from promote.build.data import resolve_uri
+from promote.build.data import is_under, resolve_uri
 from promote.errors import AccessDenied, CheckFailed, ExternalError
 from promote.manifests.repository import ModelSpec, Repository
 from promote.manifests.schema import EnvironmentConfig
@@ -53,7 +53,7 @@ def _check_experiment_location(registry: Registry, config: EnvironmentConfig) ->
         return
     location = experiment.artifact_location
     root = config.artifact_root.rstrip("/")
-    if location != root and not location.startswith(root + "/"):
+    if not is_under(location, root):
         raise CheckFailed(
             f"{config.name}: experiment {experiment.name} stores artifacts in "
             f"{location}, not under artifact_root {root}: it was not created by the pipeline"

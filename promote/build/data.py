@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import posixpath
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from promote.errors import CheckFailed, ExternalError
 
@@ -39,12 +42,32 @@ def s3_client() -> Any:
     return boto3.client("s3")
 
 
+def normalise_uri(uri: str) -> str:
+    """One spelling per location, so locations compare as places, not strings: a local path and
+    its file:// URI are equal, and dot segments, doubled and trailing slashes and percent-escapes
+    do not count. Relative local paths are taken from the working directory."""
+    parts = urlsplit(uri)
+    if len(parts.scheme) > 1:  # a one-letter scheme is a Windows drive
+        if parts.scheme != "file":
+            path = posixpath.normpath("/" + unquote(parts.path).lstrip("/")).rstrip("/")
+            authority = f"//{parts.netloc.lower()}" if parts.netloc else ""
+            return f"{parts.scheme.lower()}:{authority}{path}"
+        uri = unquote(parts.path)
+    return Path(os.path.normpath(os.path.abspath(uri))).as_uri()
+
+
 def is_under(uri: str, root_uri: str) -> bool:
+    """Whether `uri` is `root_uri` or inside it; local paths through their symlinks."""
     if uri.startswith("s3://") != root_uri.startswith("s3://"):
         return False
     if uri.startswith("s3://"):
-        return uri.rstrip("/").startswith(root_uri.rstrip("/") + "/") or uri == root_uri
-    return Path(uri).resolve().is_relative_to(Path(root_uri).resolve())
+        inner, root = normalise_uri(uri), normalise_uri(root_uri)
+        return inner == root or inner.startswith(root + "/")
+    return _local_path(uri).resolve().is_relative_to(_local_path(root_uri).resolve())
+
+
+def _local_path(uri: str) -> Path:
+    return Path(unquote(urlsplit(uri).path)) if uri.startswith("file:") else Path(uri)
 
 
 class DataReader:

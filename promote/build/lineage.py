@@ -17,6 +17,9 @@ LINEAGE_ARTIFACT = "promote/lineage.json"
 
 MODEL_ARTIFACT_DIR = "model"
 
+# The model folder's OpenSSF Model Signing signature (a Sigstore bundle), beside the folder.
+MODEL_SIGNATURE_ARTIFACT = "promote/model.sig"
+
 # What must be identical between the version validated below and the one rebuilt above.
 MATCH_FIELDS = (
     "code_commit",
@@ -62,13 +65,28 @@ class Lineage:
 
     @property
     def lineage_digest(self) -> str:
+        """The record's own digest: every field, the artifact digest and metrics included, so
+        no field of a stored record can be edited without the digest (signed) changing."""
+        return canonical_digest(self._body())
+
+    @property
+    def match_digest(self) -> str:
+        """What two builds of the same model share: equal for a faithful reproduction."""
         return canonical_digest({name: getattr(self, name) for name in MATCH_FIELDS})
 
-    def to_json(self) -> str:
+    @property
+    def libraries_digest(self) -> str:
+        return canonical_digest(self.libraries)
+
+    def _body(self) -> dict[str, Any]:
         body = asdict(self)
         body["data_snapshot"] = snapshot_to_json(self.data_snapshot)
         body["data_digest"] = self.data_digest
-        body["lineage_digest"] = self.lineage_digest
+        return body
+
+    def to_json(self) -> str:
+        body = self._body()
+        body["lineage_digest"] = canonical_digest(body)
         return json.dumps(body, indent=2, sort_keys=True)
 
     @classmethod
@@ -78,7 +96,7 @@ class Lineage:
         recorded = body.pop("lineage_digest", None)
         body["data_snapshot"] = snapshot_from_json(body["data_snapshot"])
         lineage = cls(**body)
-        if recorded is not None and recorded != lineage.lineage_digest:
+        if recorded != lineage.lineage_digest:
             raise CheckFailed(
                 f"lineage record of run {lineage.run_id} does not match its own digest"
             )

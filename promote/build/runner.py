@@ -26,6 +26,7 @@ from promote.errors import BadReference, ExternalError
 from promote.github.context import run_description
 from promote.manifests.repository import ModelSpec
 from promote.manifests.schema import EnvironmentConfig
+from promote.proof.trust import Signer
 from promote.registry.client import Registry
 from promote.registry.entities import TAG_RUN_ENVIRONMENT, TAG_RUN_MODEL
 from promote.runtime.redact import redact
@@ -162,7 +163,9 @@ def who_runs() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
-def build_at_commit(repo_root: Path, request: BuildRequest, registry: Registry) -> str:
+def build_at_commit(
+    repo_root: Path, request: BuildRequest, registry: Registry, signer: Signer | None
+) -> str:
     """Rebuild in an isolated export of the pinned commit; the user's checkout is never used."""
     code_repo = git.resolve_code_repository(repo_root, request.code_repo)
     if not git.commit_exists(code_repo, request.commit):
@@ -173,13 +176,15 @@ def build_at_commit(repo_root: Path, request: BuildRequest, registry: Registry) 
     with tempfile.TemporaryDirectory(prefix="promote-build-") as scratch:
         checkout = Path(scratch) / "code"
         git.export_commit(code_repo, request.commit, checkout, request.origin)
-        return _run(checkout, request, tree, registry)
+        return _run(checkout, request, tree, registry, signer)
 
 
-def build_in_working_tree(repo_root: Path, request: BuildRequest, registry: Registry) -> str:
+def build_in_working_tree(
+    repo_root: Path, request: BuildRequest, registry: Registry, signer: Signer
+) -> str:
     """Dev training at HEAD from the user's checkout; a dirty tree is recorded, not hidden."""
     tree = git.tree_of(repo_root, request.commit)
-    return _run(repo_root, request, tree, registry)
+    return _run(repo_root, request, tree, registry, signer)
 
 
 def _entrypoint_path(checkout: Path, request: BuildRequest) -> Path:
@@ -204,7 +209,11 @@ def _requirements_file(checkout: Path, entrypoint: Path) -> Path | None:
     return None
 
 
-def _run(checkout: Path, request: BuildRequest, tree: str, registry: Registry) -> str:
+def _run(
+    checkout: Path, request: BuildRequest, tree: str, registry: Registry, signer: Signer | None
+) -> str:
+    """Train in a subprocess, check its output, sign the model folder (`signer`: None only for
+    a reproduction, which is compared, never registered), and log it as one run."""
     entrypoint = _entrypoint_path(checkout, request)
     requirements = _requirements_file(checkout, entrypoint)
     config = request.environment
@@ -252,12 +261,17 @@ def _run(checkout: Path, request: BuildRequest, tree: str, registry: Registry) -
                 f"{training} failed with exit code {completed.returncode}:\n  {detail}"
             )
         lineage = _checked_output(context, training)
+        signature = None
+        if signer is not None:
+            signature = Path(scratch) / "model.sig"
+            signer.sign_model(context.model_dir, signature)
         return registry.log_run(
             experiment_id,
             {TAG_RUN_MODEL: request.model, TAG_RUN_ENVIRONMENT: config.name, **request.run_tags},
             request.params,
             context.model_dir,
             lambda run_id: replace(lineage, run_id=run_id),
+            signature,
         )
 
 

@@ -6,6 +6,7 @@ Every problem becomes an `InputError` naming the file and the field.
 from __future__ import annotations
 
 import re
+import string
 from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal
 
@@ -24,6 +25,20 @@ _PLAIN_RELATIVE_PATH = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*(?:/[A-Za-z0-9_][
 
 # The same safe subset of YAML, through libyaml when PyYAML was built with it.
 _FAST_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+# Bounds on any YAML promote reads (manifests, environment files, their versions in git history).
+# An honest file is a few KiB and a few levels deep; these keep a hostile one from costing more
+# than a moment, or the parser's recursion from ending in a RecursionError instead of a refusal.
+MAX_YAML_BYTES = 1 << 20
+MAX_YAML_DEPTH = 32
+
+# What a registered model name may be: MLflow refuses '/' and ':' and names that normalise as a
+# path; MLflow URIs (`models:/name@alias`), filter strings and one-line messages need the rest.
+REGISTERED_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+# MLflow keeps 256 characters; promote derives longer names from it (its lock, the lock's guard).
+MAX_REGISTERED_NAME = 200
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
 
 ParamValue = str | int | float | bool
 
@@ -50,8 +65,16 @@ def _relative_path(value: str, what: str) -> str:
 
 class Threshold(_Strict):
     # strict: YAML's `true` is not the number 1 (pydantic would otherwise accept it).
-    min: float | None = Field(default=None, strict=True)
-    max: float | None = Field(default=None, strict=True)
+    min: float | None = Field(default=None, strict=True, allow_inf_nan=False)
+    max: float | None = Field(default=None, strict=True, allow_inf_nan=False)
+
+    def loosening(self, floor: Threshold) -> tuple[str, float, float] | None:
+        """The first bound of these that `floor` holds tighter: (bound, this value, floor's)."""
+        if self.min is not None and floor.min is not None and self.min < floor.min:
+            return "min", self.min, floor.min
+        if self.max is not None and floor.max is not None and self.max > floor.max:
+            return "max", self.max, floor.max
+        return None
 
     def strictest(self, other: Threshold) -> Threshold:
         lows = [v for v in (self.min, other.min) if v is not None]
@@ -73,27 +96,74 @@ class NoRegression(_Strict):
     """The new version may not be worse than the current champion by more than `tolerance`."""
 
     metric: str
-    tolerance: float = Field(default=0.0, ge=0, strict=True)
+    tolerance: float = Field(default=0.0, ge=0, strict=True, allow_inf_nan=False)
     higher_is_better: bool = True
+
+    def loosening(self, floor: NoRegression) -> tuple[str, Any, Any] | None:
+        """The first field by which this rule lets through what `floor` would not: (field, this
+        value, floor's). Another metric or direction drops the floor's guarantee altogether."""
+        for field in ("metric", "higher_is_better"):
+            if getattr(self, field) != getattr(floor, field):
+                return field, getattr(self, field), getattr(floor, field)
+        if self.tolerance > floor.tolerance:
+            return "tolerance", self.tolerance, floor.tolerance
+        return None
 
 
 class Gates(_Strict):
     metrics: dict[str, Threshold] = Field(default_factory=dict)
     no_regression: NoRegression | None = None
-    max_artifact_mb: float | None = Field(default=None, gt=0, strict=True)
+    max_artifact_mb: float | None = Field(default=None, gt=0, strict=True, allow_inf_nan=False)
 
     def merged_over(self, base: Gates) -> Gates:
         """A manifest's gates add to its environment's; where both bound a value, the stricter
-        bound holds, so a manifest can tighten an environment's floor but never relax it."""
+        bound holds. The loader refuses a manifest that loosens its environment's gates
+        (`refinement_problem`); a manifest built in code is merged just as safely."""
         metrics = dict(base.metrics)
         for name, threshold in self.metrics.items():
             floor = metrics.get(name)
             metrics[name] = threshold if floor is None else floor.strictest(threshold)
         budgets = [b for b in (base.max_artifact_mb, self.max_artifact_mb) if b is not None]
+        rule, floor_rule = self.no_regression, base.no_regression
+        if floor_rule is not None and (rule is None or rule.loosening(floor_rule) is not None):
+            rule = floor_rule
         return Gates(
             metrics=metrics,
-            no_regression=self.no_regression or base.no_regression,
+            no_regression=rule,
             max_artifact_mb=min(budgets) if budgets else None,
+        )
+
+    def refinement_problem(self, base: Gates, environment: str) -> tuple[str, str] | None:
+        """Why these gates (a manifest's) do not refine `base` (its environment's), as the field
+        and the problem; None when they only tighten it. Environment gates are the floor every
+        model of the environment is held to: a looser bound would let a worse model through."""
+        loosened: tuple[str, Any, Any] | None = None
+        for name, threshold in sorted(self.metrics.items()):
+            floor = base.metrics.get(name)
+            if floor is None:
+                continue
+            field = f"metrics.{_printable(name)}"
+            if (bound := threshold.loosening(floor)) is not None:
+                loosened = (f"{field}.{bound[0]}", bound[1], bound[2])
+                break
+            merged = floor.strictest(threshold)
+            if merged.min is not None and merged.max is not None and merged.min > merged.max:
+                return field, (
+                    f"no value passes: with environment {environment}'s bound it needs "
+                    f">= {merged.min} and <= {merged.max}"
+                )
+        if loosened is None and self.no_regression and base.no_regression:
+            if (rule := self.no_regression.loosening(base.no_regression)) is not None:
+                loosened = (f"no_regression.{rule[0]}", rule[1], rule[2])
+        mine, floor_budget = self.max_artifact_mb, base.max_artifact_mb
+        if loosened is None and mine is not None and floor_budget is not None and mine > floor_budget:
+            loosened = ("max_artifact_mb", mine, floor_budget)
+        if loosened is None:
+            return None
+        field, value, floor_value = loosened
+        return field, (
+            f"{value!r} loosens environment {environment}'s {floor_value!r} "
+            "(a manifest may only tighten its environment's gates)"
         )
 
 
@@ -113,6 +183,29 @@ class ApprovalRule(_Strict):
     @property
     def team_slug(self) -> str:
         return self.team.split("/", 1)[1]
+
+
+class KeylessIdentity(_Strict):
+    """The GitHub Actions workflow whose Sigstore certificate may sign this environment's models."""
+
+    repository: str = Field(pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$", description="owner/name")
+    workflow: str = Field(
+        pattern=r"^\.github/workflows/[A-Za-z0-9_.-]+\.ya?ml$",
+        description="the workflow file, e.g. .github/workflows/promote-apply.yml",
+    )
+    ref: str = Field(default="refs/heads/main", pattern=r"^refs/[A-Za-z0-9_./-]+$")
+
+
+class Signing(_Strict):
+    """Who may sign this environment's provenance: verifying needs only this file and storage."""
+
+    public_keys: list[Annotated[str, Field(max_length=4096)]] = Field(
+        default_factory=list,
+        description="PEM public keys (ECDSA P-256); the private keys stay outside the repository",
+    )
+    keyless: KeylessIdentity | None = Field(
+        default=None, description="Sigstore keyless signing by this GitHub Actions workflow"
+    )
 
 
 class EnvironmentConfig(_Strict):
@@ -142,6 +235,10 @@ class EnvironmentConfig(_Strict):
     required_checks: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
         default_factory=list,
         description="GitHub check runs or commit statuses a pinned commit must have passed",
+    )
+    signing: Signing = Field(
+        default_factory=Signing,
+        description="Keys (or the keyless identity) that sign and verify this environment's models",
     )
 
     @field_validator("model_name")

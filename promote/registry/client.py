@@ -10,11 +10,16 @@ import uuid
 from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from functools import cached_property
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from promote.build.digest import artifact_digest
-from promote.build.lineage import LINEAGE_ARTIFACT, MODEL_ARTIFACT_DIR, Lineage
+from promote.build.lineage import (
+    LINEAGE_ARTIFACT,
+    MODEL_ARTIFACT_DIR,
+    MODEL_SIGNATURE_ARTIFACT,
+    Lineage,
+)
 from promote.errors import ExternalError
 from promote.registry.entities import (
     CHAMPION,
@@ -199,6 +204,24 @@ class Registry:
         except Exception as exc:  # storage errors surface as many exception types
             raise ExternalError(f"registry: cannot download {version.ref}: {exc}") from None
 
+    def download_model_signature(self, run_id: str, destination: Path) -> Path | None:
+        """The run's OpenSSF model signature, or None when the run has none."""
+        from mlflow.artifacts import download_artifacts
+
+        try:
+            return Path(
+                download_artifacts(
+                    run_id=run_id,
+                    artifact_path=MODEL_SIGNATURE_ARTIFACT,
+                    dst_path=str(destination),
+                    tracking_uri=self.tracking_uri,
+                )
+            )
+        except Exception as exc:  # MLflow raises several types for a missing artifact
+            if _UNREACHABLE_MARKERS.search(str(exc)):
+                raise self._failure(f"reading the model signature of run {run_id}", exc) from None
+            return None
+
     def stored_artifact(self, version: Version) -> tuple[str, int]:
         """The artifact digest and size recomputed from what storage holds now."""
         with tempfile.TemporaryDirectory() as scratch:
@@ -299,6 +322,7 @@ class Registry:
         params: dict[str, Any],
         model_dir: Path,
         lineage_for: Callable[[str], Lineage],
+        model_signature: Path | None,
     ) -> str:
         """One finished run holding a model directory and its lineage record; the run's id.
 
@@ -335,6 +359,14 @@ class Registry:
         self._call(
             "logging lineage", self.client.log_text, run_id, lineage.to_json(), LINEAGE_ARTIFACT
         )
+        if model_signature is not None:
+            self._call(
+                "logging the model signature",
+                self.client.log_artifact,
+                run_id,
+                str(model_signature),
+                str(PurePosixPath(MODEL_SIGNATURE_ARTIFACT).parent),
+            )
         self._call("closing the run", self.client.set_terminated, run_id, "FINISHED")
         return run_id
 

@@ -22,6 +22,10 @@ TAG_DATA_DIGEST = "promote.data.digest"
 TAG_DIRTY = "promote.code.dirty"
 TAG_VERDICT = "promote.verdict"
 TAG_REASON = "promote.reason"
+# The signed proof (DSSE envelopes): provenance, set when the version is created, and the
+# verification summary, set when it passes. Every other promote.* tag is only a claim.
+TAG_PROVENANCE = "promote.provenance"
+TAG_VERIFICATION = "promote.verification"
 # Why a version was allowed: its approved pull request, or the break-glass reason.
 TAG_PULL_REQUEST = "promote.pull_request"
 TAG_APPROVERS = "promote.approvers"

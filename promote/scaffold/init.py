@@ -14,6 +14,7 @@ from typing import Any
 
 from promote.build import git
 from promote.errors import InputError
+from promote.proof import keys
 
 ENVIRONMENTS = ("dev", "staging", "prod")
 # Actions pinned by full commit sha; the comment names the release the sha was taken from.
@@ -55,6 +56,9 @@ class ScaffoldSettings:
     python_version: str = "3.12"
     promote_requirement: str = field(default_factory=default_promote_requirement)
     code_paths: tuple[str, ...] = ("models/**",)
+    # owner/name on GitHub: environments under approval then also accept Sigstore keyless
+    # signatures of the apply workflow at the protected branch.
+    github_repository: str | None = None
 
     @property
     def team(self) -> str:
@@ -66,6 +70,12 @@ class ScaffoldSettings:
         if not re.fullmatch(TEAM_SLUG, self.approvers_team):
             raise InputError(
                 "--approvers-team", None, f"{self.approvers_team!r} is not a team slug"
+            )
+        if self.github_repository is not None and not re.fullmatch(
+            rf"{GITHUB_NAME}/[A-Za-z0-9_.-]{{1,100}}", self.github_repository
+        ):
+            raise InputError(
+                "--github-repository", None, f"{self.github_repository!r} is not owner/name"
             )
         if not self.registry_uri or any(c.isspace() for c in self.registry_uri):
             raise InputError("--registry-uri", None, "give the MLflow tracking URI, no spaces")
@@ -126,6 +136,7 @@ class ScaffoldSettings:
             "python_version": self.python_version,
             "promote_requirement": self.promote_requirement,
             "code_paths": list(self.code_paths),
+            "keyless_repository": self.github_repository,
         }
 
 
@@ -159,15 +170,15 @@ def render_github_files(settings: ScaffoldSettings) -> dict[str, str]:
     }
 
 
-def render_repository(settings: ScaffoldSettings) -> dict[str, str]:
-    """Every file of a new GitOps repository, by path."""
+def render_repository(settings: ScaffoldSettings, public_keys: dict[str, str]) -> dict[str, str]:
+    """Every file of a new GitOps repository, by path; `public_keys` by environment."""
     renderer = _renderer()
     context = settings.validated().context()
     files = render_github_files(settings)
     for env in context["environments"]:
         files[f"environments/{env['name']}/environment.yaml"] = renderer.get_template(
             "environment.yaml.j2"
-        ).render({**context, "env": env})
+        ).render({**context, "env": {**env, "public_key": public_keys[env["name"]].strip()}})
     files[f"environments/dev/{settings.model}.yaml"] = renderer.get_template(
         "manifest.yaml.j2"
     ).render(context)
@@ -182,7 +193,9 @@ def init(directory: Path, settings: ScaffoldSettings) -> list[str]:
     """Write a new repository into an empty (or new) `directory`, commit it; the paths written."""
     if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
         raise InputError(str(directory), None, "exists and is not empty: choose a new folder")
-    files = render_repository(settings)
+    settings.validated()  # bad input writes nothing, not even a key
+    public_keys = {name: keys.generate()[0] for name in ENVIRONMENTS}
+    files = render_repository(settings, public_keys)
     for relative, content in files.items():
         path = directory / relative
         path.parent.mkdir(parents=True, exist_ok=True)

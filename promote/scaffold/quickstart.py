@@ -12,6 +12,7 @@ import yaml
 
 from promote.build import git
 from promote.errors import InputError
+from promote.proof import keys
 
 EXAMPLE_MODEL = "churn"
 ENTRYPOINT = f"models/{EXAMPLE_MODEL}/train.py"
@@ -63,6 +64,22 @@ DEV_MANIFEST = {
 }
 
 
+class _LiteralDumper(yaml.SafeDumper):
+    """Multi-line strings (PEM keys) as literal blocks, readable in a diff."""
+
+
+_LiteralDumper.add_representer(
+    str,
+    lambda dumper, text: dumper.represent_scalar(
+        "tag:yaml.org,2002:str", text, style="|" if "\n" in text else None
+    ),
+)
+
+
+def dump_yaml(body: object) -> str:
+    return yaml.dump(body, Dumper=_LiteralDumper, sort_keys=False)
+
+
 def create_sandbox(root: Path) -> Sandbox:
     """A git repository with the example model, manifests, and per-environment data beside it."""
     from promote.scaffold.example.churn.data import write_environment_data
@@ -81,9 +98,10 @@ def create_sandbox(root: Path) -> Sandbox:
     for name, body in _environment_files().items():
         folder = repo / "environments" / name
         folder.mkdir(parents=True)
-        (folder / "environment.yaml").write_text(
-            yaml.safe_dump(body, sort_keys=False), encoding="utf-8"
-        )
+        # Each environment's own signing key: the private half stays in the key folder.
+        public, _ = keys.generate()
+        body["signing"] = {"public_keys": [public]}
+        (folder / "environment.yaml").write_text(dump_yaml(body), encoding="utf-8")
         write_environment_data(sandbox.data(name), name)
     (repo / "environments" / "dev" / f"{EXAMPLE_MODEL}.yaml").write_text(
         yaml.safe_dump(DEV_MANIFEST, sort_keys=False), encoding="utf-8"

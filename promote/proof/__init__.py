@@ -1,0 +1,1 @@
+"""Signed proof of what the pipeline built and verified: keys, DSSE envelopes, statements."""
