@@ -533,6 +533,28 @@ def unlock(
 
 
 @command()
+def keygen(
+    context: typer.Context,
+    env: str = EnvOption,
+) -> None:
+    """Make a signing key for an environment: the private key in the key folder (mode 0600),
+    the public key added to the environment's environment.yaml (commit it: verifying needs
+    only git). In CI, pass the private key file's content as the PROMOTE_SIGNING_KEY secret."""
+    from promote.manifests.repository import environment_file
+    from promote.proof.keys import generate, key_id, public_key
+    from promote.scaffold.quickstart import add_public_key
+
+    settings: Settings = context.obj
+    repo = settings.repository()
+    repo.environment(env)
+    relative = environment_file(env)
+    public, private_path = generate()
+    add_public_key(repo.root / relative, public)
+    echo(f"key {key_id(public_key(public))[:12]} of {env}: private key {private_path}")
+    echo(f"added its public key to {relative}: review and commit it")
+
+
+@command()
 def schema(
     context: typer.Context,
     kind: str = typer.Argument("manifest", help="manifest or environment"),

@@ -21,13 +21,15 @@ from promote.manifests.schema import (
     parse,
     parse_yaml,
 )
+from promote.proof.trust import Keyring
+from promote.proof.versions import prove_model
 from promote.registry.client import Registry
 from promote.registry.entities import (
     PREVIOUS,
     TAG_DIRTY,
     TAG_MANIFEST_DIGEST,
+    TAG_PROVENANCE,
     TAG_VERDICT,
-    VERDICT_PASSED,
 )
 
 
@@ -67,15 +69,22 @@ def propose(repo: Repository, registry: Registry, model: str, target: str) -> Pr
         raise BadReference(
             source_name, "champion", "no champion to promote: train or promote one first"
         )
-    if champion.verdict != VERDICT_PASSED:
+    assert registered is not None
+    proof = prove_model(registered, Keyring(repo.environments).trust(source_env))[champion.version]
+    if proof.claims is None:
+        raise BadReference(champion.ref, TAG_PROVENANCE, f"the champion is forged: {proof.problem}")
+    if not proof.passed:
         raise BadReference(champion.ref, TAG_VERDICT, "the champion has not passed its gates")
-    if champion.tags.get(TAG_DIRTY) == "true":
+    if proof.claims.dirty:  # the signed record's flag: the tag is anyone's to edit
         raise BadReference(
             champion.ref,
             TAG_DIRTY,
             "trained from a dirty working tree: commit the code, train again, then propose",
         )
     lineage = registry.lineage(champion.run_id)
+    problems = proof.claims.lineage_problems(lineage)
+    if problems:
+        raise BadReference(champion.ref, TAG_PROVENANCE, problems[0])
     existing = repo.specs.get((target, model))
     template = existing or repo.specs.get((source_env, model))
     manifest = Manifest(

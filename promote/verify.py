@@ -3,24 +3,22 @@
 from __future__ import annotations
 
 import math
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from promote.build import runner
 from promote.build.data import snapshot_to_json
-from promote.errors import BadReference, CheckFailed
+from promote.build.digest import artifact_digest
+from promote.errors import BadReference, CheckFailed, ExternalError, ProofInvalid
 from promote.manifests.repository import Repository
+from promote.proof.trust import Keyring
+from promote.proof.versions import prove_model
 from promote.registry.client import Registry
 from promote.registry.entities import (
-    REQUIRED_VERSION_TAGS,
-    TAG_ARTIFACT_DIGEST,
-    TAG_COMMIT,
-    TAG_DATA_URI,
     TAG_DIRTY,
-    TAG_LINEAGE_DIGEST,
     TAG_REPRODUCTION_OF,
-    TAG_VERDICT,
-    VERDICT_PASSED,
     RegisteredModel,
     Version,
 )
@@ -81,38 +79,51 @@ def select_version(
 def verify(
     repo: Repository, registry: Registry, environment: str, model: str, number: int | None
 ) -> Report:
+    """Everything a version's proof rests on, each checked from the signatures and storage."""
     version = select_version(repo, registry, environment, model, number)
+    registered = _registered(repo, registry, environment, model)
+    trust = Keyring(repo.environments).trust(environment)
+    proof = prove_model(registered, trust)[version.version]
+    claims = proof.claims
     report = Report(version.ref)
-    missing = [t for t in REQUIRED_VERSION_TAGS if t not in version.tags]
     report.add(
-        "registered by the pipeline",
-        not missing,
-        f"missing {', '.join(missing)}" if missing else "all promote.* tags present",
+        "signed provenance",
+        claims is not None,
+        proof.problem or f"signed for {environment}: commit {claims.commit[:12] if claims else ''}",
     )
-    digest, size = registry.stored_artifact(version)
-    recorded = version.tags.get(TAG_ARTIFACT_DIGEST, "")
     report.add(
-        "artifact digest",
-        digest == recorded,
-        f"storage {digest[:16]}, recorded {recorded[:16] or 'none'} ({size} bytes)",
+        "signed verification",
+        proof.passed,
+        "passed" if proof.passed else proof.passed_problem or f"verdict {version.verdict}",
     )
+    with tempfile.TemporaryDirectory(prefix="promote-verify-") as scratch:
+        model_dir = registry.download_model(version, Path(scratch) / "model")
+        digest = artifact_digest(model_dir)
+        signed = claims.artifact_digest if claims else ""
+        report.add(
+            "artifact digest",
+            bool(signed) and digest == signed,
+            f"storage {digest[:16]}, signed {signed[:16] or 'none'}",
+        )
+        signature = registry.download_model_signature(version.run_id, Path(scratch) / "sig")
+        if signature is None:
+            report.add("model signature", False, "the run holds no OpenSSF model signature")
+        else:
+            try:
+                trust.verify_model(model_dir, signature)
+                report.add("model signature", True, "OpenSSF model signature verifies")
+            except ProofInvalid as exc:
+                report.add("model signature", False, exc.message)
     try:
         lineage = registry.lineage(version.run_id)
-    except (CheckFailed, Exception) as exc:  # a missing or tampered record is the finding itself
-        report.add("lineage record", False, str(exc))
+    except (CheckFailed, ExternalError) as exc:  # a missing or tampered record is the finding
+        report.add("lineage record", False, exc.message)
         return report
+    problems = claims.lineage_problems(lineage) if claims else ["no signed provenance to match"]
     report.add(
         "lineage record",
-        lineage.lineage_digest == version.tags.get(TAG_LINEAGE_DIGEST)
-        and lineage.artifact_digest == recorded
-        and lineage.code_commit == version.tags.get(TAG_COMMIT)
-        and lineage.data_uri == version.tags.get(TAG_DATA_URI),
-        f"commit {lineage.code_commit[:12]}, data {lineage.data_uri}",
-    )
-    report.add(
-        "verdict",
-        version.tags.get(TAG_VERDICT) == VERDICT_PASSED,
-        version.tags.get(TAG_VERDICT, "none"),
+        not problems,
+        problems[0] if problems else f"commit {lineage.code_commit[:12]}, data {lineage.data_uri}",
     )
     return report
 
@@ -123,6 +134,8 @@ def reproduce(
     """Rebuild a version from its lineage alone (commit, params, data snapshot); compare."""
     version = select_version(repo, registry, environment, model, number)
     original = registry.lineage(version.run_id)
+    if not verify(repo, registry, environment, model, version.version).ok:
+        raise CheckFailed(f"{version.ref} does not verify: `promote verify` says why")
     if original.code_dirty:
         raise BadReference(version.ref, TAG_DIRTY, "trained from a dirty tree: not reproducible")
     config = repo.environment(environment)

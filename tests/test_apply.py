@@ -27,7 +27,10 @@ def test_prod_is_rebuilt_on_prod_data_with_the_same_lineage(promoted: World) -> 
     assert rebuilt.tags[TAG_SOURCE] == f"staging.{MODEL}/{source.version}"
     assert rebuilt.tags[TAG_COMMIT] == source.tags[TAG_COMMIT]
     assert len(rebuilt.tags[TAG_COMMIT]) == 40
-    assert rebuilt.tags[TAG_LINEAGE_DIGEST] == source.tags[TAG_LINEAGE_DIGEST]
+    # Same model (the match digest), another record: its data, run and artifact are prod's.
+    assert rebuilt.tags[TAG_LINEAGE_DIGEST] != source.tags[TAG_LINEAGE_DIGEST]
+    match = registry.lineage(source.run_id).match_digest
+    assert registry.lineage(rebuilt.run_id).match_digest == match
     assert rebuilt.tags[TAG_ARTIFACT_DIGEST] != source.tags[TAG_ARTIFACT_DIGEST]
     assert "/data/prod/" in rebuilt.tags[TAG_DATA_URI]
     assert "/data/staging/" in source.tags[TAG_DATA_URI]

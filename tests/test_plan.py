@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import proofs
 from support.world import World
 
 from promote.build import git
@@ -19,19 +20,13 @@ from promote.plan import Action, CodeChecks, ModelState, Snapshot, decide
 from promote.registry.entities import (
     CHAMPION,
     EVENT_PREFIX,
-    REQUIRED_VERSION_TAGS,
-    TAG_COMMIT,
-    TAG_DIRTY,
     TAG_EXPECTED_CHAMPION,
     TAG_MANAGED,
-    TAG_MANIFEST_DIGEST,
     TAG_REASON,
-    TAG_VERDICT,
     VERDICT_PASSED,
     VERDICT_PENDING,
     VERDICT_REJECTED,
     RegisteredModel,
-    Version,
 )
 
 
@@ -73,8 +68,10 @@ CODE_KEY = (".", COMMIT, "main")
 
 def _repository() -> Repository:
     environments = {
-        "dev": EnvironmentConfig(name="dev", data_root="data/dev"),
-        "staging": EnvironmentConfig(name="staging", promotes_from="dev", data_root="data/stg"),
+        "dev": EnvironmentConfig(name="dev", data_root="data/dev", signing=proofs.signing()),
+        "staging": EnvironmentConfig(
+            name="staging", promotes_from="dev", data_root="data/stg", signing=proofs.signing()
+        ),
     }
     return Repository(root=Path("/nonexistent"), environments=environments)
 
@@ -89,23 +86,21 @@ def _staging_spec(repo: Repository, source_version: int = 1) -> ModelSpec:
     return ModelSpec.of(repo.environments["staging"], manifest, Path("environments/staging/x"))
 
 
-def _version(name: str, number: int, **tags: str) -> Version:
-    required = dict.fromkeys(REQUIRED_VERSION_TAGS, "x")
-    return Version(name, number, f"runs:/r{number}/model", f"r{number}", {**required, **tags})
-
-
-def _source_model(**tags: str) -> RegisteredModel:
-    tags = {TAG_VERDICT: VERDICT_PASSED, TAG_COMMIT: COMMIT, TAG_DIRTY: "false", **tags}
-    return RegisteredModel(
-        "dev.churn", {CHAMPION: 1}, {TAG_MANAGED: "true"}, [_version("dev.churn", 1, **tags)]
-    )
+def _source_model(verdict: str = VERDICT_PASSED, **signed: Any) -> RegisteredModel:
+    claims = proofs.claims("dev.churn", 1, **{"commit": COMMIT, **signed})
+    version = proofs.signed_version(claims, 1, verdict, **{TAG_REASON: "gate"})
+    return RegisteredModel("dev.churn", {CHAMPION: 1}, {TAG_MANAGED: "true"}, [version])
 
 
 def _target_model(
     digest: str, verdicts: dict[int, str], champion: int | None, logged: bool = True
 ) -> RegisteredModel:
     versions = [
-        _version("staging.churn", n, **{TAG_MANIFEST_DIGEST: digest, TAG_VERDICT: verdict})
+        proofs.signed_version(
+            proofs.claims("staging.churn", n, manifest_digest=digest, source="dev.churn/1"),
+            n,
+            verdict,
+        )
         for n, verdict in sorted(verdicts.items())
     ]
     tags = {TAG_MANAGED: "true"}
@@ -144,12 +139,10 @@ def _case(name: str) -> tuple[ModelState, ModelSpec]:
         "resume": _snapshot(repo, _target_model(digest, {1: VERDICT_PENDING}, None), source),
         "rejected": _snapshot(repo, _target_model(digest, {1: VERDICT_REJECTED}, None), source),
         "no source": _snapshot(repo, None, None),
-        "source rejected": _snapshot(
-            repo, None, _source_model(**{TAG_VERDICT: VERDICT_REJECTED, TAG_REASON: "gate"})
-        ),
-        "source pending": _snapshot(repo, None, _source_model(**{TAG_VERDICT: VERDICT_PENDING})),
-        "source dirty": _snapshot(repo, None, _source_model(**{TAG_DIRTY: "true"})),
-        "other commit": _snapshot(repo, None, _source_model(**{TAG_COMMIT: OTHER_COMMIT})),
+        "source rejected": _snapshot(repo, None, _source_model(VERDICT_REJECTED)),
+        "source pending": _snapshot(repo, None, _source_model(VERDICT_PENDING)),
+        "source dirty": _snapshot(repo, None, _source_model(dirty=True)),
+        "other commit": _snapshot(repo, None, _source_model(commit=OTHER_COMMIT)),
         "commit off branch": _snapshot(repo, None, source, "aaaa is not on the protected branch"),
     }
     return decide(spec, cases[name]), spec

@@ -14,10 +14,11 @@ def test_verify_checks_digest_lineage_and_verdict(promoted: World) -> None:
     assert report["ok"] is True
     assert report["subject"] == f"prod.{MODEL}/1"
     assert [c["name"] for c in report["checks"]] == [
-        "registered by the pipeline",
+        "signed provenance",
+        "signed verification",
         "artifact digest",
+        "model signature",
         "lineage record",
-        "verdict",
     ]
 
 
@@ -67,10 +68,7 @@ def test_models_and_versions_made_outside_the_pipeline_are_flagged(promoted: Wor
     assert rows[("prod", "prod.shadow")]["drift"] == [
         "prod.shadow was registered outside the pipeline: no manifest declares it"
     ]
-    assert (
-        "v2 was not registered by the pipeline (no promote.code.commit)"
-        in rows[("prod", f"prod.{MODEL}")]["drift"]
-    )
+    assert rows[("prod", f"prod.{MODEL}")]["drift"] == ["v2 is forged: no signed provenance"]
     foreign = promoted.cli("verify", MODEL, "--env", "prod", "--version", "2")
     assert foreign.returncode == 1
-    assert "FAIL registered by the pipeline: missing promote.code.commit" in foreign.stdout
+    assert "FAIL signed provenance: no signed provenance" in foreign.stdout

@@ -68,7 +68,7 @@ class Trust:
                 location,
                 "signing",
                 "names no public key and no keyless identity: nothing could verify its models "
-                "(`promote keys generate --env ENV` makes a key)",
+                "(`promote keygen --env ENV` makes a key)",
             )
         return cls(config.name, found, config.signing.keyless)
 
@@ -129,13 +129,18 @@ class Trust:
 
 
 def _is_sigstore_bundle(text: str) -> bool:
+    """A keyless signature: a Sigstore bundle carrying a certificate. (Key-based model
+    signatures are bundles too, but name a public key instead.)"""
     try:
         body = json.loads(text)
     except ValueError:
         return False
-    return isinstance(body, dict) and str(body.get("mediaType", "")).startswith(
+    if not isinstance(body, dict) or not str(body.get("mediaType", "")).startswith(
         SIGSTORE_BUNDLE_PREFIX
-    )
+    ):
+        return False
+    material = body.get("verificationMaterial")
+    return isinstance(material, dict) and "publicKey" not in material
 
 
 class Signer:

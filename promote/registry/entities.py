@@ -61,15 +61,6 @@ VERDICT_PASSED = "passed"
 
 VERDICT_REJECTED = "rejected"
 
-REQUIRED_VERSION_TAGS = (
-    TAG_COMMIT,
-    TAG_ARTIFACT_DIGEST,
-    TAG_LINEAGE_DIGEST,
-    TAG_MANIFEST_DIGEST,
-    TAG_SOURCE,
-    TAG_DATA_URI,
-)
-
 
 class EventKind(str, Enum):
     """What a history event records."""

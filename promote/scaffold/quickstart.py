@@ -32,14 +32,20 @@ class Sandbox:
 
 
 def _environment_files() -> dict[str, dict[str, object]]:
-    """Environment-wide gates hold for every model; metric gates live in each model's manifest."""
+    """Environment-wide gates hold for every model; metric gates live in each model's manifest.
+
+    The sandbox keeps each environment's data beside the repository, as separate stores would
+    be: outside it, which an environment must allow explicitly.
+    """
     budget = {"max_artifact_mb": 50}
+    outside = {"allow_data_outside_repository": True}
     return {
-        "dev": {"name": "dev", "data_root": "../data/dev", "training": "retrain"},
+        "dev": {"name": "dev", "data_root": "../data/dev", **outside, "training": "retrain"},
         "staging": {
             "name": "staging",
             "promotes_from": "dev",
             "data_root": "../data/staging",
+            **outside,
             "training": "retrain",
             "gates": budget,
         },
@@ -47,6 +53,7 @@ def _environment_files() -> dict[str, dict[str, object]]:
             "name": "prod",
             "promotes_from": "staging",
             "data_root": "../data/prod",
+            **outside,
             "training": "retrain",
             "gates": budget,
         },
@@ -78,6 +85,22 @@ _LiteralDumper.add_representer(
 
 def dump_yaml(body: object) -> str:
     return yaml.dump(body, Dumper=_LiteralDumper, sort_keys=False)
+
+
+def add_public_key(environment_yaml: Path, public: str) -> None:
+    """List one more public key in an environment file; the rest of the file stays as written
+    (its comments included): only its `signing` block is rewritten, at the end."""
+    text = environment_yaml.read_text(encoding="utf-8")
+    signing = dict((yaml.safe_load(text) or {}).get("signing") or {})
+    signing["public_keys"] = [*(signing.get("public_keys") or []), public]
+    lines = text.splitlines(keepends=True)
+    start = next((i for i, line in enumerate(lines) if line.startswith("signing:")), len(lines))
+    end = next(
+        (i for i in range(start + 1, len(lines)) if lines[i][:1] not in (" ", "\n", "#", "-")),
+        len(lines),
+    )
+    kept = "".join(lines[:start] + lines[end:]).rstrip("\n")
+    environment_yaml.write_text(f"{kept}\n{dump_yaml({'signing': signing})}", encoding="utf-8")
 
 
 def create_sandbox(root: Path) -> Sandbox:

@@ -417,7 +417,7 @@ def test_overwritten_prod_artifact_is_refused_by_verify_and_apply(prod_applied: 
     with acting_as(prod_applied.ci("prod")):
         result = world.pipeline().apply("prod")
     assert not result.ok
-    assert "does not match its recorded digest" in result.outcomes[0].detail
+    assert "does not match its signed digest" in result.outcomes[0].detail
     prod = world.registry.model(f"prod.{MODEL}")
     assert prod is not None and len(prod.versions) == len(before.versions)
 

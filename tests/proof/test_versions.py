@@ -1,0 +1,174 @@
+"""What the signatures prove of registered versions, tried as someone with registry write access
+would try to fool them: copied tags, other keys, edited claims, copied runs and summaries."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import stat
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from support import proofs
+
+from promote.errors import InputError, ProofInvalid
+from promote.manifests.schema import EnvironmentConfig, Signing
+from promote.proof import dsse, keys
+from promote.proof.statement import Claims
+from promote.proof.trust import Trust
+from promote.proof.versions import prove, prove_model
+from promote.registry.entities import (
+    TAG_ARTIFACT_DIGEST,
+    TAG_DIRTY,
+    TAG_PROVENANCE,
+    TAG_VERDICT,
+    TAG_VERIFICATION,
+    VERDICT_PASSED,
+    VERDICT_PENDING,
+    VERDICT_REJECTED,
+    RegisteredModel,
+    Version,
+)
+
+NAME = "prod.churn"
+
+
+def _trust() -> Trust:
+    config = EnvironmentConfig(name="prod", data_root="data/prod", signing=proofs.signing())
+    return Trust.of(config, "environments/prod/environment.yaml")
+
+
+def _passed(number: int = 1, **fields: object) -> Version:
+    return proofs.signed_version(proofs.claims(NAME, number, **fields), number, VERDICT_PASSED)
+
+
+def _retagged(version: Version, **tags: str) -> Version:
+    return replace(version, tags={**version.tags, **tags})
+
+
+def test_a_version_the_pipeline_signed_is_genuine_and_passed() -> None:
+    proof = prove(_passed(), _trust())
+    assert proof.genuine and proof.passed and proof.problem is None
+    assert proof.claims is not None and proof.claims.commit == "a" * 40
+
+
+def test_a_version_without_provenance_is_forged() -> None:
+    version = _passed()
+    bare = replace(version, tags={k: v for k, v in version.tags.items() if k != TAG_PROVENANCE})
+    proof = prove(bare, _trust())
+    assert not proof.genuine and proof.problem == "no signed provenance"
+
+
+def test_a_statement_signed_with_another_key_is_forged() -> None:
+    claims = proofs.claims(NAME, 1)
+    forged = proofs.signed_version(claims, 1, VERDICT_PASSED, key=proofs.new_key())
+    proof = prove(forged, _trust())
+    assert not proof.genuine
+    assert proof.problem == "provenance: no signature verifies with the environment's keys"
+
+
+def test_a_signature_naming_the_trusted_key_id_is_still_checked() -> None:
+    """The key id in an envelope selects a key; it proves nothing by itself."""
+    attacker = proofs.new_key()
+    statement = proofs.claims(NAME, 1).statement()
+    payload = json.dumps(statement).encode()
+    trusted_id = next(iter(_trust().keys))
+    envelope = dsse.sign(payload, attacker.key, trusted_id)
+    with pytest.raises(ProofInvalid, match="no signature verifies"):
+        _trust().open(envelope)
+
+
+def test_an_edited_tag_or_artifact_digest_is_forged() -> None:
+    for tag, value in ((TAG_ARTIFACT_DIGEST, "0" * 64), (TAG_DIRTY, "false")):
+        signed_dirty = _passed(dirty=True) if tag == TAG_DIRTY else _passed()
+        proof = prove(_retagged(signed_dirty, **{tag: value}), _trust())
+        assert not proof.genuine
+        assert proof.problem == f"tag {tag} differs from the signed provenance"
+
+
+def test_provenance_copied_onto_another_run_or_location_is_forged() -> None:
+    version = _passed()
+    assert "is for run" in str(prove(replace(version, run_id="r9"), _trust()).problem)
+    moved = replace(version, source="s3://attacker/model")
+    assert "is not the signed one" in str(prove(moved, _trust()).problem)
+    renamed = prove(replace(version, name="staging.churn"), _trust())
+    assert renamed.problem == "provenance is for prod.churn"
+
+
+def test_artifact_locations_compare_as_places_not_strings() -> None:
+    version = _passed(artifact_uri="/artifacts/prod/run/model")
+    assert prove(replace(version, source="file:///artifacts/prod/run//model/"), _trust()).genuine
+
+
+def test_tampered_envelopes_are_refused() -> None:
+    version = _passed()
+    envelope = json.loads(version.tags[TAG_PROVENANCE])
+    statement = json.loads(base64.b64decode(envelope["payload"]))
+    statement["predicate"]["buildDefinition"]["externalParameters"]["manifestDigest"] = "0" * 64
+    envelope["payload"] = base64.b64encode(json.dumps(statement).encode()).decode()
+    changed = json.dumps(envelope)
+    retyped = json.dumps({**json.loads(version.tags[TAG_PROVENANCE]), "payloadType": "text/x"})
+    for text in (changed, retyped, "not json", "{}", '{"payload": 3}'):
+        assert not prove(_retagged(version, **{TAG_PROVENANCE: text}), _trust()).genuine
+
+
+def test_a_statement_with_fields_promote_does_not_sign_is_refused() -> None:
+    statement = proofs.claims(NAME, 1).statement()
+    statement["predicate"]["runDetails"]["metadata"]["note"] = "trust me"
+    with pytest.raises(ProofInvalid, match="fields promote does not sign"):
+        Claims.from_statement(statement)
+    with pytest.raises(ProofInvalid, match="malformed"):
+        Claims.from_statement({**statement, "predicate": {}})
+
+
+def test_a_passed_verdict_needs_its_own_signed_summary() -> None:
+    rejected = proofs.signed_version(proofs.claims(NAME, 1), 1, VERDICT_REJECTED)
+    flipped = prove(_retagged(rejected, **{TAG_VERDICT: VERDICT_PASSED}), _trust())
+    assert flipped.genuine and not flipped.passed
+    assert flipped.passed_problem == "no signed verification"
+
+    v1, v2 = _passed(1), proofs.signed_version(proofs.claims(NAME, 2), 2, VERDICT_PENDING)
+    borrowed = _retagged(v2, **{TAG_VERIFICATION: v1.tags[TAG_VERIFICATION]})
+    proof = prove(borrowed, _trust())
+    assert not proof.passed
+    assert proof.passed_problem == "verification summary's version, provenance does not match"
+
+
+def test_a_second_version_on_an_earlier_versions_run_is_a_copy() -> None:
+    original = _passed(1)
+    clone = replace(original, version=2)
+    model = RegisteredModel(NAME, {"champion": 2}, {}, [original, clone])
+    found = prove_model(model, _trust())
+    assert found[1].genuine and found[1].passed
+    assert not found[2].genuine and found[2].problem == "a copy of v1 (same run r1)"
+
+
+def test_an_environment_without_keys_or_with_a_bad_key_is_bad_input() -> None:
+    where = "environments/prod/environment.yaml"
+    with pytest.raises(InputError, match=r"^environments/prod/environment.yaml: signing: names no"):
+        Trust.of(EnvironmentConfig(name="prod", data_root="d"), where)
+    rsa_like = "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n"
+    bad = EnvironmentConfig(name="prod", data_root="d", signing=Signing(public_keys=[rsa_like]))
+    with pytest.raises(InputError, match=r"signing.public_keys.0: "):
+        Trust.of(bad, where)
+
+
+def test_generated_keys_stay_private_and_are_found_by_id(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(keys.KEY_FOLDER_VARIABLE, str(tmp_path / "keys"))
+    monkeypatch.delenv(keys.KEY_VARIABLE, raising=False)
+    public, path = keys.generate()
+    assert path.parent == tmp_path / "keys"
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(path.parent).st_mode) == 0o700
+    wanted = keys.key_id(keys.public_key(public))
+    found = keys.find_private([wanted])
+    assert found is not None and found.key_id == wanted
+    assert keys.find_private(["0" * 64]) is None
+    # In CI the key comes as a secret's text; a key the environment does not list is not used.
+    path.unlink()
+    monkeypatch.setenv(keys.KEY_VARIABLE, proofs.new_key().pem.decode())
+    assert keys.find_private([wanted]) is None
