@@ -144,6 +144,9 @@ class Pipeline:
             with lock.hold(self.registry, name, self.lock_wait, on_wait=self.report):
                 # Another applier may have acted while this one waited: decide again, live.
                 spec = planned.spec
+                closed = self.registry.close_abandoned_runs(spec.environment, spec.model)
+                if closed:
+                    self.report(f"{name}: marked KILLED {len(closed)} run(s) a killed apply left")
                 state = decide(spec, gather(self.repo, self.registry, [spec]))
                 if state.action.writes:
                     self._authorize(approvals, spec)  # what is decided here is authorized here
@@ -216,6 +219,8 @@ class Pipeline:
         self.registry.move_champion(name, number, previous)
         if model is None or number not in model.logged_versions:
             kind = EventKind.PROMOTE  # finishing a promotion that a crash interrupted
+        elif state.drift and number == model.last_champion():
+            kind = EventKind.REPAIR  # undoing a hand-made change, not choosing an older model
         elif previous is not None and number < previous:
             kind = EventKind.ROLLBACK
         else:

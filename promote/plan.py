@@ -21,8 +21,10 @@ from promote.proof.trust import Keyring
 from promote.proof.versions import Proof, prove_model
 from promote.registry.client import Registry
 from promote.registry.entities import (
+    PREVIOUS,
     TAG_CHAMPION_FROM,
     TAG_EXPECTED_CHAMPION,
+    TAG_EXPECTED_PREVIOUS,
     TAG_MANAGED,
     TAG_MANIFEST_DIGEST,
     TAG_MERGE_COMMIT,
@@ -324,12 +326,21 @@ def drift_of(
     expected = model.tags.get(TAG_EXPECTED_CHAMPION)
     live = str(champion.version) if champion is not None else None
     moved = live != expected if live is not None else bool(expected)
-    if moved and not _interrupted_move(model, expected, live):
+    interrupted = _interrupted_move(model, expected, live)
+    if moved and not interrupted:
         if live is not None:
             was = f"pipeline set v{expected}" if expected else "the pipeline never set it"
             problems.append(f"champion moved by hand to v{live} ({was})")
         else:
             problems.append(f"champion alias removed by hand (pipeline set v{expected})")
+    previous = model.aliases.get(PREVIOUS)
+    expected_previous = model.tags.get(TAG_EXPECTED_PREVIOUS)
+    if not interrupted and str(previous or "") != (expected_previous or ""):
+        if previous is None:
+            problems.append(f"previous alias removed by hand (pipeline set v{expected_previous})")
+        else:
+            was = f"pipeline set v{expected_previous}" if expected_previous else "never set"
+            problems.append(f"previous moved by hand to v{previous} ({was})")
     for version in model.versions:
         proof = proofs.get(version.version)
         what = "champion " if champion is not None and champion.version == version.version else ""

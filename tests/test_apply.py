@@ -13,6 +13,8 @@ from promote.registry.entities import (
     TAG_DATA_URI,
     TAG_LINEAGE_DIGEST,
     TAG_MANIFEST_DIGEST,
+    TAG_RUN_ENVIRONMENT,
+    TAG_RUN_MODEL,
     TAG_SOURCE,
 )
 
@@ -118,10 +120,40 @@ def test_champion_moved_by_hand_is_drift_and_apply_moves_it_back(promoted: World
     assert status.returncode == 1
     assert "champion moved by hand to v1 (pipeline set v2)" in status.stdout
     result = promoted.pipeline().apply("staging")
-    assert result.ok and [o.action for o in result.outcomes] == ["repoint"]
+    # Undoing a hand-made move is a repair in the history, not a rollback nor a new choice.
+    assert result.ok and [o.action for o in result.outcomes] == ["repair"]
     staging = promoted.registry.model(f"staging.{MODEL}")
     assert staging is not None and staging.aliases[CHAMPION] == 2
+    assert staging.events()[-1]["action"] == "repair"
     assert promoted.cli("status").returncode == 0
+
+
+def test_a_hand_moved_previous_alias_is_drift(promoted: World) -> None:
+    promoted.train_dev(C=0.2)
+    promoted.promote("staging")
+    name = f"staging.{MODEL}"
+    staging = promoted.registry.model(name)
+    assert staging is not None and staging.aliases == {CHAMPION: 2, PREVIOUS: 1}
+    assert promoted.cli("status").returncode == 0
+    client = promoted.registry.client
+    client.set_registered_model_alias(name, PREVIOUS, "2")
+    status = promoted.cli("status")
+    assert status.returncode == 1
+    assert "previous moved by hand to v2 (pipeline set v1)" in status.stdout
+    client.delete_registered_model_alias(name, PREVIOUS)
+    assert "previous alias removed by hand (pipeline set v1)" in promoted.cli("status").stdout
+
+
+def test_runs_a_killed_apply_left_running_are_marked_killed(trained: World) -> None:
+    client = trained.registry.client
+    experiment = trained.registry.experiment_id("staging", None)
+    abandoned = client.create_run(
+        experiment, tags={TAG_RUN_MODEL: MODEL, TAG_RUN_ENVIRONMENT: "staging"}
+    ).info.run_id
+    assert client.get_run(abandoned).info.status == "RUNNING"
+    assert trained.promote("staging").ok
+    assert client.get_run(abandoned).info.status == "KILLED"
+    assert any("marked KILLED 1 run(s)" in line for line in trained.lines)
 
 
 def test_promote_rollback_proposes_the_previous_manifest(promoted: World) -> None:

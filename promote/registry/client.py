@@ -27,9 +27,11 @@ from promote.registry.entities import (
     PREVIOUS,
     TAG_CHAMPION_FROM,
     TAG_EXPECTED_CHAMPION,
+    TAG_EXPECTED_PREVIOUS,
     TAG_LINEAGE_DIGEST,
     TAG_MANAGED,
     TAG_MANIFEST_DIGEST,
+    TAG_RUN_MODEL,
     Experiment,
     RegisteredModel,
     Version,
@@ -260,6 +262,30 @@ class Registry:
                 )
         return found
 
+    def close_abandoned_runs(self, environment: str, model: str) -> list[str]:
+        """Mark KILLED the runs of `model` in `environment` still RUNNING; their ids.
+
+        Only `log_run` leaves a run RUNNING, and only when its process died mid-way: the
+        caller holds the model's apply lock, under which every such run is logged, so none of
+        them can still be in progress.
+        """
+        experiment = self._call(
+            "reading experiment", self.client.get_experiment_by_name, experiment_name(environment)
+        )
+        if experiment is None:
+            return []
+        running = self._call(
+            "searching unfinished runs",
+            self.client.search_runs,
+            [experiment.experiment_id],
+            filter_string=f"tags.`{TAG_RUN_MODEL}` = '{model}' and attributes.status = 'RUNNING'",
+            max_results=100,
+        )
+        closed = [run.info.run_id for run in running]
+        for run_id in closed:
+            self._call("closing an abandoned run", self.client.set_terminated, run_id, "KILLED")
+        return closed
+
     def reusable_runs(self, environment: str, manifest_digests: set[str]) -> dict[str, str]:
         """For each manifest digest, a finished training run no version was registered from.
 
@@ -442,6 +468,8 @@ class Registry:
         crash between the two alias writes reads as an unfinished move, never as drift.
         """
         intent = {TAG_EXPECTED_CHAMPION: str(version), TAG_CHAMPION_FROM: str(current or "")}
+        if current is not None and current != version:
+            intent[TAG_EXPECTED_PREVIOUS] = str(current)
         for key, value in intent.items():
             self._call(
                 "recording the champion", self.client.set_registered_model_tag, name, key, value

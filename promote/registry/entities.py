@@ -42,6 +42,7 @@ TAG_REPRODUCTION_OF = "promote.reproduction_of"
 TAG_MANAGED = "promote.managed"
 TAG_EXPECTED_CHAMPION = "promote.champion"
 TAG_CHAMPION_FROM = "promote.champion.from"
+TAG_EXPECTED_PREVIOUS = "promote.previous"
 # The apply lock's owner and expiry, on the lock's registered model.
 TAG_LOCK_OWNER = "promote.lock.owner"
 TAG_LOCK_EXPIRES = "promote.lock.expires"
@@ -70,6 +71,7 @@ class EventKind(str, Enum):
     REPOINT = "repoint"  # champion moved to an existing version of the manifest
     ROLLBACK = "rollback"  # the same, to an older version
     REJECT = "reject"  # a candidate failed its checks; champion stayed
+    REPAIR = "repair"  # champion moved back where the pipeline had set it (drift undone)
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,11 @@ class RegisteredModel:
     def events(self) -> list[dict[str, Any]]:
         keys = sorted(k for k in self.tags if k.startswith(EVENT_PREFIX))
         return [json.loads(self.tags[k]) for k in keys]
+
+    def last_champion(self) -> int | None:
+        """The version the history last made champion."""
+        moves = [e for e in self.events() if e.get("action") != EventKind.REJECT.value]
+        return moves[-1].get("version") if moves else None
 
     @cached_property
     def logged_versions(self) -> frozenset[Any]:

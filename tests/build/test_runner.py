@@ -125,7 +125,7 @@ def test_a_rebuild_runs_the_pinned_commit_in_an_export_not_the_checkout(trained:
     params = {"strategy": "most_frequent", "users_checkout": str(trained.repo)}
 
     request = _request(trained, TINY, commit=commit, params=params)
-    run_id = build_at_commit(trained.repo, request, trained.registry)
+    run_id = build_at_commit(trained.repo, request, trained.registry, None)
 
     lineage = trained.registry.lineage(run_id)
     assert lineage.run_id == run_id
@@ -156,7 +156,7 @@ def test_an_entrypoint_leading_outside_the_checkout_is_refused(
     for entrypoint in (f"models/{MODEL}/linked.py", "../../outside.py"):
         request = _request(world, commit=commit, entrypoint=entrypoint)
         with pytest.raises(BadReference) as refused:
-            build_at_commit(world.repo, request, world.registry)
+            build_at_commit(world.repo, request, world.registry, None)
         assert str(refused.value) == (
             f"{ORIGIN}: code.entrypoint: {entrypoint} leads outside the checkout"
         )
@@ -169,7 +169,7 @@ def test_an_entrypoint_missing_at_the_commit_is_refused_though_it_is_in_the_chec
     (world.repo / "models" / MODEL / "uncommitted.py").write_text("print('not committed')\n")
     request = _request(world, entrypoint=f"models/{MODEL}/uncommitted.py")
     with pytest.raises(BadReference) as refused:
-        build_at_commit(world.repo, request, world.registry)
+        build_at_commit(world.repo, request, world.registry, None)
     assert str(refused.value) == (
         f"{ORIGIN}: code.entrypoint: models/{MODEL}/uncommitted.py does not exist at this commit"
     )
@@ -179,7 +179,7 @@ def test_an_entrypoint_missing_at_the_commit_is_refused_though_it_is_in_the_chec
 def test_a_commit_that_is_not_in_the_code_repository_is_refused(world: World) -> None:
     missing = "ab" * 20
     with pytest.raises(BadReference) as refused:
-        build_at_commit(world.repo, _request(world, commit=missing), world.registry)
+        build_at_commit(world.repo, _request(world, commit=missing), world.registry, None)
     assert str(refused.value) == f"{ORIGIN}: code.commit: commit {missing} is not in ."
 
 
@@ -196,7 +196,7 @@ def test_a_failing_training_raises_with_the_tail_of_its_stderr(trained: World) -
     )
     request = _request(trained, commit=commit, entrypoint="models/failing/train.py")
     with pytest.raises(ExternalError) as failed:
-        build_at_commit(trained.repo, request, trained.registry)
+        build_at_commit(trained.repo, request, trained.registry, None)
     message = str(failed.value)
     assert message.startswith(
         f"training dev.{MODEL} (models/failing/train.py) failed with exit code 3:\n  "
@@ -210,7 +210,7 @@ def test_a_training_that_writes_no_result_fails_with_its_stdout(trained: World) 
     commit = _commit_script(trained, "models/silent/train.py", "print('done, I think')\n")
     request = _request(trained, commit=commit, entrypoint="models/silent/train.py")
     with pytest.raises(ExternalError) as failed:
-        build_at_commit(trained.repo, request, trained.registry)
+        build_at_commit(trained.repo, request, trained.registry, None)
     assert str(failed.value) == (
         f"training dev.{MODEL} (models/silent/train.py) failed with exit code 0:\n  done, I think"
     )
@@ -233,7 +233,7 @@ def test_secrets_in_a_failing_trainings_output_are_masked(
     )
     request = _request(trained, commit=commit, entrypoint="models/leaky/train.py")
     with pytest.raises(ExternalError) as failed:
-        build_at_commit(trained.repo, request, trained.registry)
+        build_at_commit(trained.repo, request, trained.registry, None)
     message = str(failed.value)
     for secret in (password, "hunter2-hunter2", "AKIAIOSFODNN7EXAMPLE"):
         assert secret not in message
@@ -301,7 +301,7 @@ def _probe(trained: World, tmp_path: Path) -> tuple[str, dict[str, Any]]:
         entrypoint=PROBE,
         params={"report": str(report), "shown": ",".join(shown)},
     )
-    run_id = build_at_commit(trained.repo, request, trained.registry)
+    run_id = build_at_commit(trained.repo, request, trained.registry, None)
     return run_id, json.loads(report.read_text())
 
 
@@ -378,7 +378,7 @@ def test_a_training_that_fails_or_is_killed_leaves_no_run(trained: World, ending
     )
     request = _request(trained, commit=_commit_script(trained, PROBE, script), entrypoint=PROBE)
     with pytest.raises(ExternalError, match=rf"^training dev\.{MODEL} \({PROBE}\) failed"):
-        build_at_commit(trained.repo, request, trained.registry)
+        build_at_commit(trained.repo, request, trained.registry, None)
     assert _runs_in_dev(trained) == before
 
 
@@ -417,7 +417,7 @@ def test_a_training_output_that_does_not_check_out_is_refused_unlogged(
     before = _runs_in_dev(trained)
     request = _request(trained, commit=_commit_script(trained, PROBE, script), entrypoint=PROBE)
     with pytest.raises(ExternalError) as refused:
-        build_at_commit(trained.repo, request, trained.registry)
+        build_at_commit(trained.repo, request, trained.registry, None)
     message = str(refused.value)
     assert message.startswith(f"training dev.{MODEL} ({PROBE}) {complaint}")
     assert "\n" not in message

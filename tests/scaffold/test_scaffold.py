@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,8 @@ from support.workflows import assert_hardened, assert_promotion_workflows, zizmo
 
 from promote.build import git
 from promote.manifests.loader import load_repository
+from promote.proof import keys
+from promote.proof.trust import keyless_identity
 from promote.scaffold.init import ScaffoldSettings
 
 ROLES = {env: f"arn:aws:iam::210987654321:role/ml-{env}" for env in ("staging", "prod")}
@@ -120,3 +123,46 @@ def test_a_non_empty_folder_is_refused_untouched(tmp_path: Path) -> None:
     assert completed.returncode == 2
     assert "exists and is not empty" in completed.stderr
     assert [p.name for p in target.iterdir()] == ["notes.txt"]
+
+
+def test_init_gives_every_environment_a_key_whose_private_half_stays_outside(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key_folder = tmp_path / "keys"
+    monkeypatch.setenv("PROMOTE_KEY_DIR", str(key_folder))
+    target = tmp_path / "repo"
+    completed = promote_cli(
+        "init", str(target), *ARGUMENTS, "--github-repository", "acme/ml-gitops", cwd=tmp_path
+    )
+    assert completed.returncode == 0, completed.stderr
+    repo = load_repository(target)
+    private = sorted(key_folder.iterdir())
+    assert len(private) == 3
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in private)
+    assert not list(target.rglob("*.pem"))
+    for name in ("dev", "staging", "prod"):
+        config = repo.environment(name)
+        [public] = config.signing.public_keys
+        assert f"{keys.key_id(keys.public_key(public))}.pem" in {p.name for p in private}
+        identity = config.signing.keyless
+        if name == "dev":
+            assert identity is None  # data scientists sign dev with their key, not CI's identity
+        else:
+            assert identity is not None
+            assert keyless_identity(identity) == (
+                "https://github.com/acme/ml-gitops/.github/workflows/promote-apply.yml"
+                "@refs/heads/main"
+            )
+
+
+def test_a_bad_github_repository_writes_no_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PROMOTE_KEY_DIR", str(tmp_path / "keys"))
+    target = tmp_path / "repo"
+    completed = promote_cli(
+        "init", str(target), *ARGUMENTS, "--github-repository", "acme", cwd=tmp_path
+    )
+    assert completed.returncode == 2
+    assert completed.stderr.strip() == "error: --github-repository: 'acme' is not owner/name"
+    assert not target.exists() and not (tmp_path / "keys").exists()

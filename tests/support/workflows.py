@@ -116,11 +116,13 @@ def assert_promotion_workflows(directory: Path, settings: ScaffoldSettings) -> N
         credentials = [
             s for s in steps(job) if "configure-aws-credentials" in str(s.get("uses", ""))
         ]
+        # Every apply job may sign keyless (Sigstore); only jobs with a role assume it.
+        assert job["permissions"] == {"contents": "read", "id-token": "write"}
+        assert apply_step["env"]["PROMOTE_SIGNING_KEY"] == "${{ secrets.PROMOTE_SIGNING_KEY }}"
         if name in settings.roles:
-            assert job["permissions"] == {"contents": "read", "id-token": "write"}
             assert [s["with"]["role-to-assume"] for s in credentials] == [settings.roles[name]]
         else:
-            assert credentials == [] and "id-token" not in job["permissions"]
+            assert credentials == []
 
 
 def zizmor_executable() -> str:
