@@ -13,6 +13,7 @@ from promote.build import git, runner
 from promote.errors import InputError
 from promote.manifests.repository import Repository
 from promote.proof.trust import Keyring
+from promote.registry import lock
 from promote.registry.client import Registry
 from promote.registry.entities import EventKind
 
@@ -24,6 +25,7 @@ def train(
     environment: str,
     overrides: dict[str, Any],
     report: Report = lambda _: None,
+    lock_wait: float = 900.0,
 ) -> Outcome:
     """Train at HEAD of the working tree and, if its gates pass, make it the champion."""
     config = repo.environment(environment)
@@ -46,10 +48,15 @@ def train(
     keyring = Keyring(repo.environments)
     signer = keyring.signer(environment)
     signer.check()  # before training: a run this machine cannot sign would only be forged
-    run_id = runner.build_in_working_tree(repo.root, request, registry, signer)
-    lineage = registry.lineage(run_id)
-    promoter = Promoter(registry, report, keyring)
-    candidate = promoter.register(
-        repo.registered_name(environment, model), lineage, spec.digest, source=""
-    )
-    return promoter.conclude(spec, candidate, lineage, [], EventKind.TRAIN)
+    name = repo.registered_name(environment, model)
+    # Two trainings of one model conclude one after the other, each against the champion the
+    # other left; under the lock, runs a killed training left RUNNING are closed.
+    with lock.hold(registry, name, lock_wait, on_wait=report):
+        closed = registry.close_abandoned_runs(environment, model)
+        if closed:
+            report(f"{name}: marked KILLED {len(closed)} run(s) a killed training left")
+        run_id = runner.build_in_working_tree(repo.root, request, registry, signer)
+        lineage = registry.lineage(run_id)
+        promoter = Promoter(registry, report, keyring)
+        candidate = promoter.register(name, lineage, spec.digest, source="")
+        return promoter.conclude(spec, candidate, lineage, [], EventKind.TRAIN)

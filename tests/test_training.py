@@ -89,3 +89,20 @@ def test_a_script_that_logs_no_model_fails_clearly(world: World) -> None:
     assert result.returncode == 1
     assert "ended without calling run.log_model(...)" in result.stderr
     assert world.registry.model("dev.churn") is None
+
+
+def test_a_training_closes_the_runs_a_killed_training_left_and_holds_the_lock(
+    trained: World,
+) -> None:
+    from promote.registry.entities import TAG_RUN_ENVIRONMENT, TAG_RUN_MODEL
+    from promote.registry.lock import lock_name
+
+    client = trained.registry.client
+    experiment = trained.registry.experiment_id("dev", None)
+    abandoned = client.create_run(
+        experiment, tags={TAG_RUN_MODEL: "churn", TAG_RUN_ENVIRONMENT: "dev"}
+    ).info.run_id
+    trained.train_dev(C=0.3)
+    assert client.get_run(abandoned).info.status == "KILLED"
+    assert any("marked KILLED 1 run(s) a killed training left" in line for line in trained.lines)
+    assert trained.registry.model(lock_name("dev.churn")) is None  # released after training
