@@ -128,6 +128,9 @@ class Pipeline:
         # An environment this machine cannot sign for stops here too: it could only forge.
         for environment in sorted({s.environment for s in states if s.action.writes}):
             self.keyring.signer(environment).check()
+        for state in states:
+            if state.action is Action.BUILD and state.spec.config.training == "retrain":
+                runner.check_interpreter(state.spec.config)
         # Credentials that cannot read the data or write the artifact store stop here, unwritten.
         preflight(self.repo, [s.spec for s in states if s.action is Action.BUILD], self.registry)
         result = ApplyResult()

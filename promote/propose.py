@@ -14,6 +14,7 @@ from promote.manifests.repository import ENVIRONMENTS_DIR, Repository, environme
 from promote.manifests.schema import (
     Code,
     Data,
+    EnvironmentConfig,
     Gates,
     Manifest,
     Source,
@@ -53,6 +54,23 @@ class Proposal:
             "source": self.source_ref,
             "manifest": self.manifest.model_dump(mode="json"),
         }
+
+
+def _carried_gates(gates: Gates, config: EnvironmentConfig) -> Gates:
+    """The template's gates that the target environment accepts: a bound that would loosen
+    the target's own floor (dev's tolerance onto prod, say) is left to that floor."""
+
+    def accepted(part: Gates) -> bool:
+        return part.refinement_problem(config.gates, config.name) is None
+
+    if accepted(gates):
+        return gates
+    rule, budget = gates.no_regression, gates.max_artifact_mb
+    return Gates(
+        metrics={n: t for n, t in gates.metrics.items() if accepted(Gates(metrics={n: t}))},
+        no_regression=rule if accepted(Gates(no_regression=rule)) else None,
+        max_artifact_mb=budget if accepted(Gates(max_artifact_mb=budget)) else None,
+    )
 
 
 def propose(repo: Repository, registry: Registry, model: str, target: str) -> Proposal:
@@ -97,7 +115,7 @@ def propose(repo: Repository, registry: Registry, model: str, target: str) -> Pr
             params=lineage.params,
         ),
         data=template.manifest.data if template else Data(path=model),
-        gates=template.manifest.gates if template else Gates(),
+        gates=_carried_gates(template.manifest.gates, config) if template else Gates(),
     )
     relative = f"{ENVIRONMENTS_DIR}/{target}/{model}.yaml"
     if existing is not None and manifest_digest(manifest, config) == existing.digest:

@@ -44,10 +44,11 @@ def train(
     manifest = spec.manifest
     params = {**manifest.code.params, **overrides}
     request = runner.BuildRequest.of_spec(repo.root, spec, commit, params, dirty=dirty)
-    report(f"training {model} in {environment} at {commit[:12]} ({manifest.code.entrypoint})")
+    runner.check_interpreter(config)
     keyring = Keyring(repo.environments)
     signer = keyring.signer(environment)
     signer.check()  # before training: a run this machine cannot sign would only be forged
+    report(f"training {model} in {environment} at {commit[:12]} ({manifest.code.entrypoint})")
     name = repo.registered_name(environment, model)
     # Two trainings of one model conclude one after the other, each against the champion the
     # other left; under the lock, runs a killed training left RUNNING are closed.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
 from promote.gates import GateResult, evaluate
 from promote.manifests.schema import Gates, NoRegression, Threshold
@@ -152,3 +153,68 @@ def test_every_gate_gives_one_verdict_in_a_fixed_order() -> None:
         "artifact size: FAIL (2.00 MB, budget 1.0 MB)",
     ]
     assert not all(r.passed for r in results)
+
+
+PROD_FLOOR = {
+    "metrics": {"roc_auc": {"min": 0.8}},
+    "no_regression": {"metric": "roc_auc", "tolerance": 0.0},
+    "max_artifact_mb": 10,
+}
+
+
+@pytest.mark.parametrize(
+    "manifest",
+    [
+        {"no_regression": {"metric": "roc_auc", "tolerance": 0.03}},
+        {"no_regression": {"metric": "accuracy", "tolerance": 0.0}},
+        {"no_regression": {"metric": "roc_auc", "higher_is_better": False}},
+        {"metrics": {"roc_auc": {"min": 0.5}}},
+        {"max_artifact_mb": 500},
+    ],
+)
+def test_a_manifest_built_in_code_is_held_to_its_environments_floor_too(
+    manifest: dict[str, object],
+) -> None:
+    """The loader refuses these; a manifest that never went through it (one `promote model`
+    builds) merges over the environment's gates without loosening one of them."""
+    floor = _gates(**PROD_FLOOR)
+    assert _gates(**manifest).refinement_problem(floor, "prod") is not None
+    merged = _gates(**manifest).merged_over(floor)
+    assert merged.no_regression == floor.no_regression
+    assert merged.metrics["roc_auc"].min == 0.8 and merged.max_artifact_mb == 10
+    # The regression that prompted this: a champion at 0.80, a candidate at 0.78.
+    verdicts = evaluate(merged, {"roc_auc": 0.78}, {"roc_auc": 0.80}, 0)
+    assert [r.name for r in verdicts if not r.passed] == ["metric roc_auc", "no regression"]
+
+
+def test_a_manifest_that_only_tightens_refines_its_environments_gates() -> None:
+    floor = _gates(**PROD_FLOOR)
+    tighter = _gates(
+        metrics={"roc_auc": {"min": 0.9, "max": 1.0}, "accuracy": {"min": 0.1}},
+        no_regression={"metric": "roc_auc", "tolerance": 0.0, "higher_is_better": True},
+        max_artifact_mb=1,
+    )
+    assert tighter.refinement_problem(floor, "prod") is None
+    assert Gates().refinement_problem(floor, "prod") is None
+    assert floor.refinement_problem(Gates(), "dev") is None  # no floor: anything refines it
+    merged = tighter.merged_over(floor)
+    assert (merged.metrics["roc_auc"].min, merged.metrics["roc_auc"].max) == (0.9, 1.0)
+    assert merged.metrics["accuracy"].min == 0.1 and merged.max_artifact_mb == 1
+
+
+@pytest.mark.parametrize(
+    "gates",
+    [
+        {"metrics": {"auc": {"min": float("nan")}}},
+        {"metrics": {"auc": {"max": float("inf")}}},
+        {"no_regression": {"metric": "auc", "tolerance": float("inf")}},
+        {"no_regression": {"metric": "auc", "tolerance": float("nan")}},
+        {"max_artifact_mb": float("inf")},
+        {"max_artifact_mb": float("nan")},
+    ],
+)
+def test_gates_hold_finite_numbers_only(gates: dict[str, object]) -> None:
+    """NaN compares false with everything and infinity passes everything: a gate of either
+    could never fail (or never pass)."""
+    with pytest.raises(ValidationError, match="finite number"):
+        _gates(**gates)

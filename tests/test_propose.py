@@ -6,6 +6,9 @@ import yaml
 from support.world import MODEL, World
 
 from promote.build import git
+from promote.manifests.loader import load_repository
+from promote.propose import propose
+from promote.scaffold.quickstart import merge
 
 
 def test_propose_writes_the_manifest_on_a_branch_without_touching_the_checkout(
@@ -54,3 +57,22 @@ def test_propose_to_the_bottom_environment_is_bad_input(trained: World) -> None:
         result.stderr.strip()
         == "error: --to: dev promotes from no environment: train there instead"
     )
+
+
+def test_a_proposal_carries_over_only_the_gates_the_target_accepts(trained: World) -> None:
+    """dev's manifest may be looser than staging's floor; the proposal must still load."""
+    trained.edit_yaml(
+        "environments/staging/environment.yaml",
+        lambda body: body.update(
+            gates={**body.get("gates", {}), "no_regression": {"metric": "accuracy"}}
+        ),
+    )
+    proposal = propose(load_repository(trained.repo), trained.registry, MODEL, "staging")
+    gates = proposal.manifest.gates
+    assert gates.no_regression is None  # dev's roc_auc rule would loosen staging's floor
+    assert set(gates.metrics) == {"roc_auc", "accuracy"}  # dev's tightening bounds stay
+    assert proposal.branch is not None
+    merge(trained.repo, proposal.branch, "Merge")
+    spec = load_repository(trained.repo).spec("staging", MODEL)
+    assert spec.gates.no_regression is not None
+    assert spec.gates.no_regression.metric == "accuracy"

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import stat
 import sys
+from math import inf, nan
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from support.world import MODEL, World
 
 from promote.build import git
@@ -19,6 +22,9 @@ from promote.registry.entities import CHAMPION, TAG_REASON, TAG_VERDICT, VERDICT
 
 STAGING_MANIFEST = f"environments/staging/{MODEL}.yaml"
 PROD_MANIFEST = f"environments/prod/{MODEL}.yaml"
+DEV_MANIFEST = f"environments/dev/{MODEL}.yaml"
+DEV_ENVIRONMENT = "environments/dev/environment.yaml"
+PROD_ENVIRONMENT = "environments/prod/environment.yaml"
 
 
 def refused_apply(world: World, environment: str, expected: str) -> None:
@@ -117,8 +123,8 @@ def test_missing_source_version_is_refused(
 
 def test_rejected_source_version_is_refused(promoted: World) -> None:
     promoted.edit_yaml(
-        "environments/staging/environment.yaml",
-        lambda body: body["gates"].update(metrics={"roc_auc": {"min": 0.999}}),
+        STAGING_MANIFEST,
+        lambda body: body["gates"]["metrics"].update(roc_auc={"min": 0.999}),
     )
     rejected_apply(promoted, "staging", "gate metric roc_auc: FAIL")
     rejected = promoted.registry.model(f"staging.{MODEL}")
@@ -222,7 +228,7 @@ def test_one_changed_byte_in_the_source_artifact_refuses_the_promotion(promoted:
     before = promoted.snapshot()
     result = promoted.pipeline().apply("prod")
     assert not result.ok
-    assert "artifact in storage does not match its recorded digest" in result.outcomes[-1].detail
+    assert "artifact in storage does not match its signed digest" in result.outcomes[-1].detail
     assert promoted.snapshot() == before
 
 
@@ -296,3 +302,166 @@ def test_plan_shows_refusals_without_writing(trained: World) -> None:
     assert result.returncode == 2
     assert "dev.churn/9 does not exist" in result.stdout
     assert trained.snapshot() == before
+
+
+REGRESSION_FLOOR = {"no_regression": {"metric": "roc_auc", "tolerance": 0.0}}
+
+
+@pytest.mark.parametrize(
+    ("floor", "manifest_gates", "expected"),
+    [
+        # Prod allows no regression at all; the manifest (as `promote model` copies it from
+        # below) would let the champion's roc_auc drop by 0.03.
+        (
+            REGRESSION_FLOOR,
+            {"no_regression": {"metric": "roc_auc", "tolerance": 0.03}},
+            "gates.no_regression.tolerance: 0.03 loosens environment prod's 0.0",
+        ),
+        (
+            REGRESSION_FLOOR,
+            {"no_regression": {"metric": "accuracy", "tolerance": 0.0}},
+            "gates.no_regression.metric: 'accuracy' loosens environment prod's 'roc_auc'",
+        ),
+        (
+            REGRESSION_FLOOR,
+            {"no_regression": {"metric": "roc_auc", "higher_is_better": False}},
+            "gates.no_regression.higher_is_better: False loosens environment prod's True",
+        ),
+        (
+            {"metrics": {"roc_auc": {"min": 0.7}}},
+            {"metrics": {"roc_auc": {"min": 0.5}}},
+            "gates.metrics.roc_auc.min: 0.5 loosens environment prod's 0.7",
+        ),
+        (
+            {},
+            {"max_artifact_mb": 500},
+            "gates.max_artifact_mb: 500.0 loosens environment prod's 50.0",
+        ),
+    ],
+)
+def test_a_manifest_cannot_loosen_its_environments_gates(
+    promoted: World, floor: dict[str, Any], manifest_gates: dict[str, Any], expected: str
+) -> None:
+    promoted.edit_yaml(PROD_ENVIRONMENT, lambda body: body["gates"].update(floor))
+    promoted.edit_yaml(PROD_MANIFEST, lambda body: body["gates"].update(manifest_gates))
+    refused_apply(promoted, "prod", f"error: {PROD_MANIFEST}: {expected}")
+    assert promoted.cli("plan").returncode == 2
+
+
+def _files(root: Path) -> dict[str, tuple[int, int]]:
+    """Every file and link under `root` but git's own, with its size and modification time."""
+    found = {}
+    for folder, subfolders, names in os.walk(root):
+        subfolders[:] = [name for name in subfolders if name != ".git"]
+        for name in names + [s for s in subfolders if Path(folder, s).is_symlink()]:
+            info = Path(folder, name).lstat()
+            found[str(Path(folder, name).relative_to(root))] = (info.st_size, info.st_mtime_ns)
+    return found
+
+
+def _write(relative: str, text: str) -> Any:
+    return lambda world, outside: (world.repo / relative).write_text(text)
+
+
+def _append(relative: str, text: str) -> Any:
+    def change(world: World, outside: Path) -> None:
+        path = world.repo / relative
+        path.write_text(path.read_text() + text)
+
+    return change
+
+
+def _edit(relative: str, change: Any) -> Any:
+    def edit(world: World, outside: Path) -> None:
+        path = world.repo / relative
+        body = yaml.safe_load(path.read_text())
+        change(body)
+        path.write_text(yaml.safe_dump(body, sort_keys=False))
+
+    return edit
+
+
+def _link_outside(relative: str) -> Any:
+    """Move `relative` out of the repository, unchanged, and leave a symlink to it."""
+
+    def link(world: World, outside: Path) -> None:
+        path = world.repo / relative
+        target = outside / path.name
+        target.write_text(path.read_text())
+        path.unlink()
+        path.symlink_to(target)
+
+    return link
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (_append(DEV_MANIFEST, "data: {path: elsewhere}\n"), f"{DEV_MANIFEST}: data: named twice"),
+        (_append(DEV_ENVIRONMENT, "training: copy\n"), f"{DEV_ENVIRONMENT}: training: named twice"),
+        (
+            _edit(DEV_MANIFEST, lambda body: body["gates"]["metrics"]["roc_auc"].update(min=nan)),
+            f"{DEV_MANIFEST}: gates.metrics.roc_auc.min: Input should be a finite number",
+        ),
+        (
+            _edit(DEV_MANIFEST, lambda body: body["gates"]["no_regression"].update(tolerance=inf)),
+            f"{DEV_MANIFEST}: gates.no_regression.tolerance: Input should be a finite number",
+        ),
+        (
+            _edit(DEV_ENVIRONMENT, lambda body: body.update(gates={"max_artifact_mb": inf})),
+            f"{DEV_ENVIRONMENT}: gates.max_artifact_mb: Input should be a finite number",
+        ),
+        (
+            _edit(DEV_ENVIRONMENT, lambda body: body.update(model_name="{env.__class__}.{model}")),
+            f"{DEV_ENVIRONMENT}: model_name: may hold only the fields {{env}} and {{model}}",
+        ),
+        (
+            _edit(DEV_ENVIRONMENT, lambda body: body.update(model_name="{env}/{model}")),
+            f"{DEV_ENVIRONMENT}: model_name: must render a name of letters, digits",
+        ),
+        (_write(DEV_MANIFEST, "a: " + "[" * 100_000), f"{DEV_MANIFEST}: nested deeper than 32"),
+        (
+            _append(DEV_MANIFEST, "#" + "x" * (1 << 20) + "\n"),
+            f"{DEV_MANIFEST}: larger than 1 MiB, the bound on a YAML file",
+        ),
+        (
+            _edit(DEV_ENVIRONMENT, lambda body: body.pop("allow_data_outside_repository")),
+            f"{DEV_ENVIRONMENT}: data_root: '../data/dev' is outside the repository",
+        ),
+        (
+            _link_outside(DEV_MANIFEST),
+            f"{DEV_MANIFEST}: leads outside the repository through a symlink",
+        ),
+        (
+            _link_outside(DEV_ENVIRONMENT),
+            f"{DEV_ENVIRONMENT}: leads outside the repository through a symlink",
+        ),
+    ],
+)
+def test_bad_input_is_refused_with_one_line_and_nothing_written(
+    world: World, tmp_path: Path, change: Any, expected: str
+) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    change(world, outside)
+    before = _files(world.sandbox.root), _files(outside)
+    for command in (["plan"], ["apply"], ["train", MODEL]):
+        result = world.cli(*command)
+        assert result.returncode == 2, (command, result.stderr)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"error: {expected}"), result.stderr
+    assert (_files(world.sandbox.root), _files(outside)) == before
+    assert not (world.repo / ".promote").exists()
+
+
+def test_an_interpreter_this_machine_lacks_refuses_training_not_planning(world: World) -> None:
+    world.edit_yaml(DEV_ENVIRONMENT, lambda body: body.update(python="/nonexistent/bin/python3"))
+    before = _files(world.sandbox.root)
+    assert world.cli("plan").returncode == 0  # CI's interpreter need not exist on a laptop
+    result = world.cli("train", MODEL)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"error: {DEV_ENVIRONMENT}: python: '/nonexistent/bin/python3' is not an executable "
+        "on this machine"
+    )
+    assert _files(world.sandbox.root) == before

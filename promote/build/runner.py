@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -22,9 +23,9 @@ from promote.build import git, notebook
 from promote.build.data import resolve_uri
 from promote.build.digest import artifact_digest
 from promote.build.lineage import Lineage
-from promote.errors import BadReference, ExternalError
+from promote.errors import BadReference, ExternalError, InputError
 from promote.github.context import run_description
-from promote.manifests.repository import ModelSpec
+from promote.manifests.repository import ModelSpec, environment_file
 from promote.manifests.schema import EnvironmentConfig
 from promote.proof.trust import Signer
 from promote.registry.client import Registry
@@ -161,6 +162,16 @@ def who_runs() -> str:
     except (KeyError, OSError):
         user = "unknown"
     return f"{user}@{socket.gethostname()}"
+
+
+def check_interpreter(config: EnvironmentConfig) -> None:
+    """Refuse, before anything is written, to train with an interpreter this machine lacks."""
+    if config.python is not None and shutil.which(config.python) is None:
+        raise InputError(
+            environment_file(config.name),
+            "python",
+            f"{config.python!r} is not an executable on this machine",
+        )
 
 
 def build_at_commit(

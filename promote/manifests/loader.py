@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,9 +25,21 @@ from promote.manifests.repository import (
     ModelSpec,
     Repository,
 )
-from promote.manifests.schema import EnvironmentConfig, Manifest, parse, parse_yaml
+from promote.manifests.schema import (
+    MAX_REGISTERED_NAME,
+    MAX_YAML_BYTES,
+    EnvironmentConfig,
+    Manifest,
+    check_size,
+    parse,
+    parse_yaml,
+)
+from promote.registry.lock import LOCK_PREFIX
 
 _READ_SIZE = 1 << 16
+
+# Opening a named pipe for reading would wait for a writer: open without waiting, then refuse it.
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)
 
 # Validating a manifest costs about 0.3 ms (YAML, then pydantic): from this many manifests to
 # validate, a pool of processes starting in ~0.1 s pays for itself.
@@ -39,11 +52,16 @@ def _read_bytes(path: Path | str, display: str, folder: int | None = None) -> by
     `folder`, an open directory, spares the kernel resolving the whole path again per file.
     """
     try:
-        descriptor = os.open(path, os.O_RDONLY, dir_fd=folder)
+        descriptor = os.open(path, _OPEN_FLAGS, dir_fd=folder)
         try:
-            # A regular file reads short only at its end: a manifest takes one call.
+            info = os.fstat(descriptor)
+            if not stat.S_ISREG(info.st_mode):
+                raise InputError(display, None, "is not a regular file")
+            check_size(info.st_size, display)
+            # A regular file reads short only at its end: a manifest takes one call. One that
+            # grows while it is read stops past the bound, which parsing it then refuses.
             content = chunk = os.read(descriptor, _READ_SIZE)
-            while len(chunk) == _READ_SIZE:
+            while len(chunk) == _READ_SIZE and len(content) <= MAX_YAML_BYTES:
                 chunk = os.read(descriptor, _READ_SIZE)
                 content += chunk
         finally:
@@ -77,13 +95,15 @@ def load_repository(root: Path, parallel_from: int = PARALLEL_FROM) -> Repositor
         display = repo.relative(env_file)
         if not env_file.is_file():
             raise InputError(display, None, "missing: every environment folder needs one")
+        _refuse_outside(root, env_file, display)
         config: EnvironmentConfig = parse(EnvironmentConfig, _read_yaml(env_file, display), display)
         if config.name != env_dir.name:
             raise InputError(display, "name", f"must match its folder name {env_dir.name!r}")
+        _check_environment(config, root, display)
         repo.environments[config.name] = config
     _check_environment_order(repo)
     cache = ManifestCache.for_repository(root)
-    reads = [read for config in repo.environments.values() for read in _read_all(base, config)]
+    reads = [read for config in repo.environments.values() for read in _read_all(root, config)]
     for read in reads:
         read.facts = ManifestFacts.from_json(cache.get(read.key))
     to_validate = [read for read in reads if read.facts is None and read.error is None]
@@ -94,6 +114,7 @@ def load_repository(root: Path, parallel_from: int = PARALLEL_FROM) -> Repositor
             read.facts = outcome
             cache.put(read.key, outcome.to_json())
     # In file order, as one by one: the first problem found is the one reported.
+    registered: dict[str, str] = {}
     for read in reads:
         if read.error is not None:
             raise read.error
@@ -102,9 +123,60 @@ def load_repository(root: Path, parallel_from: int = PARALLEL_FROM) -> Repositor
         if read.facts.model != stem:
             raise InputError(read.display, "model", f"must match the file name {stem!r}")
         spec = ModelSpec(read.config, read.folder, read.file_name, read.facts, read.text)
+        _check_registered_name(repo.registered_name(spec.environment, spec.model), spec, registered)
         repo.specs[(read.config.name, spec.model)] = spec
     cache.save()
     return repo
+
+
+def _inside(root: Path, path: Path) -> bool:
+    """Whether `path`, its symlinks followed, is in `root` (itself resolved)."""
+    return Path(os.path.realpath(path)).is_relative_to(root)
+
+
+def _refuse_outside(root: Path, path: Path, display: str) -> None:
+    """Refuse a file that a symlink (of its own or of a folder above it) takes out of `root`:
+    what review approved in the repository would not be what is read."""
+    if not _inside(root, path):
+        raise InputError(display, None, "leads outside the repository through a symlink")
+
+
+def _check_environment(config: EnvironmentConfig, root: Path, display: str) -> None:
+    """What an environment file names: its local data, and the form of its interpreter."""
+    if not (
+        config.data_root.startswith("s3://")
+        or config.allow_data_outside_repository
+        or _inside(root, root / config.data_root)
+    ):
+        raise InputError(
+            display,
+            "data_root",
+            f"{config.data_root!r} is outside the repository "
+            "(set allow_data_outside_repository: true if it is meant to be)",
+        )
+    python = config.python
+    # Training runs in an export of the pinned commit: a relative path would point into it.
+    # Whether the interpreter exists is asked only before a training (`runner.check_interpreter`):
+    # a laptop's plan need not have the interpreter CI trains prod with.
+    if python is not None and os.sep in python and not os.path.isabs(python):
+        raise InputError(
+            display, "python", f"{python!r} must be an absolute path or a command on PATH"
+        )
+
+
+def _check_registered_name(name: str, spec: ModelSpec, registered: dict[str, str]) -> None:
+    """`name`, what `spec` registers as, is a name of its own: not too long for MLflow with
+    promote's suffixes, not a lock's, and no other manifest's (which would share its versions,
+    champion and permissions)."""
+    if len(name) > MAX_REGISTERED_NAME:
+        problem = f"registers as a name of {len(name)} characters, over {MAX_REGISTERED_NAME}"
+    elif name.startswith(LOCK_PREFIX):
+        problem = f"registers as {name!r}: names starting {LOCK_PREFIX!r} are promote's locks"
+    elif registered.setdefault(name, spec.display) != spec.display:
+        problem = f"registers as {name!r}, as {registered[name]} does"
+    else:
+        return
+    raise InputError(spec.display, "model", f"{problem} (model_name of {spec.environment})")
 
 
 @dataclass
@@ -121,12 +193,12 @@ class _ManifestRead:
     error: InputError | None = None
 
 
-def _read_all(base: Path, config: EnvironmentConfig) -> list[_ManifestRead]:
-    folder = base / config.name
+def _read_all(root: Path, config: EnvironmentConfig) -> list[_ManifestRead]:
+    folder = root / ENVIRONMENTS_DIR / config.name
     context = _validation_context(config)
     with os.scandir(folder) as entries:
         files = sorted(
-            entry.name
+            (entry.name, entry.is_symlink())
             for entry in entries
             if entry.name.endswith((".yaml", ".yml"))
             and entry.name != ENVIRONMENT_FILE
@@ -137,11 +209,13 @@ def _read_all(base: Path, config: EnvironmentConfig) -> list[_ManifestRead]:
     relative = os.open in os.supports_dir_fd
     directory = os.open(folder, os.O_RDONLY) if relative else None
     try:
-        for file_name in files:
+        for file_name, symlink in files:
             display = f"{ENVIRONMENTS_DIR}/{config.name}/{file_name}"  # repo.relative, cheaper
             read = _ManifestRead(config, folder, file_name, display)
             path = file_name if relative else folder / file_name
             try:
+                if symlink:  # the folder itself was checked with its environment file
+                    _refuse_outside(root, folder / file_name, display)
                 content = _read_bytes(path, display, directory)
                 read.text = _decode(content, display)
             except InputError as exc:
@@ -250,6 +324,10 @@ def _check_environment_order(repo: Repository) -> None:
 def _check_manifest_against_environment(
     manifest: Manifest, config: EnvironmentConfig, display: str
 ) -> None:
+    refinement = manifest.gates.refinement_problem(config.gates, config.name)
+    if refinement is not None:
+        field, problem = refinement
+        raise InputError(display, f"gates.{field}", problem)
     if config.promotes_from is None:
         if manifest.source is not None:
             raise InputError(display, "source", f"{config.name} promotes from no environment")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import string
+from collections.abc import Iterator
 from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal
 
@@ -22,9 +23,6 @@ COMMIT_PATTERN = r"^[0-9a-f]{40}$"
 
 # Already normal and safely relative: no empty, `.` or `..` part, no `~`, no backslash.
 _PLAIN_RELATIVE_PATH = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*(?:/[A-Za-z0-9_][A-Za-z0-9_.-]*)*")
-
-# The same safe subset of YAML, through libyaml when PyYAML was built with it.
-_FAST_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 # Bounds on any YAML promote reads (manifests, environment files, their versions in git history).
 # An honest file is a few KiB and a few levels deep; these keep a hostile one from costing more
@@ -136,35 +134,38 @@ class Gates(_Strict):
     def refinement_problem(self, base: Gates, environment: str) -> tuple[str, str] | None:
         """Why these gates (a manifest's) do not refine `base` (its environment's), as the field
         and the problem; None when they only tighten it. Environment gates are the floor every
-        model of the environment is held to: a looser bound would let a worse model through."""
-        loosened: tuple[str, Any, Any] | None = None
+        model there is held to: a manifest that loosened them would let a worse model through."""
+        loosened = next(self._loosenings(base), None)
+        if loosened is not None:
+            field, value, floor = loosened
+            return field, (
+                f"{value!r} loosens environment {environment}'s {floor!r} "
+                "(a manifest may only tighten its environment's gates)"
+            )
         for name, threshold in sorted(self.metrics.items()):
-            floor = base.metrics.get(name)
-            if floor is None:
+            floor_threshold = base.metrics.get(name)
+            if floor_threshold is None:
                 continue
-            field = f"metrics.{_printable(name)}"
-            if (bound := threshold.loosening(floor)) is not None:
-                loosened = (f"{field}.{bound[0]}", bound[1], bound[2])
-                break
-            merged = floor.strictest(threshold)
+            merged = floor_threshold.strictest(threshold)
             if merged.min is not None and merged.max is not None and merged.min > merged.max:
-                return field, (
-                    f"no value passes: with environment {environment}'s bound it needs "
+                return f"metrics.{_printable(name)}", (
+                    f"no value passes: with environment {environment}'s bounds it needs "
                     f">= {merged.min} and <= {merged.max}"
                 )
-        if loosened is None and self.no_regression and base.no_regression:
-            if (rule := self.no_regression.loosening(base.no_regression)) is not None:
-                loosened = (f"no_regression.{rule[0]}", rule[1], rule[2])
-        mine, floor_budget = self.max_artifact_mb, base.max_artifact_mb
-        if loosened is None and mine is not None and floor_budget is not None and mine > floor_budget:
-            loosened = ("max_artifact_mb", mine, floor_budget)
-        if loosened is None:
-            return None
-        field, value, floor_value = loosened
-        return field, (
-            f"{value!r} loosens environment {environment}'s {floor_value!r} "
-            "(a manifest may only tighten its environment's gates)"
-        )
+        return None
+
+    def _loosenings(self, base: Gates) -> Iterator[tuple[str, Any, Any]]:
+        """(field, this value, `base`'s) for every bound of these that `base` holds tighter."""
+        for name, threshold in sorted(self.metrics.items()):
+            floor = base.metrics.get(name)
+            if floor is not None and (bound := threshold.loosening(floor)) is not None:
+                yield f"metrics.{_printable(name)}.{bound[0]}", bound[1], bound[2]
+        mine, floor_rule = self.no_regression, base.no_regression
+        if mine and floor_rule and (rule := mine.loosening(floor_rule)) is not None:
+            yield f"no_regression.{rule[0]}", rule[1], rule[2]
+        budget, floor_budget = self.max_artifact_mb, base.max_artifact_mb
+        if budget is not None and floor_budget is not None and budget > floor_budget:
+            yield "max_artifact_mb", budget, floor_budget
 
 
 class ApprovalRule(_Strict):
@@ -216,14 +217,24 @@ class EnvironmentConfig(_Strict):
     data_root: str = Field(
         description="Local folder (relative to the repository) or s3://bucket/prefix"
     )
+    allow_data_outside_repository: bool = Field(
+        default=False,
+        description="Allow a local data_root outside the repository (a sandbox, a shared mount)",
+    )
     artifact_root: str | None = Field(
         default=None,
         description="Where this environment's training runs store artifacts (local folder or s3://)",
     )
     training: Literal["retrain", "copy"] = "retrain"
     protected_branch: str = "main"
-    model_name: str = Field(default="{env}.{model}", description="Registered model name template")
-    python: str | None = Field(default=None, description="Interpreter for training runs")
+    model_name: str = Field(
+        default="{env}.{model}",
+        description="Registered model name template: {env}, {model}, letters, digits, '_.-'",
+    )
+    python: str | None = Field(
+        default=None,
+        description="Interpreter for training runs: an absolute path or a command on PATH",
+    )
     role: str | None = Field(
         default=None, description="IAM role this environment's pipeline assumes"
     )
@@ -244,8 +255,22 @@ class EnvironmentConfig(_Strict):
     @field_validator("model_name")
     @classmethod
     def _template(cls, value: str) -> str:
-        if "{model}" not in value or "{env}" not in value:
+        # str.format would also follow `{env.__class__}`, index `{0}` or pad `{env:>999}`.
+        fields = [part[1:] for part in string.Formatter().parse(value) if part[1] is not None]
+        if any(
+            name not in ("env", "model") or spec or conversion for name, spec, conversion in fields
+        ):
+            raise ValueError(
+                "may hold only the fields {env} and {model}, without format specs or conversions"
+            )
+        if {name for name, _, _ in fields} != {"env", "model"}:
             raise ValueError("must contain both {env} and {model}")
+        # Environment and model names are of these characters already: the rest must be too.
+        if not REGISTERED_NAME.fullmatch(value.format(env="e", model="m")):
+            raise ValueError(
+                "must render a name of letters, digits, '_', '.' and '-' that starts with a "
+                "letter or digit"
+            )
         return value
 
     @field_validator("data_root", "artifact_root")
@@ -313,14 +338,93 @@ class Manifest(_Strict):
     gates: Gates = Field(default_factory=Gates)
 
 
+class _CheckedDocuments(yaml.constructor.SafeConstructor):
+    """Safe construction of a document that names no key twice in one mapping and nests no
+    deeper than MAX_YAML_DEPTH. YAML keeps the last of two equal keys silently, while a reviewer
+    reads the first: `tolerance: 0.0` above a second `tolerance: 0.3` would approve the 0.3."""
+
+    display = ""  # the file being read, which a refusal names
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        # Iterative, and each node once: aliases may share nodes, or make a cycle.
+        stack: list[tuple[yaml.Node, tuple[str, ...], int]] = [(node, (), 1)]
+        visited: set[int] = set()
+        while stack:
+            current, path, depth = stack.pop()
+            if id(current) in visited:
+                continue
+            visited.add(id(current))
+            if depth > MAX_YAML_DEPTH:
+                raise InputError(self.display, None, f"nested deeper than {MAX_YAML_DEPTH} levels")
+            if isinstance(current, yaml.SequenceNode):
+                stack += [
+                    (item, (*path, str(i)), depth + 1) for i, item in enumerate(current.value)
+                ]
+            elif isinstance(current, yaml.MappingNode):
+                stack += self._checked_pairs(current, path, depth)
+        return super().construct_document(node)
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)
+        except (ArithmeticError, AttributeError, LookupError, ValueError):
+            # A scalar under a tag it cannot be (`!!int abc`, `!!bool maybe`): PyYAML lets the
+            # conversion's own exception out, where a YAML error is due.
+            raise yaml.constructor.ConstructorError(
+                None, None, f"a value that is not a valid {node.tag}", node.start_mark
+            ) from None
+
+    def _checked_pairs(
+        self, mapping: yaml.MappingNode, path: tuple[str, ...], depth: int
+    ) -> list[tuple[yaml.Node, tuple[str, ...], int]]:
+        """The children of `mapping` to check next; a key it names twice is refused."""
+        children = []
+        keys: set[Any] = set()
+        for key_node, value_node in mapping.value:
+            if key_node.tag == _MERGE_TAG:
+                # What `<<` merges in, the mapping's own keys may override: that is its purpose.
+                merged = (
+                    value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+                )
+                children += [(item, path, depth) for item in merged]
+                continue
+            if not isinstance(key_node, yaml.ScalarNode):
+                continue  # a collection as a key: construction refuses it as unhashable
+            key = self.construct_object(key_node)
+            child = (*path, _printable(str(key)))
+            if key in keys:
+                line = key_node.start_mark.line + 1
+                raise InputError(
+                    self.display,
+                    ".".join(child),
+                    f"named twice (again at line {line}): YAML keeps only the last",
+                )
+            keys.add(key)
+            children.append((value_node, child, depth + 1))
+        return children
+
+
+# The same safe subset of YAML, through libyaml when PyYAML was built with it.
+_FAST_SAFE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _FastLoader(_CheckedDocuments, _FAST_SAFE_LOADER):
+    pass
+
+
+class _Loader(_CheckedDocuments, yaml.SafeLoader):
+    pass
+
+
 def parse_yaml(text: str, display: str) -> dict[str, Any]:
     """Safe YAML to a mapping, or an InputError naming the file (and line) otherwise.
 
     libyaml's safe loader parses thousands of manifests about ten times faster; a document it
     refuses is parsed again by PyYAML's own, whose messages name the problem and line better.
     """
+    check_size(len(text.encode("utf-8", "replace")), display)
     try:
-        data = yaml.load(text, Loader=_FAST_SAFE_LOADER)
+        data = _load(text, _FastLoader, display)
     except yaml.YAMLError:
         data = _safe_load_or_refuse(text, display)
     if not isinstance(data, dict):
@@ -328,9 +432,30 @@ def parse_yaml(text: str, display: str) -> dict[str, Any]:
     return data
 
 
+def check_size(size: int, display: str) -> None:
+    """Refuse a YAML text of `size` bytes over MAX_YAML_BYTES."""
+    if size > MAX_YAML_BYTES:
+        raise InputError(
+            display, None, f"larger than {MAX_YAML_BYTES >> 20} MiB, the bound on a YAML file"
+        )
+
+
+def _load(text: str, loader_class: type[Any], display: str) -> Any:
+    """What `yaml.load` does, with the loader told which file it reads."""
+    loader = loader_class(text)
+    loader.display = display
+    try:
+        return loader.get_single_data()
+    except RecursionError:
+        # The parser recurses per level, so a deep enough document stops it before our check.
+        raise InputError(display, None, f"nested deeper than {MAX_YAML_DEPTH} levels") from None
+    finally:
+        loader.dispose()
+
+
 def _safe_load_or_refuse(text: str, display: str) -> Any:
     try:
-        return yaml.safe_load(text)
+        return _load(text, _Loader, display)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""

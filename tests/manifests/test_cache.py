@@ -166,3 +166,20 @@ def test_a_large_first_load_validates_in_parallel_with_the_same_outcome(
         with pytest.raises(InputError) as refused:
             load(parallel_load)
         assert str(refused.value) == "environments/dev/m10.yaml: colour: unknown field"
+
+
+def test_a_cached_manifest_is_refused_once_its_environment_tightens_under_it(repo: Path) -> None:
+    """A hit holds only for the environment settings it was validated under: a floor raised
+    after a manifest was cached is one the cached manifest must meet."""
+    (repo / "environments" / "dev" / "churn.yaml").write_text(
+        MANIFEST + "gates: {max_artifact_mb: 50}\n"
+    )
+    assert load_repository(repo).specs[("dev", "churn")].gates.max_artifact_mb == 50
+    settings = repo / "environments" / "dev" / "environment.yaml"
+    settings.write_text("name: dev\ndata_root: data\ngates: {max_artifact_mb: 10}\n")
+    with pytest.raises(InputError) as refused:
+        load_repository(repo)
+    assert str(refused.value) == (
+        "environments/dev/churn.yaml: gates.max_artifact_mb: 50.0 loosens environment dev's 10.0 "
+        "(a manifest may only tighten its environment's gates)"
+    )

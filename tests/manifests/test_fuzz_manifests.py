@@ -1,9 +1,12 @@
 """Manifests and environment files, fuzzed: every invalid file ends in exit 2 with one line.
 
-Three generators, 560 cases in all: arbitrary text (syntax, non-mappings, wrong shapes),
-structured mutations of a valid file that each break one rule (unknown or missing fields,
-wrong types, escaping paths, bad names, unknown environments), and the same mutations through
-the real CLI, which must print exactly one line on stderr, no traceback, and write nothing.
+Three generators, 560 cases in all: arbitrary text (syntax, non-mappings, wrong shapes, keys
+named twice, nesting past the bound, tags their values cannot be), structured mutations of a
+valid file that each break one rule (unknown or missing fields, wrong types, escaping paths, bad
+names, unknown environments, numbers that are not finite, gates looser than the environment's,
+model name templates, interpreters that do not exist, data outside the repository), and the
+same mutations through the real CLI, which must print exactly one line on stderr, no traceback,
+and write nothing.
 """
 
 from __future__ import annotations
@@ -60,6 +63,9 @@ NOT_A_COMMIT = st.one_of(
     st.text(max_size=45), st.text("0123456789abcdefABCDEFG ", min_size=40, max_size=40)
 ).filter(lambda text: not re.fullmatch(COMMIT_PATTERN, text))
 NOT_A_NUMBER = st.one_of(st.text(max_size=10), st.lists(st.integers(), max_size=2), st.booleans())
+NOT_FINITE = st.sampled_from([float("nan"), float("inf"), float("-inf")])
+# The staging environment's budget (the quickstart's) is 50 MB; VALID_MANIFEST asks for 10.
+ENVIRONMENT_BUDGET = 50
 
 
 def _set(path: tuple[str, ...], value: Any) -> Any:
@@ -68,6 +74,14 @@ def _set(path: tuple[str, ...], value: Any) -> Any:
         for key in path[:-1]:
             node = node[key]
         node[path[-1]] = value
+
+    return change
+
+
+def _data_outside(data_root: str) -> Any:
+    def change(body: dict[str, Any]) -> None:
+        body["data_root"] = data_root
+        body.pop("allow_data_outside_repository", None)
 
     return change
 
@@ -100,6 +114,18 @@ MANIFEST_MUTATIONS = st.one_of(
     st.builds(_set, st.just(("gates", "metrics", "auc")), st.just({})),
     st.builds(_set, st.just(("gates", "metrics", "auc")), st.just({"min": 2, "max": 1})),
     st.builds(_set, st.just(("gates", "max_artifact_mb")), st.integers(max_value=0) | NOT_A_NUMBER),
+    st.builds(_set, st.just(("gates", "max_artifact_mb")), NOT_FINITE),
+    st.builds(
+        _set,
+        st.just(("gates", "max_artifact_mb")),
+        st.floats(min_value=ENVIRONMENT_BUDGET, exclude_min=True, allow_infinity=False),
+    ),
+    st.builds(_set, st.just(("gates", "metrics", "roc_auc", "min")), NOT_FINITE),
+    st.builds(
+        _set,
+        st.just(("gates", "no_regression")),
+        NOT_FINITE.map(lambda value: {"metric": "roc_auc", "tolerance": value}),
+    ),
     st.builds(
         _set,
         st.tuples(st.text(min_size=1, max_size=10).filter(lambda s: s not in VALID_MANIFEST)),
@@ -139,10 +165,46 @@ ENVIRONMENT_MUTATIONS = st.one_of(
     st.builds(
         _set,
         st.just(("model_name",)),
-        st.sampled_from(["{model}", "{env}", "static", "{env}.{other}"]),
+        st.sampled_from(
+            [
+                "{model}",
+                "{env}",
+                "static",
+                "{env}.{other}",
+                "{env.__class__}.{model}",
+                "{}.{env}.{model}",
+                "{0}.{env}.{model}",
+                "{env!r}.{model}",
+                "{env:>300}.{model}",
+                "{env}.{model}{",
+                "{env}/{model}",
+                "{env}:{model}",
+                "{env} {model}",
+                ".{env}.{model}",
+            ]
+        ),
     ),
+    st.builds(
+        _set,
+        st.just(("python",)),
+        st.sampled_from([".venv/bin/python", "bin/python3", "./python"]),
+    ),
+    st.builds(_data_outside, st.sampled_from(["../elsewhere", "/srv/data", "data/../../x"])),
     st.builds(_set, st.just(("gates",)), NOT_A_MAPPING),
-    st.builds(_set, st.just(("gates", "max_artifact_mb")), NOT_A_NUMBER),
+    st.builds(_set, st.just(("gates", "max_artifact_mb")), NOT_A_NUMBER | NOT_FINITE),
+    # An environment tightened past what the (valid) manifest asks for: the manifest loosens it.
+    st.builds(
+        _set,
+        st.just(("gates", "max_artifact_mb")),
+        st.floats(min_value=0.001, max_value=10, exclude_max=True),
+    ),
+    st.builds(
+        _set,
+        st.just(("gates", "metrics")),
+        st.floats(min_value=0.6, max_value=1, exclude_min=True).map(
+            lambda low: {"roc_auc": {"min": low}}
+        ),
+    ),
     st.builds(
         _set,
         st.tuples(
@@ -185,8 +247,17 @@ ARBITRARY_TEXT = st.one_of(
             "key: value\n  bad indent: 1",
             "\x00",
             "---\n---\na: 1",
+            "a: 1\na: 2",
+            "a: {b: 1, b: 2}",
+            "a: !!int abc",
+            "a: !!bool maybe",
+            "a: !!timestamp soon",
+            "[" * 100_000,
+            "a: " + "{a: " * 20_000,
         ]
     ),
+    st.integers(min_value=1, max_value=100_000).map(lambda depth: "a: " + "[" * depth),
+    st.integers(min_value=1, max_value=5_000).map(lambda depth: "[" * depth + "]" * depth),
     st.dictionaries(st.text(max_size=8), st.integers() | st.text(max_size=8), max_size=4).map(
         yaml.safe_dump
     ),

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+from promote.build import runner
 from promote.errors import InputError
 from promote.manifests.loader import load_repository
+from promote.manifests.schema import MAX_YAML_BYTES, EnvironmentConfig, Gates
 
 ENVIRONMENTS = {
     "dev": {"name": "dev", "data_root": "data/dev"},
@@ -39,6 +43,21 @@ def layout(tmp_path: Path) -> Path:
         },
     )
     return tmp_path
+
+
+def _refused(layout: Path) -> InputError:
+    """The one InputError loading `layout` raises, checked to be one line."""
+    with pytest.raises(InputError) as caught:
+        load_repository(layout)
+    assert "\n" not in str(caught.value) and "\r" not in str(caught.value)
+    return caught.value
+
+
+PROD_MANIFEST_TEXT = f"""model: churn
+source: {{environment: staging, version: 3}}
+code: {{commit: {COMMIT}, entrypoint: models/churn/train.py}}
+data: {{path: churn}}
+"""
 
 
 def test_environments_are_ordered_by_promotion(layout: Path) -> None:
@@ -134,26 +153,90 @@ def test_a_repository_without_environments_is_empty(tmp_path: Path) -> None:
     assert repo.environments == {} and repo.specs == {}
 
 
-def test_a_manifest_can_tighten_its_environments_gates_but_not_relax_them(layout: Path) -> None:
+PROD_GATES = {
+    "metrics": {"auc": {"min": 0.8}, "loss": {"max": 0.4}},
+    "no_regression": {"metric": "auc", "tolerance": 0.02},
+    "max_artifact_mb": 10,
+}
+
+
+def _gate_prod(layout: Path, manifest_gates: dict[str, object]) -> None:
+    """Prod's environment holds PROD_GATES; its churn manifest asks for `manifest_gates`."""
     _write(
-        layout,
-        "environments/prod/environment.yaml",
-        {
-            **ENVIRONMENTS["prod"],
-            "gates": {"metrics": {"auc": {"min": 0.8}}, "max_artifact_mb": 10},
-        },
+        layout, "environments/prod/environment.yaml", {**ENVIRONMENTS["prod"], "gates": PROD_GATES}
     )
     path = layout / "environments/prod/churn.yaml"
     body = yaml.safe_load(path.read_text())
-    body["gates"] = {
-        "metrics": {"auc": {"min": 0.5, "max": 0.99}, "loss": {"max": 0.3}},
-        "max_artifact_mb": 50,
-    }
+    body["gates"] = manifest_gates
     path.write_text(yaml.safe_dump(body))
+
+
+def test_a_manifest_can_tighten_every_one_of_its_environments_gates(layout: Path) -> None:
+    _gate_prod(
+        layout,
+        {
+            "metrics": {
+                "auc": {"min": 0.85, "max": 0.99},
+                "loss": {"max": 0.3},
+                "f1": {"min": 0.1},
+            },
+            "no_regression": {"metric": "auc", "tolerance": 0.0, "higher_is_better": True},
+            "max_artifact_mb": 5,
+        },
+    )
     gates = load_repository(layout).spec("prod", "churn").gates
-    assert (gates.metrics["auc"].min, gates.metrics["auc"].max) == (0.8, 0.99)
-    assert gates.metrics["loss"].max == 0.3
-    assert gates.max_artifact_mb == 10
+    assert (gates.metrics["auc"].min, gates.metrics["auc"].max) == (0.85, 0.99)
+    assert gates.metrics["loss"].max == 0.3 and gates.metrics["f1"].min == 0.1
+    assert gates.no_regression is not None and gates.no_regression.tolerance == 0.0
+    assert gates.max_artifact_mb == 5
+
+
+def test_a_manifest_that_repeats_its_environments_gates_or_names_none_gets_them(
+    layout: Path,
+) -> None:
+    for manifest_gates in (PROD_GATES, {}):
+        _gate_prod(layout, manifest_gates)
+        gates = load_repository(layout).spec("prod", "churn").gates
+        assert gates == Gates.model_validate(PROD_GATES)
+
+
+@pytest.mark.parametrize(
+    ("manifest_gates", "message"),
+    [
+        (
+            {"no_regression": {"metric": "auc", "tolerance": 0.03}},
+            "gates.no_regression.tolerance: 0.03 loosens environment prod's 0.02",
+        ),
+        (
+            {"no_regression": {"metric": "accuracy", "tolerance": 0.0}},
+            "gates.no_regression.metric: 'accuracy' loosens environment prod's 'auc'",
+        ),
+        (
+            {"no_regression": {"metric": "auc", "higher_is_better": False}},
+            "gates.no_regression.higher_is_better: False loosens environment prod's True",
+        ),
+        (
+            {"metrics": {"auc": {"min": 0.5}}},
+            "gates.metrics.auc.min: 0.5 loosens environment prod's 0.8",
+        ),
+        # A bound the environment does not set is the manifest's own; the other one still counts.
+        (
+            {"metrics": {"auc": {"max": 0.99}, "loss": {"min": 0.0, "max": 0.41}}},
+            "gates.metrics.loss.max: 0.41 loosens environment prod's 0.4",
+        ),
+        ({"max_artifact_mb": 10.5}, "gates.max_artifact_mb: 10.5 loosens environment prod's 10.0"),
+        (
+            {"metrics": {"auc": {"max": 0.7}}},
+            "gates.metrics.auc: no value passes: with environment prod's bounds it needs "
+            ">= 0.8 and <= 0.7",
+        ),
+    ],
+)
+def test_a_manifest_that_loosens_its_environments_gates_is_refused(
+    layout: Path, manifest_gates: dict[str, object], message: str
+) -> None:
+    _gate_prod(layout, manifest_gates)
+    assert str(_refused(layout)).startswith(f"environments/prod/churn.yaml: {message}")
 
 
 @pytest.mark.parametrize(
@@ -168,3 +251,351 @@ def test_code_repositories_with_credentials_or_options_are_refused(layout: Path,
         load_repository(layout)
     assert str(caught.value).startswith("environments/prod/churn.yaml: code.repo: must")
     assert "ghp_" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("relative", "text", "field"),
+    [
+        ("environments/prod/churn.yaml", PROD_MANIFEST_TEXT + "model: fraud\n", "model"),
+        (
+            "environments/prod/churn.yaml",
+            PROD_MANIFEST_TEXT + "gates:\n  max_artifact_mb: 10\n  max_artifact_mb: 900\n",
+            "gates.max_artifact_mb",
+        ),
+        (
+            "environments/prod/churn.yaml",
+            PROD_MANIFEST_TEXT + "gates:\n  metrics:\n    auc: {min: 0.9}\n    auc: {min: 0.1}\n",
+            "gates.metrics.auc",
+        ),
+        ("environments/prod/environment.yaml", "name: prod\nname: prod\n", "name"),
+        (
+            "environments/prod/environment.yaml",
+            "name: prod\npromotes_from: staging\ndata_root: s3://b/p\n"
+            "gates: {max_artifact_mb: 10}\n"
+            "gates: {}\n",
+            "gates",
+        ),
+        # Equal as values, not as text: YAML reads both as the same key.
+        ("environments/dev/environment.yaml", "name: dev\n1: a\n1.0: b\n", "1.0"),
+        ("environments/dev/environment.yaml", "name: dev\nyes: a\ntrue: b\n", "True"),
+        # What `<<` merges in may be overridden; a merged mapping may not repeat itself.
+        ("environments/dev/environment.yaml", "name: dev\nx:\n  <<: {a: 1, a: 2}\n", "x.a"),
+        ("environments/dev/environment.yaml", "name: dev\nx: [{a: 1, a: 2}]\n", "x.0.a"),
+    ],
+)
+def test_a_key_named_twice_is_refused_naming_it(
+    layout: Path, relative: str, text: str, field: str
+) -> None:
+    (layout / relative).write_text(text)
+    refused = _refused(layout)
+    assert (refused.source, refused.field) == (relative, field)
+    assert "named twice (again at line " in refused.problem
+
+
+def test_a_merge_key_may_be_overridden(layout: Path) -> None:
+    (layout / "environments/dev/environment.yaml").write_text(
+        "<<: {name: qa, data_root: data/dev}\nname: dev\n"
+    )
+    assert load_repository(layout).environment("dev").data_root == "data/dev"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a: " + "[" * 100_000,
+        "[" * 100_000 + "]" * 100_000,
+        "a: " + "{a: " * 50_000 + "1" + "}" * 50_000,
+        "a:\n" + "".join(f"{' ' * i}- \n" for i in range(1, 1000)),
+        "a: " + "[" * 33 + "]" * 33,
+    ],
+)
+def test_deeply_nested_yaml_is_refused_without_a_recursion_error(layout: Path, text: str) -> None:
+    (layout / "environments/prod/churn.yaml").write_text(text)
+    refused = _refused(layout)
+    assert str(refused) == "environments/prod/churn.yaml: nested deeper than 32 levels"
+
+
+def test_nesting_up_to_the_bound_parses(layout: Path) -> None:
+    path = layout / "environments/prod/churn.yaml"
+    path.write_text(PROD_MANIFEST_TEXT + "extra: " + "[" * 31 + "]" * 31 + "\n")
+    assert _refused(layout).field == "extra"  # parsed, then refused by the schema
+    path.write_text(PROD_MANIFEST_TEXT + "extra: " + "[" * 32 + "]" * 32 + "\n")
+    assert _refused(layout).problem == "nested deeper than 32 levels"
+
+
+@pytest.mark.parametrize(
+    "value", ["!!int abc", "!!float x", "!!bool maybe", "!!timestamp soon", "!!int 0b2"]
+)
+def test_a_value_its_explicit_tag_cannot_read_is_invalid_yaml(layout: Path, value: str) -> None:
+    (layout / "environments/prod/churn.yaml").write_text(f"model: {value}\n")
+    assert _refused(layout).problem.startswith("invalid YAML at line 1: a value that is not a")
+
+
+def test_a_yaml_file_over_the_size_bound_is_refused(layout: Path) -> None:
+    path = layout / "environments/prod/churn.yaml"
+    # Exactly at the bound it loads: the padding is a comment.
+    padding = MAX_YAML_BYTES - len(PROD_MANIFEST_TEXT.encode()) - 2
+    path.write_text(PROD_MANIFEST_TEXT + "#" + "x" * padding + "\n")
+    assert path.stat().st_size == MAX_YAML_BYTES
+    assert load_repository(layout).spec("prod", "churn").managed
+    path.write_text(PROD_MANIFEST_TEXT + "#" + "x" * (padding + 1) + "\n")
+    assert str(_refused(layout)) == (
+        "environments/prod/churn.yaml: larger than 1 MiB, the bound on a YAML file"
+    )
+    env = layout / "environments/prod/environment.yaml"
+    env.write_text(env.read_text() + "#" + "é" * MAX_YAML_BYTES + "\n")
+    assert _refused(layout).source == "environments/prod/environment.yaml"
+
+
+def test_a_named_pipe_is_refused_without_waiting_for_a_writer(layout: Path) -> None:
+    os.mkfifo(layout / "environments/prod/fraud.yaml")
+    assert str(_refused(layout)) == "environments/prod/fraud.yaml: is not a regular file"
+
+
+@pytest.fixture
+def outside(tmp_path: Path) -> Path:
+    """A folder beside the repository, holding a valid copy of the prod manifest."""
+    folder = tmp_path.parent / f"{tmp_path.name}-outside"
+    folder.mkdir()
+    (folder / "churn.yaml").write_text(PROD_MANIFEST_TEXT)
+    return folder
+
+
+def test_a_manifest_symlinked_outside_the_repository_is_refused(
+    layout: Path, outside: Path
+) -> None:
+    path = layout / "environments/prod/churn.yaml"
+    path.unlink()
+    path.symlink_to(outside / "churn.yaml")
+    assert str(_refused(layout)) == (
+        "environments/prod/churn.yaml: leads outside the repository through a symlink"
+    )
+    # Through a chain of links, the last one leading out.
+    (layout / "shared").mkdir()
+    (layout / "shared/churn.yaml").symlink_to(outside / "churn.yaml")
+    path.unlink()
+    path.symlink_to(layout / "shared/churn.yaml")
+    assert _refused(layout).source == "environments/prod/churn.yaml"
+
+
+def test_a_manifest_symlinked_inside_the_repository_loads(layout: Path) -> None:
+    path = layout / "environments/prod/churn.yaml"
+    (layout / "shared").mkdir()
+    path.rename(layout / "shared/churn.yaml")
+    path.symlink_to(Path("../../shared/churn.yaml"))
+    assert load_repository(layout).spec("prod", "churn").managed
+
+
+def test_an_environment_file_or_folder_symlinked_outside_is_refused(
+    layout: Path, outside: Path
+) -> None:
+    env_file = layout / "environments/prod/environment.yaml"
+    (outside / "environment.yaml").write_text(env_file.read_text())
+    env_file.unlink()
+    env_file.symlink_to(outside / "environment.yaml")
+    expected = "environments/prod/environment.yaml: leads outside the repository through a symlink"
+    assert str(_refused(layout)) == expected
+    env_file.unlink()
+    (layout / "environments/prod/churn.yaml").unlink()
+    (layout / "environments/prod").rmdir()
+    (layout / "environments/prod").symlink_to(outside)
+    assert str(_refused(layout)) == expected
+
+
+@pytest.mark.parametrize(
+    ("relative", "gates"),
+    [
+        ("environments/prod/churn.yaml", "{metrics: {auc: {min: .nan}}}"),
+        ("environments/prod/churn.yaml", "{metrics: {auc: {max: .inf}}}"),
+        ("environments/prod/churn.yaml", "{metrics: {auc: {min: -.inf}}}"),
+        ("environments/prod/churn.yaml", "{no_regression: {metric: auc, tolerance: .inf}}"),
+        ("environments/prod/churn.yaml", "{no_regression: {metric: auc, tolerance: .NaN}}"),
+        ("environments/prod/churn.yaml", "{max_artifact_mb: .inf}"),
+        ("environments/prod/environment.yaml", "{max_artifact_mb: .nan}"),
+        ("environments/prod/environment.yaml", "{metrics: {auc: {max: .Inf}}}"),
+    ],
+)
+def test_thresholds_tolerances_and_budgets_must_be_finite(
+    layout: Path, relative: str, gates: str
+) -> None:
+    path = layout / relative
+    path.write_text(path.read_text() + f"gates: {gates}\n")
+    refused = _refused(layout)
+    assert refused.source == relative and refused.field is not None
+    assert (
+        refused.field.startswith("gates.") and refused.problem == "Input should be a finite number"
+    )
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "{env.__class__}.{model}",
+        "{env}.{model.__class__.__init__.__globals__}",
+        "{env[0]}.{model}",
+        "{}.{env}.{model}",
+        "{0}.{env}.{model}",
+        "{env!r}.{model}",
+        "{env:>200}.{model}",
+        "{env:{model}}.{model}",
+        "{env}.{model}{",
+        "{env}.{model}}",
+        "{env}/{model}",
+        "{env}:{model}",
+        "{env}@{model}",
+        "{env} {model}",
+        "{env}.{model}\n",
+        ".{env}.{model}",
+        "..{env}.{model}",
+        "{{env}}.{model}",
+        "{env}.{model}.é",
+    ],
+)
+def test_model_name_templates_hold_env_and_model_and_render_a_plain_name(
+    layout: Path, template: str
+) -> None:
+    _write(
+        layout,
+        "environments/prod/environment.yaml",
+        {**ENVIRONMENTS["prod"], "model_name": template},
+    )
+    refused = _refused(layout)
+    assert (refused.source, refused.field) == ("environments/prod/environment.yaml", "model_name")
+
+
+@pytest.mark.parametrize("template", ["{model}.{env}", "ml-{env}_{model}-v1", "{env}{model}"])
+def test_other_plain_model_name_templates_are_accepted(layout: Path, template: str) -> None:
+    _write(
+        layout,
+        "environments/prod/environment.yaml",
+        {**ENVIRONMENTS["prod"], "model_name": template},
+    )
+    repo = load_repository(layout)
+    assert repo.registered_name("prod", "churn") == template.format(env="prod", model="churn")
+
+
+@pytest.mark.parametrize(
+    ("template", "problem"),
+    [
+        # The lock of a model named `prod.churn` in an environment that names models plainly.
+        (
+            "promote-lock.{env}.{model}",
+            "registers as 'promote-lock.prod.churn': names starting 'promote-lock.' are "
+            "promote's locks",
+        ),
+        ("x" * 192 + "{env}{model}", "registers as a name of 201 characters, over 200"),
+    ],
+)
+def test_a_registered_name_promote_cannot_use_is_refused(
+    layout: Path, template: str, problem: str
+) -> None:
+    _write(
+        layout,
+        "environments/prod/environment.yaml",
+        {**ENVIRONMENTS["prod"], "model_name": template},
+    )
+    refused = _refused(layout)
+    assert (refused.source, refused.field) == ("environments/prod/churn.yaml", "model")
+    assert refused.problem == f"{problem} (model_name of prod)", refused.problem
+
+
+def test_two_manifests_that_register_as_one_name_are_refused(layout: Path) -> None:
+    """dev's `staging` model and staging's `dev` model would share `dev.staging`: one
+    environment's pipeline would write the other's versions and champion."""
+    _write(
+        layout,
+        "environments/staging/environment.yaml",
+        {**ENVIRONMENTS["staging"], "model_name": "{model}.{env}"},
+    )
+    _write(
+        layout,
+        "environments/dev/staging.yaml",
+        {"model": "staging", "code": {"entrypoint": "t.py"}, "data": {"path": "x"}},
+    )
+    _write(
+        layout,
+        "environments/staging/dev.yaml",
+        {
+            "model": "dev",
+            "source": {"environment": "dev", "version": 1},
+            "code": {"commit": COMMIT, "entrypoint": "t.py"},
+            "data": {"path": "x"},
+        },
+    )
+    assert str(_refused(layout)) == (
+        "environments/staging/dev.yaml: model: registers as 'dev.staging', as "
+        "environments/dev/staging.yaml does (model_name of staging)"
+    )
+
+
+def test_a_relative_interpreter_path_is_refused_on_load(layout: Path) -> None:
+    body = {**ENVIRONMENTS["staging"], "python": ".venv/bin/python"}
+    _write(layout, "environments/staging/environment.yaml", body)
+    assert str(_refused(layout)) == (
+        "environments/staging/environment.yaml: python: "
+        "'.venv/bin/python' must be an absolute path or a command on PATH"
+    )
+
+
+@pytest.mark.parametrize("python", ["/nonexistent/bin/python3", "no-such-python-3.99", ""])
+def test_an_interpreter_this_machine_lacks_loads_but_is_refused_before_training(
+    layout: Path, python: str
+) -> None:
+    """A laptop's plan need not have CI's interpreter; a training here does."""
+    body = {**ENVIRONMENTS["staging"], "python": python}
+    _write(layout, "environments/staging/environment.yaml", body)
+    config = load_repository(layout).environment("staging")
+    with pytest.raises(InputError) as refused:
+        runner.check_interpreter(config)
+    assert str(refused.value) == (
+        f"environments/staging/environment.yaml: python: {python!r} is not an executable "
+        "on this machine"
+    )
+
+
+def test_an_interpreter_is_an_executable_file_or_a_command_on_path(
+    layout: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def set_python(python: str) -> EnvironmentConfig:
+        body = {**ENVIRONMENTS["staging"], "python": python}
+        _write(layout, "environments/staging/environment.yaml", body)
+        return load_repository(layout).environment("staging")
+
+    script = layout / "python"
+    script.write_text("#!/bin/sh\n")
+    with pytest.raises(InputError):  # there, but not executable
+        runner.check_interpreter(set_python(str(script)))
+    script.chmod(0o755)
+    runner.check_interpreter(set_python(str(script)))
+    monkeypatch.setenv("PATH", str(Path(sys.executable).parent))
+    runner.check_interpreter(set_python(Path(sys.executable).name))
+
+
+@pytest.mark.parametrize("data_root", ["../data", "/srv/data", "data/../../data", "."])
+def test_a_local_data_root_outside_the_repository_needs_the_opt_in(
+    layout: Path, data_root: str
+) -> None:
+    def set_dev(**fields: object) -> None:
+        _write(layout, "environments/dev/environment.yaml", {**ENVIRONMENTS["dev"], **fields})
+
+    set_dev(data_root=data_root)
+    if data_root == ".":  # the repository itself is inside it
+        assert load_repository(layout).environment("dev").data_root == "."
+        return
+    assert str(_refused(layout)) == (
+        f"environments/dev/environment.yaml: data_root: {data_root!r} is outside the repository "
+        "(set allow_data_outside_repository: true if it is meant to be)"
+    )
+    set_dev(data_root=data_root, allow_data_outside_repository=True)
+    assert load_repository(layout).environment("dev").allow_data_outside_repository
+
+
+def test_a_data_root_symlinked_outside_the_repository_needs_the_opt_in(
+    layout: Path, outside: Path
+) -> None:
+    (layout / "data").mkdir()
+    (layout / "data/dev").symlink_to(outside)
+    assert _refused(layout).field == "data_root"
+    (layout / "data/dev").unlink()
+    (layout / "data/dev").mkdir()
+    assert load_repository(layout).environment("dev").data_root == "data/dev"
