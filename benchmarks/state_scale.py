@@ -28,20 +28,28 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from figures import Table, as_installed, seconds, timed
 
 from promote.manifests.loader import load_repository
 from promote.manifests.repository import Repository
 from promote.plan import compute
-from promote.registry import sql
+from promote.proof import dsse
+from promote.proof.keys import PrivateKey, public_pem
+from promote.proof.statement import Claims, verification_summary
+from promote.registry import paged, sql
 from promote.registry.client import Registry
 from promote.registry.entities import (
     CHAMPION,
     PREVIOUS,
     TAG_EXPECTED_CHAMPION,
+    TAG_EXPECTED_PREVIOUS,
     TAG_MANAGED,
     TAG_MANIFEST_DIGEST,
+    TAG_PROVENANCE,
     TAG_VERDICT,
+    TAG_VERIFICATION,
 )
 
 ENVIRONMENTS = (("dev", None), ("staging", "dev"), ("prod", "staging"))
@@ -52,8 +60,16 @@ TWO_VERSIONS_EVERY = 10  # every 10th model has a previous version
 PER_MODEL_SAMPLE = 300
 
 
+SIGNING_KEY = PrivateKey.from_pem(
+    ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+)
+
+
 def write_repository(root: Path, models: int) -> None:
     """environments/<env>/environment.yaml and one manifest per model, in plain text (fast)."""
+    public = public_pem(SIGNING_KEY.key.public_key()).strip().replace("\n", "\n      ")
     for environment, promotes_from in ENVIRONMENTS:
         folder = root / "environments" / environment
         folder.mkdir(parents=True)
@@ -61,6 +77,7 @@ def write_repository(root: Path, models: int) -> None:
         (folder / "environment.yaml").write_text(
             f"name: {environment}\n{upstream}data_root: data/{environment}\n"
             "gates: {metrics: {roc_auc: {min: 0.6}}}\n"
+            f"signing:\n  public_keys:\n    - |\n      {public}\n"
         )
         for index in range(models):
             model = model_name(index)
@@ -104,30 +121,49 @@ def fill_registry(path: Path, repo: Repository) -> None:
         event = {"action": "promote", "version": champion, "manifest_digest": spec.digest}
         model_tags.append((name, "promote.event.00000000000000000001.abcdef01", json.dumps(event)))
         for number in range(1, champion + 1):
-            digest = spec.digest if number == champion else f"an-older-manifest-{number}"
-            versions.append((name, number, f"file:///artifacts/{name}/{number}", f"{number:032x}"))
+            source = f"file:///artifacts/{name}/{number}"
+            run_id = f"{index:016x}{number:016x}"
+            versions.append((name, number, source, run_id))
             version_tags += [
                 (name, number, key, value)
-                for key, value in {
-                    "promote.code.commit": COMMIT,
-                    "promote.artifact_digest": "a" * 64,
-                    "promote.lineage_digest": "b" * 64,
-                    TAG_MANIFEST_DIGEST: digest,
-                    "promote.source": (
-                        f"{upstream[environment]}.{model}/{champion}"
-                        if upstream[environment]
-                        else ""
+                for key, value in signed_tags(
+                    Claims(
+                        registered_name=name,
+                        artifact_digest="a" * 64,
+                        artifact_uri=source,
+                        run_id=run_id,
+                        environment=environment,
+                        model=model,
+                        code_repo=".",
+                        commit=COMMIT,
+                        tree="d" * 40,
+                        dirty=False,
+                        entrypoint=f"models/{model}/train.py",
+                        params={"C": 0.5, "max_iter": 300},
+                        libraries_digest="e" * 64,
+                        python_version="3.11.7",
+                        data_uri=f"data/{environment}/{model}",
+                        data_digest="c" * 64,
+                        manifest_digest=(
+                            spec.digest if number == champion else f"an-older-manifest-{number}"
+                        ),
+                        source=(
+                            f"{upstream[environment]}.{model}/{champion}"
+                            if upstream[environment]
+                            else ""
+                        ),
+                        lineage_digest="b" * 64,
+                        invocation="benchmark@host",
+                        copied_from=None,
                     ),
-                    "promote.data.uri": f"data/{environment}/{model}",
-                    "promote.data.digest": "c" * 64,
-                    "promote.code.dirty": "false",
-                    TAG_VERDICT: "passed",
-                }.items()
+                    number,
+                ).items()
             ]
         live = 1 if drifted(environment, index) and champion == 2 else champion
         aliases.append((name, CHAMPION, live))
         if champion == 2:
             aliases.append((name, PREVIOUS, 1))
+            model_tags.append((name, TAG_EXPECTED_PREVIOUS, "1"))
     with sqlite3.connect(path) as db:
         db.executemany("INSERT INTO registered_models (name) VALUES (?)", models)
         db.executemany(
@@ -145,6 +181,23 @@ def fill_registry(path: Path, repo: Repository) -> None:
             "INSERT INTO model_version_tags (name, version, key, value) VALUES (?, ?, ?, ?)",
             version_tags,
         )
+
+
+def signed_tags(claims: Claims, number: int) -> dict[str, str]:
+    """The tags the pipeline writes on a version that passed: claims, provenance, summary."""
+
+    def sign(statement: dict[str, Any]) -> str:
+        payload = json.dumps(statement, sort_keys=True, separators=(",", ":")).encode()
+        return dsse.sign(payload, SIGNING_KEY.key, SIGNING_KEY.key_id)
+
+    provenance = sign(claims.statement())
+    summary = verification_summary(claims.registered_name, number, claims, provenance)
+    return {
+        **claims.tags(),
+        TAG_PROVENANCE: provenance,
+        TAG_VERIFICATION: sign(summary),
+        TAG_VERDICT: "passed",
+    }
 
 
 def check_through_client(registry: Registry, repo: Repository, sample: list[str]) -> None:
@@ -230,8 +283,8 @@ def measure(models: int, template: Path, work: Path, quick: bool) -> None:
         calls.append(what)
         return registry._call(what, function, *args, **kwargs)
 
-    paged, paged_time = timed(lambda: paged.read_paged(registry.client, names, counted))
-    assert paged == bulk
+    by_pages, paged_time = timed(lambda: paged.read_paged(registry.client, names, counted))
+    assert by_pages == bulk
     sample = names[:: max(1, len(names) // (50 if quick else PER_MODEL_SAMPLE))]
     _, sample_time = timed(lambda: [registry.model(name) for name in sample])
     per_model = sample_time / len(sample) * len(names)

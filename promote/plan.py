@@ -17,6 +17,7 @@ from promote.build import git, notebook
 from promote.errors import ApprovalRefused, BadReference, PromoteError
 from promote.github.checks import RequiredChecks
 from promote.manifests.repository import ModelSpec, Repository
+from promote.proof.cache import VerifiedCache, cache_path
 from promote.proof.trust import Keyring
 from promote.proof.versions import Proof, prove_model
 from promote.registry.client import Registry
@@ -173,6 +174,8 @@ class Snapshot:
     reusable_runs: dict[tuple[str, str], str] = field(default_factory=dict)  # (env, digest)
     stored_digests: dict[str, str] | None = None  # version ref -> digest; None: not verified
     keyring: Keyring | None = None  # None: the repository's own
+    # Verifications made before on this machine; None (apply under the lock): verify all.
+    verified: VerifiedCache | None = None
     _proofs: dict[str, dict[int, Proof]] = field(default_factory=dict, repr=False)
 
     def registered(self, environment: str, model: str) -> RegisteredModel | None:
@@ -186,7 +189,9 @@ class Snapshot:
         if model.name not in self._proofs:
             if self.keyring is None:
                 self.keyring = Keyring(self.repo.environments)
-            self._proofs[model.name] = prove_model(model, self.keyring.trust(environment))
+            self._proofs[model.name] = prove_model(
+                model, self.keyring.trust(environment), self.verified
+            )
         return self._proofs[model.name]
 
     def source_version(self, spec: ModelSpec) -> Version | None:
@@ -232,16 +237,22 @@ def _needs_source(spec: ModelSpec, snapshot: Snapshot) -> bool:
 
 
 def gather(
-    repo: Repository, registry: Registry, specs: Iterable[ModelSpec], verify: bool = False
+    repo: Repository,
+    registry: Registry,
+    specs: Iterable[ModelSpec],
+    verify: bool = False,
+    verified: VerifiedCache | None = None,
 ) -> Snapshot:
-    """Every read `decide` needs for `specs`, each made once."""
+    """Every read `decide` needs for `specs`, each made once; `verified`: signatures checked
+    before on this machine, which a report may trust (apply's decision under the lock never
+    does)."""
     specs = list(specs)
     names = {repo.registered_name(s.environment, s.model) for s in specs}
     names |= {
         repo.registered_name(s.source.environment, s.model) for s in specs if s.source is not None
     }
     names |= {lock_name(name) for name in names}
-    snapshot = Snapshot(repo, registry.models(sorted(names)) if specs else {})
+    snapshot = Snapshot(repo, registry.models(sorted(names)) if specs else {}, verified=verified)
     reaching = [s for s in specs if _needs_source(s, snapshot)]
     code = CodeChecks(repo.root)
     checks: RequiredChecks | None = None
@@ -526,8 +537,11 @@ def compute(
     specs = selected_specs(repo, environment)
     if not specs:
         return []
-    snapshot = gather(repo, registry, specs, verify)
-    return [decide(spec, snapshot) for spec in specs]
+    verified = VerifiedCache(cache_path())
+    snapshot = gather(repo, registry, specs, verify, verified)
+    states = [decide(spec, snapshot) for spec in specs]
+    verified.save()
+    return states
 
 
 @dataclass(frozen=True)

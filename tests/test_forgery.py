@@ -212,3 +212,28 @@ def test_standard_tools_verify_the_model_signature(promoted: World, tmp_path: Pa
     first = next(p for p in sorted(tampered.rglob("*")) if p.is_file())
     first.write_bytes(first.read_bytes() + b"\0")
     assert model_signing(tampered).returncode != 0
+
+
+def test_a_poisoned_verification_cache_cannot_steer_apply(promoted: World, tmp_path: Path) -> None:
+    from promote.proof.cache import cache_path
+    from promote.proof.trust import Keyring
+    from promote.proof.versions import _cache_key
+
+    client = promoted.registry.client
+    champion = _champion(promoted)
+    run_id, source, rogue_digest = _tampered_copy(promoted, champion, tmp_path)
+    tags = {**champion.tags, TAG_ARTIFACT_DIGEST: rogue_digest}
+    client.create_model_version(PROD, source, run_id, tags=tags)
+    client.set_registered_model_tag(PROD, TAG_EXPECTED_CHAMPION, "2")
+    rogue = promoted.registry.model(PROD)
+    forged = rogue.version(2) if rogue else None
+    assert forged is not None
+    trust = Keyring(promoted.pipeline().repo.environments).trust("prod")
+    path = cache_path()
+    assert path is not None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        handle.write(f"{_cache_key(forged, trust)}:p\n")
+    result = promoted.pipeline().apply("prod")
+    assert _champion(promoted).version == 1
+    assert all(o.version != 2 for o in result.outcomes)

@@ -64,6 +64,11 @@ def open_envelope(text: str, keys: dict[str, ec.EllipticCurvePublicKey]) -> byte
     raise ProofInvalid("no signature verifies with the environment's keys")
 
 
+def payload_of(text: str) -> bytes:
+    """The payload of an envelope whose signature was verified before (see `proof.cache`)."""
+    return base64.b64decode(json.loads(text)["payload"])
+
+
 def statement_of(payload: bytes) -> dict[str, Any]:
     try:
         statement = json.loads(payload)

@@ -28,6 +28,18 @@ from promote.registry.entities import (
     TAG_SOURCE,
 )
 
+# The version tags that restate signed claims (`Claims.tags`).
+CLAIMED_TAGS = (
+    TAG_COMMIT,
+    TAG_ARTIFACT_DIGEST,
+    TAG_LINEAGE_DIGEST,
+    TAG_MANIFEST_DIGEST,
+    TAG_SOURCE,
+    TAG_DATA_URI,
+    TAG_DATA_DIGEST,
+    TAG_DIRTY,
+)
+
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PROVENANCE_TYPE = "https://slsa.dev/provenance/v1"
 SUMMARY_TYPE = "https://slsa.dev/verification_summary/v1"
@@ -107,16 +119,17 @@ class Claims:
 
     def tags(self) -> dict[str, str]:
         """The version tags these claims stand for: a tag that differs is a forgery."""
-        return {
-            TAG_COMMIT: self.commit,
-            TAG_ARTIFACT_DIGEST: self.artifact_digest,
-            TAG_LINEAGE_DIGEST: self.lineage_digest,
-            TAG_MANIFEST_DIGEST: self.manifest_digest,
-            TAG_SOURCE: self.source,
-            TAG_DATA_URI: self.data_uri,
-            TAG_DATA_DIGEST: self.data_digest,
-            TAG_DIRTY: "true" if self.dirty else "false",
-        }
+        values = (
+            self.commit,
+            self.artifact_digest,
+            self.lineage_digest,
+            self.manifest_digest,
+            self.source,
+            self.data_uri,
+            self.data_digest,
+            "true" if self.dirty else "false",
+        )
+        return dict(zip(CLAIMED_TAGS, values, strict=True))
 
     def lineage_problems(self, lineage: Lineage) -> list[str]:
         """Where a stored lineage record disagrees with what was signed."""

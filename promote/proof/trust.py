@@ -72,6 +72,12 @@ class Trust:
             )
         return cls(config.name, found, config.signing.keyless)
 
+    @property
+    def fingerprint(self) -> str:
+        """Names what this trust accepts: a verification cached under it holds only for it."""
+        identity = keyless_identity(self.keyless) if self.keyless else ""
+        return ",".join([*sorted(self.keys), identity])
+
     def open(self, envelope: str) -> dict[str, Any]:
         """The statement inside a signed envelope; `ProofInvalid` unless this environment's key
         or keyless identity signed it."""

@@ -8,14 +8,20 @@ version on the run of an earlier one is a copy, whatever it carries.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
 
 from promote.build.data import normalise_uri
 from promote.errors import ProofInvalid
-from promote.proof.statement import Claims, summary_problem
+from promote.proof import dsse
+from promote.proof.cache import VerifiedCache
+from promote.proof.statement import CLAIMED_TAGS, Claims, summary_problem
 from promote.proof.trust import Trust
 from promote.registry.entities import (
     TAG_PROVENANCE,
+    TAG_VERDICT,
     TAG_VERIFICATION,
     VERDICT_PASSED,
     RegisteredModel,
@@ -25,57 +31,92 @@ from promote.registry.entities import (
 
 @dataclass(frozen=True)
 class Proof:
-    claims: Claims | None  # None: the version is forged (or unsigned)
-    problem: str | None = None  # why it is forged
+    problem: str | None = None  # why the version is forged; None: genuine
     passed: bool = False  # a signed verification summary says it passed
     passed_problem: str | None = None  # why a "passed" verdict tag is not believed
+    provenance: str = field(default="", repr=False)  # the verified envelope
 
     @property
     def genuine(self) -> bool:
-        return self.claims is not None
+        return self.problem is None
+
+    @cached_property
+    def claims(self) -> Claims | None:
+        """What the verified provenance says; None when the version is forged. Parsed when
+        asked: most versions are only counted genuine or not."""
+        if self.problem is not None:
+            return None
+        return Claims.from_statement(dsse.statement_of(dsse.payload_of(self.provenance)))
 
 
-def prove(version: Version, trust: Trust) -> Proof:
+# The tags a proof depends on: the signed claims, both envelopes, and the verdict.
+_PROVEN_TAGS = (*CLAIMED_TAGS, TAG_PROVENANCE, TAG_VERIFICATION, TAG_VERDICT)
+
+
+def _cache_key(version: Version, trust: Trust) -> str:
+    material = [
+        trust.fingerprint,
+        version.name,
+        version.version,
+        version.run_id,
+        version.source,
+        *(version.tags.get(tag) for tag in _PROVEN_TAGS),
+    ]
+    return hashlib.sha256(json.dumps(material).encode()).hexdigest()
+
+
+def prove(version: Version, trust: Trust, cache: VerifiedCache | None = None) -> Proof:
     envelope = version.tags.get(TAG_PROVENANCE)
     if not envelope:
-        return Proof(None, "no signed provenance")
+        return Proof("no signed provenance")
+    key = _cache_key(version, trust) if cache is not None else ""
+    if cache is not None:
+        if f"{key}:p" in cache:
+            return Proof(passed=True, provenance=envelope)
+        if f"{key}:g" in cache:
+            return Proof(provenance=envelope)
+    proof = _verified(version, trust, envelope)
+    if cache is not None and proof.genuine and proof.passed_problem is None:
+        cache.add(f"{key}:{'p' if proof.passed else 'g'}")
+    return proof
+
+
+def _verified(version: Version, trust: Trust, envelope: str) -> Proof:
     try:
         claims = Claims.from_statement(trust.open(envelope))
     except ProofInvalid as exc:
-        return Proof(None, f"provenance: {exc.message}")
+        return Proof(f"provenance: {exc.message}")
     if claims.registered_name != version.name:
-        return Proof(None, f"provenance is for {claims.registered_name}")
+        return Proof(f"provenance is for {claims.registered_name}")
     if claims.run_id != version.run_id:
-        return Proof(None, f"provenance is for run {claims.run_id[:8]}, not {version.run_id[:8]}")
+        return Proof(f"provenance is for run {claims.run_id[:8]}, not {version.run_id[:8]}")
     if normalise_uri(claims.artifact_uri) != normalise_uri(version.source):
-        return Proof(None, f"artifact location {version.source} is not the signed one")
+        return Proof(f"artifact location {version.source} is not the signed one")
     wrong = [key for key, value in claims.tags().items() if version.tags.get(key) != value]
     if wrong:
-        return Proof(None, f"tag {wrong[0]} differs from the signed provenance")
-    return _with_verdict(version, trust, claims, envelope)
-
-
-def _with_verdict(version: Version, trust: Trust, claims: Claims, provenance: str) -> Proof:
+        return Proof(f"tag {wrong[0]} differs from the signed provenance")
     summary = version.tags.get(TAG_VERIFICATION)
     if not summary:
         unproven = "no signed verification" if version.verdict == VERDICT_PASSED else None
-        return Proof(claims, passed_problem=unproven)
+        return Proof(passed_problem=unproven, provenance=envelope)
     try:
         problem = summary_problem(
-            trust.open(summary), version.name, version.version, claims, provenance
+            trust.open(summary), version.name, version.version, claims, envelope
         )
     except ProofInvalid as exc:
         problem = f"verification: {exc.message}"
-    return Proof(claims, passed=problem is None, passed_problem=problem)
+    return Proof(passed=problem is None, passed_problem=problem, provenance=envelope)
 
 
-def prove_model(model: RegisteredModel, trust: Trust) -> dict[int, Proof]:
+def prove_model(
+    model: RegisteredModel, trust: Trust, cache: VerifiedCache | None = None
+) -> dict[int, Proof]:
     proofs: dict[int, Proof] = {}
     first_of_run: dict[str, int] = {}
     for version in sorted(model.versions, key=lambda v: v.version):
-        proof = prove(version, trust)
+        proof = prove(version, trust, cache)
         earlier = first_of_run.setdefault(version.run_id, version.version)
         if proof.genuine and earlier != version.version:
-            proof = Proof(None, f"a copy of v{earlier} (same run {version.run_id[:8]})")
+            proof = Proof(f"a copy of v{earlier} (same run {version.run_id[:8]})")
         proofs[version.version] = proof
     return proofs

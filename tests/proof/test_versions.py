@@ -16,6 +16,7 @@ from support import proofs
 from promote.errors import InputError, ProofInvalid
 from promote.manifests.schema import EnvironmentConfig, Signing
 from promote.proof import dsse, keys
+from promote.proof.cache import VerifiedCache
 from promote.proof.statement import Claims
 from promote.proof.trust import Trust
 from promote.proof.versions import prove, prove_model
@@ -172,3 +173,23 @@ def test_generated_keys_stay_private_and_are_found_by_id(
     path.unlink()
     monkeypatch.setenv(keys.KEY_VARIABLE, proofs.new_key().pem.decode())
     assert keys.find_private([wanted]) is None
+
+
+def test_verifications_are_remembered_by_their_exact_bytes(tmp_path: Path) -> None:
+    path = tmp_path / "verified"
+    cache = VerifiedCache(path)
+    version = _passed()
+    first = prove(version, _trust(), cache)
+    assert first.passed
+    cache.save()
+    again = VerifiedCache(path)
+    remembered = prove(version, _trust(), again)
+    assert remembered.passed and remembered.claims == first.claims
+    # One changed byte anywhere the proof rests on is a miss, and a full verification.
+    edited = _retagged(version, **{TAG_ARTIFACT_DIGEST: "0" * 64})
+    assert not prove(edited, _trust(), again).genuine
+    other_keys = Trust("prod", {"0" * 64: proofs.new_key().key.public_key()})
+    assert not prove(version, other_keys, again).genuine
+    # Failures are never kept.
+    again.save()
+    assert len(path.read_text().split()) == 1
