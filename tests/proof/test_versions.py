@@ -14,11 +14,11 @@ import pytest
 from support import proofs
 
 from promote.errors import InputError, ProofInvalid
-from promote.manifests.schema import EnvironmentConfig, Signing
+from promote.manifests.schema import EnvironmentConfig, KeylessIdentity, Signing
 from promote.proof import dsse, keys
 from promote.proof.cache import VerifiedCache
 from promote.proof.statement import Claims
-from promote.proof.trust import Trust
+from promote.proof.trust import Signer, Trust, keyless_identity
 from promote.proof.versions import prove, prove_model
 from promote.registry.entities import (
     TAG_ARTIFACT_DIGEST,
@@ -193,3 +193,44 @@ def test_verifications_are_remembered_by_their_exact_bytes(tmp_path: Path) -> No
     # Failures are never kept.
     again.save()
     assert len(path.read_text().split()) == 1
+
+
+def _keyless_trust() -> Trust:
+    identity = KeylessIdentity(
+        repository="acme/ml-gitops", workflow=".github/workflows/promote-apply.yml"
+    )
+    config = EnvironmentConfig(name="prod", data_root="d", signing=Signing(keyless=identity))
+    return Trust.of(config, "environments/prod/environment.yaml")
+
+
+def test_keyless_verification_pins_the_apply_workflow_at_the_protected_branch() -> None:
+    """What of keyless is testable offline: the identity pinned, and refusals before any
+    network (signing needs Fulcio and Rekor, verifying Sigstore's trust root: online only)."""
+    trust = _keyless_trust()
+    assert trust.keyless is not None
+    assert keyless_identity(trust.keyless) == (
+        "https://github.com/acme/ml-gitops/.github/workflows/promote-apply.yml@refs/heads/main"
+    )
+    bundle = json.dumps(
+        {
+            "mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json",
+            "verificationMaterial": {"certificate": {"rawBytes": "AAAA"}},
+            "dsseEnvelope": {},
+        }
+    )
+    with pytest.raises(ProofInvalid, match="names no keyless identity"):
+        _trust().open(bundle)  # an environment with keys only never takes a keyless bundle
+    with pytest.raises(ProofInvalid, match=r"^Sigstore bundle does not verify"):
+        trust.open(bundle)
+
+
+def test_without_a_key_or_an_actions_identity_nothing_is_signed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(keys.KEY_FOLDER_VARIABLE, str(tmp_path))
+    monkeypatch.delenv(keys.KEY_VARIABLE, raising=False)
+    for variable in ("ACTIONS_ID_TOKEN_REQUEST_URL", "ACTIONS_ID_TOKEN_REQUEST_TOKEN"):
+        monkeypatch.delenv(variable, raising=False)
+    for trust in (_trust(), _keyless_trust()):
+        with pytest.raises(InputError, match=r"^environments/prod/environment.yaml: signing: "):
+            Signer(trust, "environments/prod/environment.yaml").check()
