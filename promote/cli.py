@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, Optional, TypeVar
 import typer
 
 from promote import __version__
-from promote.errors import ExitCode, InputError, PromoteError
+from promote.errors import CheckFailed, ExitCode, InputError, PromoteError
 from promote.runtime.collector import long_lived
 from promote.runtime.redact import redact, redact_log_records
 
@@ -528,7 +528,8 @@ def unlock(
             f"{registered} is locked by {held.owner} until {held.expires.isoformat()}; "
             "it may still be running: wait, or pass --force",
         )
-    lock.release(registry, registered, owner=None)
+    if not lock.release(registry, registered, owner=None):
+        raise CheckFailed(f"{registered}: the lock changed hands while releasing it; look again")
     echo(f"released the lock on {registered} held by {held.owner}")
 
 

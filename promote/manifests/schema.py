@@ -5,6 +5,7 @@ Every problem becomes an `InputError` naming the file and the field.
 
 from __future__ import annotations
 
+import math
 import re
 import string
 from collections.abc import Iterator
@@ -313,9 +314,12 @@ class Code(_Strict):
     @field_validator("params")
     @classmethod
     def _param_names(cls, value: dict[str, ParamValue]) -> dict[str, ParamValue]:
-        for name in value:
+        for name, param in value.items():
             if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]{0,99}", name):
                 raise ValueError(f"parameter name {name!r} is not a plain identifier")
+            # NaN is not equal to itself: no digest or lineage match could hold it.
+            if isinstance(param, float) and not math.isfinite(param):
+                raise ValueError(f"parameter {name!r} must be a finite number, not {param}")
         return value
 
 

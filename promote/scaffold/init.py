@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from importlib import metadata
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from promote.build import git
@@ -117,6 +117,7 @@ class ScaffoldSettings:
                 "name": name,
                 "previous": ENVIRONMENTS[index - 1] if index else None,
                 "data_root": self.data_roots.get(name, f"data/{name}"),
+                "data_outside": _outside_repository(self.data_roots.get(name, f"data/{name}")),
                 "role": self.roles.get(name),
                 # Everything above dev reaches users' traffic or its rehearsal: approvals apply.
                 "approval": index > 0,
@@ -138,6 +139,14 @@ class ScaffoldSettings:
             "code_paths": list(self.code_paths),
             "keyless_repository": self.github_repository,
         }
+
+
+def _outside_repository(data_root: str) -> bool:
+    """A local data root that leaves the new repository, which its environment must allow."""
+    if data_root.startswith("s3://"):
+        return False
+    path = PurePosixPath(data_root)
+    return path.is_absolute() or ".." in path.parts
 
 
 def _renderer() -> Any:

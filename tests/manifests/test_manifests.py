@@ -599,3 +599,12 @@ def test_a_data_root_symlinked_outside_the_repository_needs_the_opt_in(
     (layout / "data/dev").unlink()
     (layout / "data/dev").mkdir()
     assert load_repository(layout).environment("dev").data_root == "data/dev"
+
+
+@pytest.mark.parametrize("value", [".nan", ".inf", "-.Inf"])
+def test_params_must_be_finite(layout: Path, value: str) -> None:
+    path = layout / "environments/prod/churn.yaml"
+    path.write_text(path.read_text().replace("C: 1", f"C: {value}"))
+    refused = _refused(layout)
+    assert refused.source == "environments/prod/churn.yaml" and refused.field == "code.params"
+    assert refused.problem.startswith("parameter 'C' must be a finite number")

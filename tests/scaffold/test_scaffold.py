@@ -166,3 +166,16 @@ def test_a_bad_github_repository_writes_no_key(
     assert completed.returncode == 2
     assert completed.stderr.strip() == "error: --github-repository: 'acme' is not owner/name"
     assert not target.exists() and not (tmp_path / "keys").exists()
+
+
+def test_a_local_data_root_outside_the_new_repository_is_allowed_explicitly(
+    tmp_path: Path,
+) -> None:
+    target = tmp_path / "repo"
+    completed = promote_cli(
+        "init", str(target), *ARGUMENTS, "--data-root", "dev=../shared/dev", cwd=tmp_path
+    )
+    assert completed.returncode == 0, completed.stderr
+    repo = load_repository(target)
+    assert repo.environment("dev").allow_data_outside_repository is True
+    assert repo.environment("staging").allow_data_outside_repository is False  # s3://
