@@ -108,3 +108,33 @@ def test_a_live_lock_blocks_and_unlock_needs_force(trained: World) -> None:
         assert forced.returncode == 0 and "released the lock" in forced.stdout
     assert trained.registry.model(lock_name(STAGING)) is None
     assert trained.cli("apply", "--env", "staging").returncode == 0
+
+
+def test_five_appliers_over_a_dead_appliers_lock_build_once(trained: World) -> None:
+    """The issue's race: an apply killed mid-rebuild leaves its lock to a dead owner, then five
+    appliers start at once. One takes the lock over and builds; the others find it done."""
+    trained.propose_and_merge("staging")
+    crashed = trained.cli("apply", "--env", "staging", env={FAILPOINT_VARIABLE: "before-training"})
+    assert crashed.returncode == CRASH_EXIT_CODE
+    assert trained.registry.model(lock_name(STAGING)) is not None  # held by the dead process
+    command = [sys.executable, "-m", "promote", "apply", "--env", "staging", "--json"]
+    appliers = [
+        subprocess.Popen(
+            command, cwd=trained.repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(5)
+    ]
+    outputs = [applier.communicate(timeout=600) for applier in appliers]
+    for applier, (_, stderr) in zip(appliers, outputs, strict=True):
+        assert applier.returncode == 0 and "Traceback" not in stderr, stderr
+    actions = sorted(
+        outcome["action"] for stdout, _ in outputs for outcome in json.loads(stdout)["outcomes"]
+    )
+    assert actions.count("promote") == 1, actions
+    assert _end_state(trained) == {
+        "versions": [(1, VERDICT_PASSED)],
+        "aliases": {CHAMPION: 1},
+        "events": [("promote", 1, None)],
+        "locked": False,
+    }
+    assert len(trained.snapshot()["runs"]) == 2  # dev's run and the one rebuild
