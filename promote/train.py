@@ -6,16 +6,29 @@ lineage record and the environment's gates, and becomes dev's champion only if t
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from promote.apply import Outcome, Promoter, Report
 from promote.build import git, runner
 from promote.errors import InputError
 from promote.manifests.repository import Repository
+from promote.manifests.schema import EnvironmentConfig
 from promote.proof.trust import Keyring
 from promote.registry import lock
 from promote.registry.client import Registry
 from promote.registry.entities import EventKind
+
+MAX_LISTED = 10
+
+
+def _not_code(repo: Repository, config: EnvironmentConfig) -> list[Path]:
+    """Folders whose untracked files are no change to the code: promote's own, and a local
+    data root inside the repository."""
+    folders = [repo.root / ".promote"]
+    if not config.data_root.startswith("s3://"):
+        folders.append(repo.root / config.data_root)
+    return folders
 
 
 def train(
@@ -38,9 +51,16 @@ def train(
         )
     spec = repo.spec(environment, model)
     commit = git.head_commit(repo.root)
-    dirty = git.is_dirty(repo.root)
+    changed = git.changed_paths(repo.root, _not_code(repo, config))
+    dirty = bool(changed)
+    refusal = []
     if dirty:
-        report("working tree is dirty: this version is recorded as such and cannot be promoted")
+        listed = ", ".join(changed[:MAX_LISTED]) + (" ..." if len(changed) > MAX_LISTED else "")
+        refusal = [
+            f"trained from uncommitted changes ({len(changed)}: {listed}): recorded as dirty, "
+            "never champion; commit them and train again"
+        ]
+        report(f"working tree is dirty: {refusal[0]}")
     manifest = spec.manifest
     params = {**manifest.code.params, **overrides}
     request = runner.BuildRequest.of_spec(repo.root, spec, commit, params, dirty=dirty)
@@ -60,4 +80,4 @@ def train(
         lineage = registry.lineage(run_id)
         promoter = Promoter(registry, report, keyring)
         candidate = promoter.register(name, lineage, spec.digest, source="")
-        return promoter.conclude(spec, candidate, lineage, [], EventKind.TRAIN)
+        return promoter.conclude(spec, candidate, lineage, refusal, EventKind.TRAIN)

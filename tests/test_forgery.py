@@ -15,6 +15,7 @@ from support.world import MODEL, World
 
 from promote.build.digest import artifact_digest
 from promote.build.lineage import LINEAGE_ARTIFACT, MODEL_SIGNATURE_ARTIFACT
+from promote.manifests.loader import load_repository
 from promote.proof import keys
 from promote.registry.entities import (
     CHAMPION,
@@ -22,9 +23,12 @@ from promote.registry.entities import (
     TAG_CHAMPION_FROM,
     TAG_DIRTY,
     TAG_EXPECTED_CHAMPION,
+    TAG_VERDICT,
     TAG_VERIFICATION,
+    VERDICT_PASSED,
     Version,
 )
+from promote.train import train
 
 PROD = f"prod.{MODEL}"
 
@@ -149,16 +153,18 @@ def test_a_rejected_version_flipped_to_passed_is_not_believed(promoted: World) -
     assert drift == [f"champion v{champion.version} claims passed: no signed verification"]
 
 
-def test_a_dirty_build_cannot_be_promoted_by_flipping_its_tag(trained: World) -> None:
+def test_a_dirty_build_cannot_be_made_clean_by_flipping_its_tags(trained: World) -> None:
     (trained.repo / "models" / MODEL / "train.py").write_text(
         (trained.repo / "models" / MODEL / "train.py").read_text() + "\n# uncommitted\n"
     )
-    version = trained.train_dev()
-    trained.registry.client.set_model_version_tag(f"dev.{MODEL}", str(version), TAG_DIRTY, "false")
+    outcome = train(load_repository(trained.repo), trained.registry, MODEL, "dev", {})
+    assert not outcome.ok and outcome.version == 2
+    client = trained.registry.client
+    client.set_model_version_tag(f"dev.{MODEL}", "2", TAG_DIRTY, "false")
+    client.set_model_version_tag(f"dev.{MODEL}", "2", TAG_VERDICT, VERDICT_PASSED)
+    client.set_registered_model_alias(f"dev.{MODEL}", CHAMPION, "2")
     drift = _status(trained)[f"dev.{MODEL}"]["drift"]
-    assert f"champion v{version} is forged: tag {TAG_DIRTY} differs from the signed provenance" in (
-        drift
-    )
+    assert f"champion v2 is forged: tag {TAG_DIRTY} differs from the signed provenance" in drift
     proposed = trained.cli("model", MODEL, "--to", "staging")
     assert proposed.returncode == 2
     assert "the champion is forged" in proposed.stderr

@@ -14,11 +14,17 @@ import yaml
 from support.world import MODEL, World
 
 from promote.build import git
-from promote.errors import BadReference, InputError
+from promote.errors import InputError
 from promote.manifests.loader import load_repository
 from promote.plan import Action, compute
-from promote.propose import propose
-from promote.registry.entities import CHAMPION, TAG_REASON, TAG_VERDICT, VERDICT_REJECTED
+from promote.registry.entities import (
+    CHAMPION,
+    TAG_DIRTY,
+    TAG_REASON,
+    TAG_VERDICT,
+    VERDICT_REJECTED,
+)
+from promote.train import train
 
 STAGING_MANIFEST = f"environments/staging/{MODEL}.yaml"
 PROD_MANIFEST = f"environments/prod/{MODEL}.yaml"
@@ -77,18 +83,36 @@ def pin_staging_by_hand(world: World, dev_version: int, commit: str) -> None:
     )
 
 
-def test_dirty_working_tree_can_be_trained_but_never_promoted(trained: World) -> None:
+def test_a_dirty_build_is_registered_and_marked_but_never_champion(trained: World) -> None:
     entrypoint = trained.repo / "models" / MODEL / "train.py"
     entrypoint.write_text(entrypoint.read_text() + "\n# an uncommitted experiment\n")
-    dirty_version = trained.train_dev()
-    assert dirty_version == 2
-    with pytest.raises(BadReference, match="dirty working tree"):
-        propose(load_repository(trained.repo), trained.registry, MODEL, "staging")
-    # A manifest written by hand for the dirty version is refused by apply too.
+    (trained.repo / "notes.txt").write_text("scratch\n")
+    # What promote writes itself, and data under a data root in the repository, are no change.
+    (trained.repo / ".promote" / "scratch").write_text("x\n")
+    outcome = train(load_repository(trained.repo), trained.registry, MODEL, "dev", {})
+    assert not outcome.ok and outcome.version == 2
+    assert outcome.detail == (
+        "rejected: trained from uncommitted changes (2: models/churn/train.py, notes.txt): "
+        "recorded as dirty, never champion; commit them and train again"
+    )
+    dev = trained.registry.model(f"dev.{MODEL}")
+    assert dev is not None and dev.champion is not None and dev.champion.version == 1
+    dirty = dev.version(2)
+    assert dirty is not None and dirty.tags[TAG_DIRTY] == "true"
+    assert dirty.verdict == "rejected"
+    # A manifest written by hand for the dirty version is refused by apply.
     git.run_git(trained.repo, "checkout", "--", ".")
     commit = git.head_commit(trained.repo)
-    pin_staging_by_hand(trained, dirty_version, commit)
-    refused_apply(trained, "staging", "dirty working tree")
+    pin_staging_by_hand(trained, 2, commit)
+    refused_apply(trained, "staging", "trained from uncommitted changes")
+
+
+def test_the_dirty_message_lists_at_most_ten_changes(trained: World) -> None:
+    for number in range(12):
+        (trained.repo / f"scratch{number:02d}.py").write_text("x = 1\n")
+    outcome = train(load_repository(trained.repo), trained.registry, MODEL, "dev", {})
+    listed = outcome.detail.split("(12: ", 1)[1].split(")", 1)[0]
+    assert listed.endswith(" ...") and listed.count(", ") == 9
 
 
 def test_commit_not_on_the_protected_branch_is_refused(trained: World) -> None:

@@ -6,6 +6,7 @@ import hashlib
 import os
 import subprocess
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 from promote.errors import BadReference, ExternalError
@@ -18,7 +19,10 @@ FALLBACK_IDENTITY = {
 }
 
 
-def run_git(repo: Path, *args: str, env: dict[str, str] | None = None, check: bool = True) -> str:
+def run_git(
+    repo: Path, *args: str, env: dict[str, str] | None = None, check: bool = True, raw: bool = False
+) -> str:
+    """git's output, stripped unless `raw` (where leading spaces mean something)."""
     try:
         completed = subprocess.run(
             ["git", "-C", str(repo), *args],
@@ -34,7 +38,7 @@ def run_git(repo: Path, *args: str, env: dict[str, str] | None = None, check: bo
     if check and completed.returncode != 0:
         detail = completed.stderr.strip().splitlines()
         raise ExternalError(f"git {args[0]} failed in {repo}: {detail[-1] if detail else 'error'}")
-    return completed.stdout.strip()
+    return completed.stdout if raw else completed.stdout.strip()
 
 
 def is_repository(path: Path) -> bool:
@@ -47,7 +51,31 @@ def head_commit(repo: Path) -> str:
 
 def is_dirty(repo: Path) -> bool:
     """Tracked changes or untracked, not ignored, files: a model trained from them is unpinned."""
-    return run_git(repo, "status", "--porcelain") != ""
+    return bool(changed_paths(repo))
+
+
+def changed_paths(repo: Path, outside: Iterable[Path] = ()) -> list[str]:
+    """What the user changed since HEAD, relative to `repo`: tracked changes, and untracked files
+    git does not ignore, except under the folders in `outside` (the local data root, promote's
+    own `.promote/`): what a training reads or writes there is not code."""
+    skipped = [folder.resolve() for folder in outside]
+    listing = run_git(repo, "status", "--porcelain=v1", "-z", "--untracked-files=all", raw=True)
+    entries = listing.split("\0")
+    changed = []
+    index = 0
+    while index < len(entries):
+        entry = entries[index]
+        index += 1
+        if len(entry) < 4:
+            continue
+        if entry[0] in "RC":  # a rename or copy: its source path follows, the path is the new one
+            index += 1
+        path = entry[3:]
+        absolute = (repo / path).resolve()
+        if entry.startswith("??") and any(absolute.is_relative_to(f) for f in skipped):
+            continue
+        changed.append(path)
+    return changed
 
 
 def _succeeds(repo: Path, *args: str) -> bool:

@@ -306,3 +306,24 @@ def test_a_code_repository_that_cannot_be_cloned_is_an_external_error(
     repo, _ = new_repository(tmp_path / "repo")
     with pytest.raises(ExternalError, match=r"^git clone failed in "):
         git.resolve_code_repository(repo, (tmp_path / "nowhere").as_uri())
+
+
+def test_changed_paths_names_what_the_user_changed_and_skips_data_and_promotes_own(
+    tmp_path: Path,
+) -> None:
+    files = {"train.py": "v1\n", "old.py": "x\n", "data/keep.txt": "k\n", ".gitignore": "*.log\n"}
+    repo, _ = new_repository(tmp_path / "repo", files)
+    (repo / "train.py").write_text("v2\n")  # " M train.py": its leading space is meaningful
+    sh(repo, "mv", "old.py", "renamed file.py")
+    (repo / "data" / "new.csv").write_text("a,b\n")
+    (repo / ".promote").mkdir()
+    (repo / ".promote" / "registry.db").write_text("")
+    (repo / "run.log").write_text("ignored\n")
+    (repo / "data" / "keep.txt").write_text("edited\n")  # tracked: a change, wherever it is
+    outside = [repo / "data", repo / ".promote"]
+    assert sorted(git.changed_paths(repo, outside)) == [
+        "data/keep.txt",
+        "renamed file.py",
+        "train.py",
+    ]
+    assert "data/new.csv" in git.changed_paths(repo)
