@@ -65,6 +65,7 @@ def train(
     params = {**manifest.code.params, **overrides}
     request = runner.BuildRequest.of_spec(repo.root, spec, commit, params, dirty=dirty)
     runner.check_interpreter(config)
+    runner.entrypoint_path(repo.root, request)  # bad input refused before the lock is written
     keyring = Keyring(repo.environments)
     signer = keyring.signer(environment)
     signer.check()  # before training: a run this machine cannot sign would only be forged

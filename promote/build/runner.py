@@ -198,7 +198,7 @@ def build_in_working_tree(
     return _run(repo_root, request, tree, registry, signer)
 
 
-def _entrypoint_path(checkout: Path, request: BuildRequest) -> Path:
+def entrypoint_path(checkout: Path, request: BuildRequest) -> Path:
     entrypoint = request.entrypoint
     resolved = (checkout / entrypoint).resolve()
     if not resolved.is_relative_to(checkout.resolve()):
@@ -225,7 +225,7 @@ def _run(
 ) -> str:
     """Train in a subprocess, check its output, sign the model folder (`signer`: None only for
     a reproduction, which is compared, never registered), and log it as one run."""
-    entrypoint = _entrypoint_path(checkout, request)
+    entrypoint = entrypoint_path(checkout, request)
     requirements = _requirements_file(checkout, entrypoint)
     config = request.environment
     training = f"training {config.name}.{request.model} ({request.entrypoint})"

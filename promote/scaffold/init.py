@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from promote import DISTRIBUTION, __version__
 from promote.build import git
 from promote.errors import InputError
 from promote.proof import keys
@@ -34,10 +34,7 @@ TEMPLATE_FILES = {
 
 
 def default_promote_requirement() -> str:
-    try:
-        return f"promote=={metadata.version('promote')}"
-    except metadata.PackageNotFoundError:
-        return "promote"
+    return f"{DISTRIBUTION}=={__version__}"
 
 
 @dataclass(frozen=True)
