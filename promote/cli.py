@@ -645,6 +645,14 @@ def init(
     written = scaffold(directory, settings)
     for path in written:
         echo(f"wrote {directory / path}")
+    echo(f"try it here, on a local registry (cd {directory}):")
+    for step in (
+        f"promote train {settings.model} --env dev",
+        f"promote model {settings.model} --to staging  # a branch: merge it as a reviewed PR",
+        'promote apply --env staging --break-glass "a local trial"  # CI checks the approval',
+        "promote status",
+    ):
+        echo(f"  $ {step}")
     echo(
         f"next: push to GitHub; create the environments plan, dev, staging and prod; give them "
         f"the MLFLOW_TRACKING_USERNAME/PASSWORD secrets (and staging/prod PROMOTE_GITHUB_TOKEN, "

@@ -31,7 +31,8 @@ def test_the_installed_wheel_runs_the_quickstart_outside_the_checkout(tmp_path: 
         check=True,
     )
     installed = Path(where.stdout.strip()).resolve()
-    assert not installed.is_relative_to(ROOT), f"{installed}: install the wheel, not -e"
+    assert installed.parent != ROOT / "promote", f"{installed}: install the wheel, not -e"
+    assert "site-packages" in installed.parts
     completed = subprocess.run(
         [str(command), "quickstart", str(tmp_path / "demo")],
         cwd=tmp_path,

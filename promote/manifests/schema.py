@@ -236,6 +236,12 @@ class EnvironmentConfig(_Strict):
         default=None,
         description="Interpreter for training runs: an absolute path or a command on PATH",
     )
+    python_version: str | None = Field(
+        default=None,
+        pattern=r"^3\.\d{1,2}(\.\d{1,2})?$",
+        description="The Python CI sets up for this environment's builds: dev's, since the "
+        "lineage match compares the version",
+    )
     role: str | None = Field(
         default=None, description="IAM role this environment's pipeline assumes"
     )

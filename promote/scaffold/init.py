@@ -6,6 +6,7 @@ training stub. The same templates render this repository's own `.github/` files.
 
 from __future__ import annotations
 
+import platform
 import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -15,6 +16,7 @@ from promote import DISTRIBUTION, __version__
 from promote.build import git
 from promote.errors import InputError
 from promote.proof import keys
+from promote.scaffold.quickstart import pinned_requirements
 
 ENVIRONMENTS = ("dev", "staging", "prod")
 # Actions pinned by full commit sha; the comment names the release the sha was taken from.
@@ -50,7 +52,8 @@ class ScaffoldSettings:
     required_approvals: int = 1
     protected_branch: str = "main"
     model: str = "example"
-    python_version: str = "3.12"
+    # CI sets up exactly the Python that trains dev here: the lineage match compares versions.
+    python_version: str = field(default_factory=platform.python_version)
     promote_requirement: str = field(default_factory=default_promote_requirement)
     code_paths: tuple[str, ...] = ("models/**",)
     # owner/name on GitHub: environments under approval then also accept Sigstore keyless
@@ -106,6 +109,8 @@ class ScaffoldSettings:
             raise InputError("--branch", None, f"{self.protected_branch!r} is not a branch name")
         if not re.fullmatch(r"[-A-Za-z0-9_.=<>!~\[\], +@:/]{1,200}", self.promote_requirement):
             raise InputError("--promote-requirement", None, "is not a pip requirement")
+        if not re.fullmatch(r"3\.\d{1,2}(\.\d{1,2})?", self.python_version):
+            raise InputError("--python-version", None, f"{self.python_version!r} is not 3.X[.Y]")
         return self
 
     def context(self) -> dict[str, Any]:
@@ -192,6 +197,7 @@ def render_repository(settings: ScaffoldSettings, public_keys: dict[str, str]) -
         context
     )
     files[".gitignore"] = renderer.get_template("gitignore.j2").render(context)
+    files[f"models/{settings.model}/requirements.txt"] = pinned_requirements()
     return files
 
 
@@ -209,4 +215,14 @@ def init(directory: Path, settings: ScaffoldSettings) -> list[str]:
     git.init_repository(
         directory, settings.protected_branch, "GitOps repository for promote (promote init)"
     )
-    return sorted(files)
+    # Sample data under each local data root (ignored by git: data is not code), so the
+    # scaffold trains and promotes as it is; each environment's is its own.
+    from promote.scaffold.example.churn.data import write_environment_data
+
+    written = sorted(files)
+    for env in settings.context()["environments"]:
+        if not env["data_root"].startswith("s3://"):
+            folder = directory / env["data_root"] / settings.model
+            write_environment_data(folder, env["name"])
+            written += sorted(str(p.relative_to(directory)) for p in folder.iterdir())
+    return written

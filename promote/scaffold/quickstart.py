@@ -71,6 +71,11 @@ DEV_MANIFEST = {
 }
 
 
+def pinned_requirements() -> str:
+    """What the example models import, pinned to what is installed: a rebuild enforces it."""
+    return "".join(f"{name}=={metadata.version(name)}\n" for name in PINNED_LIBRARIES)
+
+
 class _LiteralDumper(yaml.SafeDumper):
     """Multi-line strings (PEM keys) as literal blocks, readable in a diff."""
 
@@ -116,8 +121,9 @@ def create_sandbox(root: Path) -> Sandbox:
     (repo / ENTRYPOINT).write_text(
         example.joinpath("train.py").read_text(encoding="utf-8"), encoding="utf-8"
     )
-    pins = "".join(f"{name}=={metadata.version(name)}\n" for name in PINNED_LIBRARIES)
-    (repo / "models" / EXAMPLE_MODEL / "requirements.txt").write_text(pins, encoding="utf-8")
+    (repo / "models" / EXAMPLE_MODEL / "requirements.txt").write_text(
+        pinned_requirements(), encoding="utf-8"
+    )
     for name, body in _environment_files().items():
         folder = repo / "environments" / name
         folder.mkdir(parents=True)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import shlex
 import stat
 import subprocess
 import sys
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,7 @@ from promote.build import git
 from promote.manifests.loader import load_repository
 from promote.proof import keys
 from promote.proof.trust import keyless_identity
+from promote.registry.client import Registry
 from promote.scaffold.init import ScaffoldSettings
 
 ROLES = {env: f"arn:aws:iam::210987654321:role/ml-{env}" for env in ("staging", "prod")}
@@ -76,21 +79,34 @@ def test_init_renders_a_repository_promote_loads_with_hardened_workflows(tmp_pat
     assert git.head_commit(target) and not git.is_dirty(target)
 
 
-def test_the_training_stub_trains_in_dev(tmp_path: Path) -> None:
-    from promote.registry.client import Registry
-    from promote.train import train
-
+def test_the_printed_next_steps_work_with_no_edits(tmp_path: Path) -> None:
+    """A new team's first hour: init, then the steps init prints, as printed."""
     target = tmp_path / "repo"
-    assert promote_cli("init", str(target), *ARGUMENTS, cwd=tmp_path).returncode == 0
-    data = target / "data" / "dev" / "example"
-    data.mkdir(parents=True)
-    rows = "\n".join(f"{i % 7},{(i * 3) % 11},{int(i % 7 > 3)}" for i in range(80))
-    for name in ("train.csv", "test.csv"):
-        (data / name).write_text(f"x1,x2,label\n{rows}\n")
+    minimal = ["--org", "acme", "--approvers-team", "ml-release", "--registry-uri", "https://m.x"]
+    initialised = promote_cli("init", str(target), *minimal, cwd=tmp_path)
+    assert initialised.returncode == 0, initialised.stderr
+    steps = [
+        line.strip()[2:].split("  #")[0]
+        for line in initialised.stdout.splitlines()
+        if line.strip().startswith("$ promote ")
+    ]
+    assert [step.split()[1] for step in steps] == ["train", "model", "apply", "status"]
+    for data in ("dev", "staging", "prod"):  # each environment's own sample, not committed
+        assert (target / "data" / data / "example" / "train.csv").is_file()
+    assert not git.is_dirty(target)
+    requirements = (target / "models" / "example" / "requirements.txt").read_text()
+    assert f"scikit-learn=={metadata.version('scikit-learn')}" in requirements.splitlines()
+    for step in steps:
+        arguments = shlex.split(step)[1:]
+        completed = promote_cli(*arguments, cwd=target)
+        assert completed.returncode == 0, (step, completed.stdout, completed.stderr)
+        if arguments[0] == "model":  # the pull request, reviewed and merged
+            branch = "promote/staging/example-v1"
+            git.run_git(target, "merge", "--quiet", "--no-ff", branch, "-m", f"Merge {branch}")
     registry = Registry.for_repository(target)
-    outcome = train(load_repository(target), registry, "example", "dev", {})
-    assert outcome.ok, outcome.detail
-    assert outcome.version == 1
+    staging = registry.model("staging.example")
+    assert staging is not None and staging.champion is not None
+    assert staging.champion.tags["promote.break_glass"]  # outside CI: recorded as such
 
 
 @pytest.mark.parametrize(

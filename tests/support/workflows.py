@@ -33,6 +33,7 @@ OWN_SETTINGS = ScaffoldSettings(
     roles={env: f"arn:aws:iam::{ACCOUNT}:role/promote-{env}" for env in ("dev", "staging", "prod")},
     promote_requirement="-e .",
     code_paths=("models/**", "promote/**"),
+    python_version="3.12",
 )
 
 
