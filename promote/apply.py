@@ -269,6 +269,7 @@ class Pipeline:
                 manifest.code.commit,
                 dict(manifest.code.params),
                 run_tags={TAG_MANIFEST_DIGEST: spec.digest},
+                on_output=self.report,
             )
             run_id = runner.build_at_commit(
                 self.repo.root, request, self.registry, self.keyring.signer(spec.environment)

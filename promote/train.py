@@ -63,7 +63,9 @@ def train(
         report(f"working tree is dirty: {refusal[0]}")
     manifest = spec.manifest
     params = {**manifest.code.params, **overrides}
-    request = runner.BuildRequest.of_spec(repo.root, spec, commit, params, dirty=dirty)
+    request = runner.BuildRequest.of_spec(
+        repo.root, spec, commit, params, dirty=dirty, on_output=report
+    )
     runner.check_interpreter(config)
     runner.entrypoint_path(repo.root, request)  # bad input refused before the lock is written
     keyring = Keyring(repo.environments)

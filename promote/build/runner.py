@@ -13,7 +13,8 @@ import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -129,6 +130,7 @@ class BuildRequest:
     dirty: bool = False
     pinned_snapshot: list[dict[str, Any]] | None = None
     run_tags: dict[str, str] = field(default_factory=dict)
+    on_output: Callable[[str], None] | None = None  # each line of the training's output
 
     @classmethod
     def of_spec(
@@ -256,20 +258,34 @@ def _run(
             script.write_text(notebook.as_script(entrypoint.read_text(encoding="utf-8")))
             search_path = {"PYTHONPATH": str(entrypoint.parent)}
         # Arguments go as a list and parameters as JSON: nothing from a manifest reaches a shell.
-        completed = subprocess.run(
+        # Output is streamed (a long rebuild is not silent), one prefixed line at a time, merged
+        # in the order the training wrote it; the tail is kept for the error.
+        with subprocess.Popen(
             [python, str(script)],
             cwd=str(checkout),
             env={**training_environment(os.environ), **context.to_env(), **search_path},
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
             text=True,
-            check=False,
-        )
-        if completed.returncode != 0 or not context.lineage_file.is_file():
-            tail = (completed.stderr or completed.stdout).strip().splitlines()[-OUTPUT_TAIL_LINES:]
-            # Training output can echo credentials (a URI, a failed client's request): mask them.
-            detail = redact("\n  ".join(tail)) if tail else "no output"
+            errors="replace",
+        ) as process:
+            assert process.stdout is not None
+            tail: deque[str] = deque(maxlen=OUTPUT_TAIL_LINES)
+            for raw in process.stdout:
+                # Training output can echo credentials (a URI, a failed client's request).
+                line = redact(raw.rstrip("\n"))
+                tail.append(line)
+                if request.on_output is not None:
+                    request.on_output(f"{config.name}.{request.model} | {line}")
+            returncode = process.wait()
+        if returncode != 0 or not context.lineage_file.is_file():
+            lines = [line for line in tail if line.strip()]
+            # The last line first: for a Python training, the exception and its message.
+            last = lines[-1].strip() if lines else "no output"
+            detail = "\n  ".join(lines)
             raise ExternalError(
-                f"{training} failed with exit code {completed.returncode}:\n  {detail}"
+                f"{training} failed with exit code {returncode}: {last}"
+                + (f"\n  {detail}" if detail else "")
             )
         lineage = _checked_output(context, training)
         signature = None

@@ -194,16 +194,25 @@ def test_a_failing_training_raises_with_the_tail_of_its_stderr(trained: World) -
         "    print(f'stderr line {i}', file=sys.stderr)\n"
         "sys.exit(3)\n",
     )
-    request = _request(trained, commit=commit, entrypoint="models/failing/train.py")
+    streamed: list[str] = []
+    request = dataclasses.replace(
+        _request(trained, commit=commit, entrypoint="models/failing/train.py"),
+        on_output=streamed.append,
+    )
     with pytest.raises(ExternalError) as failed:
         build_at_commit(trained.repo, request, trained.registry, None)
     message = str(failed.value)
-    assert message.startswith(
-        f"training dev.{MODEL} (models/failing/train.py) failed with exit code 3:\n  "
+    # The last line first (a Python training's exception), then the tail.
+    first, *shown = message.split("\n  ")
+    assert first == (
+        f"training dev.{MODEL} (models/failing/train.py) failed with exit code 3: "
+        f"stderr line {lines - 1}"
     )
-    shown = message.split(":\n  ", 1)[1].split("\n  ")
     assert shown == [f"stderr line {i}" for i in range(lines - OUTPUT_TAIL_LINES, lines)]
     assert "on stdout" not in message
+    # Every line was streamed as it came, stdout and stderr in order, prefixed.
+    assert streamed[0] == f"dev.{MODEL} | on stdout"
+    assert streamed[1:] == [f"dev.{MODEL} | stderr line {i}" for i in range(lines)]
 
 
 def test_a_training_that_writes_no_result_fails_with_its_stdout(trained: World) -> None:
@@ -212,7 +221,8 @@ def test_a_training_that_writes_no_result_fails_with_its_stdout(trained: World) 
     with pytest.raises(ExternalError) as failed:
         build_at_commit(trained.repo, request, trained.registry, None)
     assert str(failed.value) == (
-        f"training dev.{MODEL} (models/silent/train.py) failed with exit code 0:\n  done, I think"
+        f"training dev.{MODEL} (models/silent/train.py) failed with exit code 0: done, I think"
+        "\n  done, I think"
     )
 
 
