@@ -27,11 +27,31 @@ if TYPE_CHECKING:
     from promote.manifests.repository import Repository
     from promote.registry.client import Registry
 
-app = typer.Typer(
+class _PromoteApp(typer.Typer):
+    """Typer, with placeholders that read as the value asked for (`--env ENV`, `DIRECTORY`)
+    rather than its Python type (`--env <str>`, `{directory}`)."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        group = typer.main.get_command(self)
+        for command in [group, *getattr(group, "commands", {}).values()]:
+            for param in command.params:
+                if param.metavar is None and not getattr(param, "is_flag", False):
+                    placeholder = (param.name or "value").upper()
+                    param.metavar = placeholder
+                    if param.param_type_name == "argument":
+                        # Typer shows an argument's type beside it and braces it in usage
+                        # (tests/test_cli.py holds these to typer's behaviour).
+                        param.display_type_rich = lambda ctx=None: None
+                        param._usage_display_name = lambda text=placeholder: text
+        return group(*args, **kwargs)
+
+
+app = _PromoteApp(
     help="GitOps promotion of ML models: git holds what each environment should run, "
     "one MLflow registry holds what runs, prod rebuilds and proves lineage.",
     no_args_is_help=True,
-    add_completion=False,
+    # `promote --install-completion` (bash, zsh, fish, PowerShell) and --show-completion.
+    add_completion=True,
     pretty_exceptions_enable=False,
     # Plain click help: rendering it with rich imports rich and markdown-it, which more than
     # doubles the start-up of `promote --help` (benchmarks/startup.py).
@@ -108,6 +128,32 @@ def echo(message: str = "", err: bool = False) -> None:
     typer.echo(redact(message), err=err)
 
 
+# One example per command, shown at the end of its --help (tests/test_cli.py checks that every
+# command has one).
+EXAMPLES = {
+    "train": "promote train churn --env dev --param C=0.3",
+    "model": "promote model churn --to staging",
+    "plan": "promote plan --env prod --json",
+    "apply": "promote apply --env staging",
+    "report": "promote report --env prod --summary",
+    "status": "promote status --verify",
+    "verify": "promote verify churn --env prod --version 3",
+    "reproduce": "promote reproduce churn --env prod",
+    "history": "promote history churn --env prod --json",
+    "predict": "promote predict churn --env prod --input s3://bucket/in/ --output out.parquet",
+    "serve": "promote serve churn --env prod --port 8080",
+    "drift": "promote drift churn --env prod --data s3://bucket/scored/ --labels churned",
+    "rollback": "promote rollback churn --env prod",
+    "unlock": "promote unlock churn --env staging --force",
+    "keygen": "promote keygen --env prod",
+    "schema": "promote schema environment",
+    "quickstart": "promote quickstart /tmp/promote-demo",
+    "init": "promote init ml-gitops --org acme --approvers-team ml-release "
+    "--registry-uri https://mlflow.acme.internal",
+    "access": "promote access --json",
+}
+
+
 def command(name: str | None = None) -> Callable[[Command], Command]:
     """Register a command whose errors become one line on stderr and their exit code.
 
@@ -116,6 +162,9 @@ def command(name: str | None = None) -> Callable[[Command], Command]:
     """
 
     def register(function: Command) -> Command:
+        registered = name or function.__name__.replace("_", "-")
+        example = EXAMPLES.get(registered)
+
         @functools.wraps(function)
         def run(*args: Any, **kwargs: Any) -> Any:
             try:
@@ -151,7 +200,7 @@ def command(name: str | None = None) -> Callable[[Command], Command]:
                     )
                 raise typer.Exit(ExitCode.INTERNAL) from None
 
-        app.command(name)(run)
+        app.command(name, epilog=f"Example: {example}" if example else None)(run)
         return function
 
     return register

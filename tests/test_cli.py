@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -154,3 +155,51 @@ def test_with_json_a_failure_is_json_on_stdout_too(tmp_path: Path) -> None:
     assert internal.returncode == 70
     error = json.loads(internal.stdout)["error"]
     assert error["kind"] == "internal" and error["exit_code"] == 70
+
+
+def _commands() -> list[str]:
+    import typer
+
+    from promote.cli import app
+
+    group = typer.main.get_command(app)
+    return sorted(getattr(group, "commands", {}))
+
+
+def test_every_command_has_an_example_and_plain_placeholders() -> None:
+    """Each --help ends with an example of that very command; placeholders name the value
+    asked for, never a Python type (`<str>`, `<list[str]>`) or typer's braces."""
+    from promote.cli import EXAMPLES
+
+    names = _commands()
+    assert set(EXAMPLES) >= set(names), set(names) - set(EXAMPLES)
+    for name in names:
+        completed = subprocess.run(
+            [sys.executable, "-m", "promote", name, "--help"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        shown = completed.stdout
+        assert f"Example: promote {name}" in shown.replace("\n", " "), name
+        for noise in ("<str>", "<int>", "<path>", "<list[", "<float>"):
+            assert noise not in shown, (name, noise, shown)
+        usage = shown.splitlines()[0]
+        assert "{" not in usage, usage
+
+
+def test_shell_completion_completes_commands(tmp_path: Path) -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "promote"],
+        env={
+            **os.environ,
+            "_PROMOTE_COMPLETE": "complete_bash",
+            "COMP_WORDS": "promote sta",
+            "COMP_CWORD": "1",
+        },
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert completed.stdout.split() == ["status"]
