@@ -107,7 +107,11 @@ class ScaffoldSettings:
             raise InputError("--required-approvals", None, "must be at least 1")
         if not re.fullmatch(r"[A-Za-z0-9._/-]{1,100}", self.protected_branch):
             raise InputError("--branch", None, f"{self.protected_branch!r} is not a branch name")
-        if not re.fullmatch(r"[-A-Za-z0-9_.=<>!~\[\], +@:/]{1,200}", self.promote_requirement):
+        # A wheel URL may carry its digest (`...whl#sha256=<hex>`): pip then installs only it.
+        if not re.fullmatch(
+            r"[-A-Za-z0-9_.=<>!~\[\], +@:/]{1,300}(#sha256=[0-9a-f]{64})?",
+            self.promote_requirement,
+        ):
             raise InputError("--promote-requirement", None, "is not a pip requirement")
         if not re.fullmatch(r"3\.\d{1,2}(\.\d{1,2})?", self.python_version):
             raise InputError("--python-version", None, f"{self.python_version!r} is not 3.X[.Y]")

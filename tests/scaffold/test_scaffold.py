@@ -195,3 +195,20 @@ def test_a_local_data_root_outside_the_new_repository_is_allowed_explicitly(
     repo = load_repository(target)
     assert repo.environment("dev").allow_data_outside_repository is True
     assert repo.environment("staging").allow_data_outside_repository is False  # s3://
+
+
+def test_the_workflows_install_a_wheel_pinned_by_digest(tmp_path: Path) -> None:
+    digest = "0" * 64
+    requirement = f"promote-gitops@https://artifacts.acme.internal/p.whl#sha256={digest}"
+    target = tmp_path / "repo"
+    completed = promote_cli(
+        "init", str(target), *ARGUMENTS, "--promote-requirement", requirement, cwd=tmp_path
+    )
+    assert completed.returncode == 0, completed.stderr
+    apply = (target / ".github" / "workflows" / "promote-apply.yml").read_text()
+    assert f"python -m pip install {requirement}" in apply
+    assert 'python -m pip install -r "$requirements"' in apply
+    loose = promote_cli(
+        "init", str(tmp_path / "other"), *ARGUMENTS, "--promote-requirement", "x#evil", cwd=tmp_path
+    )
+    assert loose.returncode == 2 and "is not a pip requirement" in loose.stderr
