@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from promote.manifests.repository import Repository
     from promote.registry.client import Registry
 
+
 class _PromoteApp(typer.Typer):
     """Typer, with placeholders that read as the value asked for (`--env ENV`, `DIRECTORY`)
     rather than its Python type (`--env <str>`, `{directory}`)."""
