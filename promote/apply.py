@@ -16,7 +16,8 @@ from promote import gates
 from promote.access.preflight import preflight
 from promote.build import runner
 from promote.build.data import resolve_uri
-from promote.build.lineage import MODEL_ARTIFACT_DIR, Lineage, compare
+from promote.build.lineage import Lineage, compare
+from promote.description import Conclusion, version_description
 from promote.errors import CheckFailed, ProofInvalid
 from promote.github.approval import Approvals, Authorization
 from promote.github.context import CiContext
@@ -24,7 +25,7 @@ from promote.manifests.repository import ModelSpec, Repository
 from promote.plan import Action, ModelState, compute, decide, gather
 from promote.proof.statement import Claims, verification_summary
 from promote.proof.trust import Keyring
-from promote.proof.versions import prove_model
+from promote.proof.versions import prove_model, proven_claims, require_signed_digest
 from promote.registry import lock
 from promote.registry.client import Registry
 from promote.registry.entities import (
@@ -327,16 +328,12 @@ class Pipeline:
         """Copy mode: the validated artifact itself, logged anew under this environment."""
         config = spec.config
         experiment_id = self.registry.experiment_id(config.name, config.artifact_root)
-
-        def copied_lineage(run_id: str) -> Lineage:
-            return replace(
-                source_lineage,
-                environment=config.name,
-                run_id=run_id,
-                trained_by=runner.who_runs(),
-                copied_from=source.ref,
-            )
-
+        copied_lineage = replace(
+            source_lineage,
+            environment=config.name,
+            trained_by=runner.who_runs(),
+            copied_from=source.ref,
+        )
         with tempfile.TemporaryDirectory() as scratch:
             model_dir = self.registry.download_model(source, Path(scratch) / "download")
             signature = Path(scratch) / "model.sig"
@@ -376,11 +373,11 @@ class Promoter:
     def register(self, name: str, lineage: Lineage, manifest_digest: str, source: str) -> Version:
         """A new version, created with its signed provenance: it is never unsigned, even for a
         moment a crash could freeze."""
-        uri = f"{self.registry.run_artifact_uri(lineage.run_id)}/{MODEL_ARTIFACT_DIR}"
-        claims = Claims.of(lineage, name, uri, manifest_digest, source)
+        model = self.registry.logged_model(lineage.run_id)
+        claims = Claims.of(lineage, name, model.artifact_uri, manifest_digest, source)
         envelope = self.keyring.signer(lineage.environment).sign_statement(claims.statement())
         tags = {**claims.tags(), TAG_PROVENANCE: envelope, TAG_VERDICT: VERDICT_PENDING}
-        version = self.registry.register(name, uri, lineage.run_id, tags)
+        version = self.registry.register(name, model, lineage.run_id, tags)
         self.report(f"{name}: registered v{version.version} (run {lineage.run_id[:8]})")
         failpoint("after-register")
         return version
@@ -394,20 +391,10 @@ class Promoter:
         version = model.version(number) if model else None
         if model is None or version is None:
             raise CheckFailed(f"{name}/{number} disappeared from the registry")
-        proof = prove_model(model, self.keyring.trust(environment))[number]
-        if proof.claims is None:
-            raise ProofInvalid(f"{version.ref} is forged: {proof.problem}")
-        if passed and not proof.passed:
-            raise ProofInvalid(
-                f"{version.ref} has not passed: {proof.passed_problem or 'no signed verification'}"
-            )
+        claims = proven_claims(model, version, self.keyring.trust(environment), passed)
         digest, size = self.registry.stored_artifact(version)
-        if digest != proof.claims.artifact_digest:
-            raise ProofInvalid(
-                f"{version.ref}: artifact in storage does not match its signed digest "
-                f"({digest[:12]} != {proof.claims.artifact_digest[:12]})"
-            )
-        return Verified(version, proof.claims, size)
+        require_signed_digest(version, digest, claims)
+        return Verified(version, claims, size)
 
     def _champion_metrics(self, champion: Version, environment: str) -> dict[str, float] | None:
         """The champion's metrics as its signed lineage record states them (run metrics are
@@ -435,6 +422,7 @@ class Promoter:
         name = candidate.name
         model = self.registry.model(name)
         champion = model.champion if model else None
+        found_before = problems
         problems = list(problems)
         size = 0
         summary = ""
@@ -462,6 +450,7 @@ class Promoter:
         previous = champion.version if champion else None
         if problems:
             reason = "; ".join(problems)
+            self._describe(spec, candidate, lineage, found_before, results, reason, previous)
             self.registry.tag_version(
                 candidate,
                 {
@@ -486,6 +475,7 @@ class Promoter:
                 False,
                 f"rejected: {reason}",
             )
+        self._describe(spec, candidate, lineage, found_before, results, None, previous)
         self.registry.tag_version(
             candidate,
             # The verdict goes last: a version is "passed" only once everything else is recorded.
@@ -511,6 +501,31 @@ class Promoter:
             True,
             f"champion -> v{candidate.version}",
         )
+
+    def _describe(
+        self,
+        spec: ModelSpec,
+        candidate: Version,
+        lineage: Lineage,
+        lineage_problems: list[str],
+        results: list[gates.GateResult],
+        reason: str | None,
+        previous: int | None,
+    ) -> None:
+        """The version's description for the MLflow UI, before its verdict: a crash between
+        the two leaves it pending, and concluding it again describes it again."""
+        conclusion = Conclusion(
+            spec,
+            candidate,
+            lineage,
+            lineage_problems,
+            results,
+            reason,
+            previous,
+            self.authorizations.get((spec.environment, spec.model)),
+            self.merge_commit,
+        )
+        self.registry.describe_version(candidate, version_description(conclusion))
 
     def event(
         self,

@@ -536,6 +536,140 @@ def history(
 
 
 @command()
+def predict(
+    context: typer.Context,
+    name: str = typer.Argument(..., help="Model name."),
+    env: str = EnvOption,
+    input_uri: str = typer.Option(
+        ..., "--input", help="A CSV or Parquet file, or a folder or s3:// prefix of them."
+    ),
+    output_uri: str = typer.Option(
+        ..., "--output", help="Where to write: a .csv or .parquet path or s3:// key."
+    ),
+    keep: list[str] = typer.Option(
+        [], "--keep", help="An input column to copy beside the predictions (repeatable)."
+    ),
+    chunk_rows: int = typer.Option(100_000, "--chunk-rows", min=1, help="Rows per chunk."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Score files where they live with the verified champion; the output appears whole."""
+    from promote.serving.batch import predict as score
+
+    settings: Settings = context.obj
+    # On a terminal the progress line is rewritten in place; in a log, one line every 10 s.
+    live = sys.stderr.isatty() and not as_json
+
+    def progress(line: str) -> None:
+        if not as_json:
+            typer.echo(("\r\x1b[K" if live else "") + redact(line), err=True, nl=not live)
+
+    try:
+        result = score(
+            settings.repository(),
+            settings.registry(),
+            env,
+            name,
+            input_uri,
+            output_uri,
+            chunk_rows=chunk_rows,
+            keep=keep,
+            progress=progress,
+            progress_every=1.0 if live else 10.0,
+        )
+    finally:
+        if live:
+            typer.echo(err=True)
+    if as_json:
+        emit_json(result.to_json())
+        return
+    model = result.scored_by
+    echo(
+        f"scored {result.rows:,} rows of {result.files} file(s) in {result.seconds:.1f}s with "
+        f"{model.registered_name} v{model.version} ({model.digest[:12]}): {result.output}"
+    )
+
+
+@command()
+def serve(
+    context: typer.Context,
+    name: str = typer.Argument(..., help="Model name."),
+    env: str = EnvOption,
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
+    port: int = typer.Option(5000, "--port", help="Port to listen on (0: any free one)."),
+    interval: float = typer.Option(
+        10.0, "--interval", min=0.1, help="Seconds between reads of the champion alias."
+    ),
+) -> None:
+    """Answer MLflow's scoring protocol with the verified champion, following it as it moves."""
+    from promote.serving.server import serve as run_server
+
+    settings: Settings = context.obj
+    run_server(
+        settings.repository(),
+        settings.registry(),
+        env,
+        name,
+        host=host,
+        port=port,
+        interval=interval,
+        log=lambda line: echo(line, err=True),
+    )
+
+
+@command()
+def drift(
+    context: typer.Context,
+    name: str = typer.Argument(..., help="Model name."),
+    env: str = EnvOption,
+    data: Optional[str] = typer.Option(  # noqa: UP045
+        None,
+        "--data",
+        metavar="PATH_OR_URI",
+        help="A batch to compare: a CSV or Parquet file, or a folder or s3:// prefix of them "
+        "(default: the environment's current data for the model).",
+    ),
+    labels: Optional[str] = typer.Option(  # noqa: UP045
+        None,
+        "--labels",
+        metavar="COLUMN",
+        help="The batch's label column: also score the champion on it (concept drift).",
+    ),
+    report_dir: Optional[Path] = typer.Option(  # noqa: UP045
+        None,
+        "--report",
+        metavar="DIR",
+        help="Where to save the report (default: .promote/drift/REGISTERED_NAME/TIME).",
+    ),
+    as_json: bool = JsonOption,
+) -> None:
+    """Data (and, with labels, concept) drift against the champion's training profile; the
+    report is saved and logged to the champion's run (exit 1 on drift)."""
+    from promote.drift.check import check_drift
+    from promote.drift.report import verdict
+
+    settings: Settings = context.obj
+    result = check_drift(
+        settings.repository(), settings.registry(), env, name, data, labels, report_dir
+    )
+    if as_json:
+        emit_json(result.to_json())
+    else:
+        echo(verdict(result))
+        for dataset in result.datasets:
+            target = [dataset.target] if dataset.target and dataset.target.drifted else []
+            for feature in [*dataset.drifted_features, *target]:
+                echo(f"  {dataset.name}: {feature.column}: {feature.reason}")
+        for metric in result.concept:
+            echo(
+                f"  concept: {metric.metric} {metric.trained:.4g} -> {metric.current:.4g} "
+                f"(tolerance {metric.tolerance:g}): {'DRIFT' if metric.drifted else 'ok'}"
+            )
+        files = ", ".join(path.name for path in result.report_files)
+        echo(f"report: {result.report_files[0].parent} ({files}; logged to {result.logged_to})")
+    exit_with(not result.drifted)
+
+
+@command()
 def rollback(
     context: typer.Context,
     name: str = typer.Argument(..., help="Model name."),

@@ -120,3 +120,25 @@ def prove_model(
             proof = Proof(f"a copy of v{earlier} (same run {version.run_id[:8]})")
         proofs[version.version] = proof
     return proofs
+
+
+def proven_claims(model: RegisteredModel, version: Version, trust: Trust, passed: bool) -> Claims:
+    """What the signatures prove of `version` of `model`; `ProofInvalid` when it is forged or,
+    asked `passed`, holds no signed verification that it passed."""
+    proof = prove_model(model, trust)[version.version]
+    if proof.claims is None:
+        raise ProofInvalid(f"{version.ref} is forged: {proof.problem}")
+    if passed and not proof.passed:
+        raise ProofInvalid(
+            f"{version.ref} has not passed: {proof.passed_problem or 'no signed verification'}"
+        )
+    return proof.claims
+
+
+def require_signed_digest(version: Version, digest: str, claims: Claims) -> None:
+    """`ProofInvalid` unless `digest`, recomputed from what storage holds, is the signed one."""
+    if digest != claims.artifact_digest:
+        raise ProofInvalid(
+            f"{version.ref}: artifact in storage does not match its signed digest "
+            f"({digest[:12]} != {claims.artifact_digest[:12]})"
+        )
