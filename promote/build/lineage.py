@@ -20,7 +20,8 @@ MODEL_ARTIFACT_DIR = "model"
 # The model folder's OpenSSF Model Signing signature (a Sigstore bundle), beside the folder.
 MODEL_SIGNATURE_ARTIFACT = "promote/model.sig"
 
-# What must be identical between the version validated below and the one rebuilt above.
+# What must be identical between the version validated below and the one rebuilt above. Not the
+# training profile: each environment trains on its own data, whose statistics differ by design.
 MATCH_FIELDS = (
     "code_commit",
     "entrypoint",
@@ -58,6 +59,8 @@ class Lineage:
     trained_at: str
     metrics: dict[str, float] = field(default_factory=dict)
     copied_from: str | None = None
+    # Per-column statistics of every dataset the training read (`promote.drift.profile`).
+    profile: dict[str, Any] = field(default_factory=dict)
 
     @property
     def data_digest(self) -> str:
@@ -82,6 +85,9 @@ class Lineage:
         body = asdict(self)
         body["data_snapshot"] = snapshot_to_json(self.data_snapshot)
         body["data_digest"] = self.data_digest
+        if not self.profile:
+            # A record written before profiles existed keeps the digest it was signed with.
+            del body["profile"]
         return body
 
     def to_json(self) -> str:

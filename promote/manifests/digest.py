@@ -12,11 +12,13 @@ from promote.manifests.schema import EnvironmentConfig, Manifest
 def manifest_digest(manifest: Manifest, config: EnvironmentConfig) -> str:
     """What was approved: the manifest and the environment settings that shape the build.
 
-    Machine-specific settings (the interpreter) stay out, so CI and laptops agree.
+    Machine-specific settings (the interpreter) stay out, so CI and laptops agree. So do drift
+    rules: they judge the data a model sees, not how it is built, and changing them rebuilds
+    nothing.
     """
     body = {
         "environment": config.name,
-        "manifest": manifest.model_dump(mode="json"),
+        "manifest": manifest.model_dump(mode="json", exclude={"drift"}),
         "data_root": config.data_root,
         "training": config.training,
         "gates": manifest.gates.merged_over(config.gates).model_dump(mode="json"),

@@ -169,6 +169,106 @@ class Gates(_Strict):
             yield "max_artifact_mb", budget, floor_budget
 
 
+DriftMethod = Literal["ks", "wasserstein", "chisquare", "jensenshannon", "psi"]
+
+# The methods whose score is a p-value: drift is a score under the threshold. The others score a
+# distance: drift is a score at or over it.
+P_VALUE_METHODS = frozenset({"ks", "chisquare"})
+
+
+def _drift_threshold(default: float, below_one: bool) -> Any:
+    """A finite positive threshold; a p-value's is under 1, which every p-value would pass."""
+    return Field(
+        default=default, gt=0, lt=1 if below_one else None, strict=True, allow_inf_nan=False
+    )
+
+
+class DriftThresholds(_Strict):
+    """Evidently's defaults: a p-value under 0.05 or a distance of at least 0.1 is drift."""
+
+    ks: float = _drift_threshold(0.05, below_one=True)
+    chisquare: float = _drift_threshold(0.05, below_one=True)
+    wasserstein: float = _drift_threshold(0.1, below_one=False)
+    jensenshannon: float = _drift_threshold(0.1, below_one=False)
+    psi: float = _drift_threshold(0.1, below_one=False)
+
+
+class FeatureDriftRule(_Strict):
+    """How one column is compared: its method, with a threshold other than the method's own.
+
+    The method is required: a threshold reads as a p-value or as a distance depending on it.
+    """
+
+    method: DriftMethod
+    threshold: float | None = Field(default=None, gt=0, strict=True, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _p_value_under_one(self) -> FeatureDriftRule:
+        if self.method in P_VALUE_METHODS and self.threshold is not None and self.threshold >= 1:
+            raise ValueError(f"a {self.method} threshold is a p-value: under 1")
+        return self
+
+
+class ConceptRules(_Strict):
+    """How far a metric may fall from its value at training before it is concept drift."""
+
+    tolerance: float = Field(default=0.05, ge=0, strict=True, allow_inf_nan=False)
+    metrics: dict[str, Annotated[float, Field(ge=0, strict=True, allow_inf_nan=False)]] = Field(
+        default_factory=dict, description="Per metric, a tolerance other than `tolerance`"
+    )
+
+
+class DriftRules(_Strict):
+    """`drift:` in an environment file or a manifest: how `promote drift` judges the data."""
+
+    drift_share: float = Field(
+        default=0.0,
+        ge=0,
+        lt=1,
+        strict=True,
+        allow_inf_nan=False,
+        description="A dataset is drifted when more than this share of its features drifted",
+    )
+    max_missing_increase: float = Field(
+        default=0.1,
+        ge=0,
+        le=1,
+        strict=True,
+        allow_inf_nan=False,
+        description="A feature whose share of missing values rose by more than this drifted",
+    )
+    thresholds: DriftThresholds = Field(default_factory=DriftThresholds)
+    features: dict[str, FeatureDriftRule] = Field(default_factory=dict)
+    ignore: list[str] = Field(default_factory=list, description="Columns not compared")
+    reference: str | None = Field(
+        default=None,
+        description="Which dataset the training read a --data batch is compared with "
+        "(default: the first it read)",
+    )
+    concept: ConceptRules = Field(default_factory=ConceptRules)
+
+    def refined_by(self, manifest: DriftRules) -> DriftRules:
+        """These rules (an environment's) under a manifest's: what the manifest sets wins,
+        field by field; its feature rules and ignored columns add to these."""
+        return _overlay(self, manifest)
+
+
+def _overlay(base: BaseModel, top: BaseModel) -> Any:
+    """`base` with the fields `top` sets: models overlaid in turn, mappings and lists joined."""
+    values = dict(base)
+    for name in top.model_fields_set:
+        mine, theirs = values[name], getattr(top, name)
+        if isinstance(mine, BaseModel) and isinstance(theirs, BaseModel):
+            values[name] = _overlay(mine, theirs)
+        elif isinstance(mine, dict):
+            values[name] = {**mine, **theirs}
+        elif isinstance(mine, list):
+            values[name] = [*mine, *(item for item in theirs if item not in mine)]
+        else:
+            values[name] = theirs
+    return type(base).model_construct(**values)
+
+
 class ApprovalRule(_Strict):
     """Who must approve the pull request that changes this environment's manifests."""
 
@@ -258,6 +358,10 @@ class EnvironmentConfig(_Strict):
         default_factory=Signing,
         description="Keys (or the keyless identity) that sign and verify this environment's models",
     )
+    drift: DriftRules = Field(
+        default_factory=DriftRules,
+        description="How `promote drift` judges this environment's data; manifests refine it",
+    )
 
     @field_validator("model_name")
     @classmethod
@@ -346,6 +450,9 @@ class Manifest(_Strict):
     code: Code
     data: Data
     gates: Gates = Field(default_factory=Gates)
+    drift: DriftRules | None = Field(
+        default=None, description="Refines the environment's drift rules for this model"
+    )
 
 
 class _CheckedDocuments(yaml.constructor.SafeConstructor):

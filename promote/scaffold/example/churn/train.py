@@ -14,7 +14,7 @@ from promote import training
 FEATURES = ["tenure_months", "monthly_charges", "support_calls", "contract_months", "age"]
 TARGET = "churned"
 
-with training.start() as run:
+with training.start(target=TARGET) as run:
     train = run.read_csv("train.csv")
     test = run.read_csv("test.csv")
     model = make_pipeline(
