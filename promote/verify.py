@@ -157,6 +157,12 @@ def reproduce(
     report = Report(f"{version.ref} (reproduced as run {run_id})")
     report.add("lineage", again.match_digest == original.match_digest, again.match_digest[:16])
     report.add("data snapshot", again.data_digest == original.data_digest, again.data_digest[:16])
+    # Equal only where training is deterministic (README: Reproducible artifacts).
+    report.add(
+        "artifact digest",
+        again.artifact_digest == original.artifact_digest,
+        f"{original.artifact_digest[:16]} -> {again.artifact_digest[:16]}",
+    )
     for name in sorted(set(original.metrics) | set(again.metrics)):
         before, after = original.metrics.get(name), again.metrics.get(name)
         same = (

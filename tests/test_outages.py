@@ -10,66 +10,18 @@ import os
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support.mlflow_server import PlainMlflowServer
 from support.processes import free_port
 from support.world import MODEL, World
 
 from promote.registry.client import Registry
 from promote.registry.entities import CHAMPION
 from promote.runtime.faults import FAILPOINT_VARIABLE
-
-STARTUP_SECONDS = 90
-
-
-class PlainMlflowServer:
-    """`mlflow server` on loopback: sqlite backend and local artifacts, restartable in place."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        command = [
-            str(Path(sys.executable).parent / "mlflow"),
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--workers",
-            "1",
-            "--backend-store-uri",
-            f"sqlite:///{self.folder / 'mlflow.db'}",
-            "--default-artifact-root",
-            str(self.folder / "artifacts"),
-            "--no-serve-artifacts",
-        ]
-        log = (self.folder / "server.log").open("a")
-        self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.3)
-        raise RuntimeError(
-            f"mlflow server did not start: {(self.folder / 'server.log').read_text()[-2000:]}"
-        )
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=30)
-            self.process = None
 
 
 @pytest.fixture

@@ -100,6 +100,10 @@ def test_a_dirty_build_is_registered_and_marked_but_never_champion(trained: Worl
     dirty = dev.version(2)
     assert dirty is not None and dirty.tags[TAG_DIRTY] == "true"
     assert dirty.verdict == "rejected"
+    described = trained.registry.client.get_model_version(f"dev.{MODEL}", "2").description
+    assert described.startswith("**Rejected**: trained from uncommitted changes (2: ")
+    assert "- **Source**: trained in dev at commit" in described
+    assert "with uncommitted changes" in described
     # A manifest written by hand for the dirty version is refused by apply.
     git.run_git(trained.repo, "checkout", "--", ".")
     commit = git.head_commit(trained.repo)
@@ -256,11 +260,20 @@ def test_one_changed_byte_in_the_source_artifact_refuses_the_promotion(promoted:
     assert promoted.snapshot() == before
 
 
-def test_one_changed_byte_in_the_prod_artifact_fails_verify_and_status(promoted: World) -> None:
+def test_a_changed_prod_artifact_fails_verify_and_status(promoted: World) -> None:
     prod = promoted.registry.model(f"prod.{MODEL}")
     assert prod is not None and prod.champion is not None
     artifact = Path(prod.champion.source.removeprefix("file://")) / "MLmodel"
+    # The digest reads MLmodel as YAML, so a blank changes nothing it covers; the OpenSSF model
+    # signature covers every byte, and still fails.
     artifact.write_text(artifact.read_text() + " ")
+    verify = promoted.cli("verify", MODEL, "--env", "prod")
+    assert verify.returncode == 1
+    assert "ok   artifact digest" in verify.stdout and "FAIL model signature" in verify.stdout
+    # Serving probabilities instead of classes: one field of MLmodel.
+    artifact.write_text(
+        artifact.read_text().replace("predict_fn: predict\n", "predict_fn: predict_proba\n")
+    )
     verify = promoted.cli("verify", MODEL, "--env", "prod")
     assert verify.returncode == 1
     assert "FAIL artifact digest" in verify.stdout

@@ -33,6 +33,7 @@ def test_reproduce_rebuilds_from_lineage_alone_with_equal_metrics(promoted: Worl
     assert result.returncode == 0, result.stdout + result.stderr
     assert "ok   lineage" in result.stdout
     assert "ok   data snapshot" in result.stdout
+    assert "ok   artifact digest" in result.stdout  # byte for byte, MLflow's save-time fields aside
     assert "ok   metric roc_auc" in result.stdout
 
 

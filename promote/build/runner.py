@@ -15,7 +15,7 @@ import sys
 import tempfile
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
@@ -297,7 +297,7 @@ def _run(
             {TAG_RUN_MODEL: request.model, TAG_RUN_ENVIRONMENT: config.name, **request.run_tags},
             request.params,
             context.model_dir,
-            lambda run_id: replace(lineage, run_id=run_id),
+            lineage,
             signature,
         )
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from promote.build.digest import DOWNLOAD_ONLY_FILES
 from promote.errors import InputError, ProofInvalid
 from promote.manifests.repository import environment_file
 from promote.manifests.schema import EnvironmentConfig, KeylessIdentity
@@ -201,16 +202,19 @@ class Signer:
             return str(signer.sign_dsse(Statement(payload)).to_json())
 
     def sign_model(self, model_dir: Path, signature: Path) -> None:
-        from model_signing import signing
+        from model_signing import hashing, signing
 
+        # The signature names the files MLflow adds to a model folder it downloads (into the
+        # stored folder itself, from a local store), so that verifiers leave them out.
+        config = signing.Config().set_hashing_config(
+            hashing.Config().set_ignored_paths(paths=sorted(DOWNLOAD_ONLY_FILES))
+        )
         private = self._key()
         if private is not None:
             with _key_file(private.pem) as path:
-                signing.Config().use_elliptic_key_signer(private_key=path).sign(
-                    model_dir, signature
-                )
+                config.use_elliptic_key_signer(private_key=path).sign(model_dir, signature)
             return
-        signing.Config().use_sigstore_signer(identity_token=self._keyless_credential()).sign(
+        config.use_sigstore_signer(identity_token=self._keyless_credential()).sign(
             model_dir, signature
         )
 

@@ -7,7 +7,8 @@ import re
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
+from dataclasses import replace
 from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path, PurePosixPath
@@ -16,7 +17,6 @@ from typing import Any
 from promote.build.digest import artifact_digest
 from promote.build.lineage import (
     LINEAGE_ARTIFACT,
-    MODEL_ARTIFACT_DIR,
     MODEL_SIGNATURE_ARTIFACT,
     Lineage,
 )
@@ -33,6 +33,7 @@ from promote.registry.entities import (
     TAG_MANIFEST_DIGEST,
     TAG_RUN_MODEL,
     Experiment,
+    LoggedModel,
     RegisteredModel,
     Version,
     experiment_name,
@@ -53,6 +54,9 @@ _UNREACHABLE_MARKERS = re.compile(
 DIGESTS_SEARCHED_ONE_BY_ONE = 20
 
 RUNS_PER_PAGE = 1000
+
+# The longest description MLflow's stores keep (a column of 5000 characters).
+DESCRIPTION_LIMIT = 5000
 
 
 def default_tracking_uri(root: Path) -> str:
@@ -175,9 +179,16 @@ class Registry:
         run = self._call(f"reading run {run_id}", self.client.get_run, run_id)
         return dict(run.data.metrics)
 
-    def run_artifact_uri(self, run_id: str) -> str:
+    def logged_model(self, run_id: str) -> LoggedModel:
+        """The one model a run of the pipeline logged (`log_run`), and where its files are."""
         run = self._call(f"reading run {run_id}", self.client.get_run, run_id)
-        return str(run.info.artifact_uri)
+        outputs = run.outputs.model_outputs if run.outputs else []
+        if len(outputs) != 1:
+            raise ExternalError(f"registry: run {run_id} logged {len(outputs)} models, not one")
+        model = self._call(
+            f"reading the model of run {run_id}", self.client.get_logged_model, outputs[0].model_id
+        )
+        return LoggedModel(str(model.model_id), str(model.artifact_location))
 
     def lineage(self, run_id: str) -> Lineage:
         from mlflow.artifacts import download_artifacts
@@ -347,40 +358,70 @@ class Registry:
         tags: dict[str, str],
         params: dict[str, Any],
         model_dir: Path,
-        lineage_for: Callable[[str], Lineage],
+        lineage: Lineage,
         model_signature: Path | None,
     ) -> str:
         """One finished run holding a model directory and its lineage record; the run's id.
 
         Every run the pipeline makes is logged here, after its model exists: a training's
-        output (`build.runner`) and the copy training mode alike. `lineage_for` gets the new
-        run's id, which only now exists, and gives the record to store; the run's metrics are
-        the record's. The run ends FINISHED only once everything is logged, so a run this
-        leaves unfinished is never taken for a result (`reusable_runs` reads FINISHED ones).
+        output (`build.runner`) and the copy training mode alike. `lineage` is the record to
+        store; its run id is filled in here, where the run comes to exist. The run's metrics
+        are the record's. The run is named `{env}.{model}@{commit}` and tagged with its source, the
+        data files it read are its dataset inputs, and the model is an MLflow 3 logged model
+        of the run, with the metrics. The run ends FINISHED only once everything is logged, so
+        a run this leaves unfinished is never taken for a result (`reusable_runs` reads
+        FINISHED ones).
         """
-        from mlflow.entities import Metric, Param, RunTag
+        from mlflow.entities import LoggedModelOutput, LoggedModelStatus, Metric, Param, RunTag
 
         run_id = str(
             self._call(
-                "creating a run", self.client.create_run, experiment_id, tags=tags
+                "creating a run",
+                self.client.create_run,
+                experiment_id,
+                tags=redact_mapping({**tags, **_source_tags(lineage)}),
+                run_name=run_name(lineage),
             ).info.run_id
         )
-        lineage = lineage_for(run_id)
+        lineage = replace(lineage, run_id=run_id)
+        text_params = {name: str(value) for name, value in params.items()}
+        model_id = str(
+            self._call(
+                "creating the logged model",
+                self.client.create_logged_model,
+                experiment_id,
+                name=lineage.model,
+                source_run_id=run_id,
+                params=text_params,
+            ).model_id
+        )
+        self._call(
+            "linking the model to its run",
+            self.client.log_outputs,
+            run_id,
+            [LoggedModelOutput(model_id, step=0)],
+        )
+        self._call(
+            "logging the data inputs", self.client.log_inputs, run_id, datasets=_datasets(lineage)
+        )
         now = int(time.time() * 1000)
         self._call(
             "logging params and metrics",
             self.client.log_batch,
             run_id,
-            metrics=[Metric(name, value, now, 0) for name, value in lineage.metrics.items()],
-            params=[Param(name, str(value)) for name, value in params.items()],
+            metrics=[
+                Metric(name, value, now, 0, model_id=model_id)
+                for name, value in lineage.metrics.items()
+            ],
+            params=[Param(name, value) for name, value in text_params.items()],
             tags=[RunTag(TAG_LINEAGE_DIGEST, lineage.lineage_digest)],
         )
+        self._call("logging the model", self.client.log_model_artifacts, model_id, str(model_dir))
         self._call(
-            "logging the model",
-            self.client.log_artifacts,
-            run_id,
-            str(model_dir),
-            MODEL_ARTIFACT_DIR,
+            "finishing the logged model",
+            self.client.finalize_logged_model,
+            model_id,
+            LoggedModelStatus.READY,
         )
         self._call(
             "logging lineage", self.client.log_text, run_id, lineage.to_json(), LINEAGE_ARTIFACT
@@ -395,6 +436,19 @@ class Registry:
             )
         self._call("closing the run", self.client.set_terminated, run_id, "FINISHED")
         return run_id
+
+    def log_report(self, run_id: str, files: list[Path], artifact_path: str) -> None:
+        """Add `files` to a finished run, under `artifact_path`: a report about the run's model
+        (a drift report), kept beside it. The model and its lineage record are left as they
+        are."""
+        for path in files:
+            self._call(
+                f"logging {artifact_path}/{path.name} to run {run_id}",
+                self.client.log_artifact,
+                run_id,
+                str(path),
+                artifact_path,
+            )
 
     def create_exclusive(self, name: str, tags: dict[str, str], description: str) -> bool:
         """Create a registered model, atomically: False when the name is already taken.
@@ -424,7 +478,9 @@ class Registry:
             if not self.is_missing(exc):
                 raise self._failure(f"deleting {name}", exc) from None
 
-    def register(self, name: str, source: str, run_id: str, tags: dict[str, str]) -> Version:
+    def register(self, name: str, model: LoggedModel, run_id: str, tags: dict[str, str]) -> Version:
+        """A new version of `name` from `model`, the logged model of `run_id`: its source is
+        where the logged model's files are."""
         from mlflow.exceptions import MlflowException
 
         tags = redact_mapping(tags)  # registry tags are read by everyone: never a secret
@@ -443,12 +499,43 @@ class Registry:
             f"registering a version of {name}",
             self.client.create_model_version,
             name,
-            source,
+            model.artifact_uri,
             run_id=run_id,
             tags=tags,
             await_creation_for=0,
+            model_id=model.model_id,
         )
-        return Version(name, int(created.version), source, run_id, dict(tags))
+        self._link_version(model.model_id, name, str(created.version))
+        return Version(name, int(created.version), model.artifact_uri, run_id, dict(tags))
+
+    def _link_version(self, model_id: str, name: str, version: str) -> None:
+        """Name the version on its logged model, as a tracking server does on registering one:
+        the MLflow UI shows a logged model's versions from this tag, which a database store
+        leaves to the client."""
+        from mlflow.utils.mlflow_tags import MLFLOW_MODEL_VERSIONS
+
+        model = self._call(
+            f"reading logged model {model_id}", self.client.get_logged_model, model_id
+        )
+        linked = json.loads(model.tags.get(MLFLOW_MODEL_VERSIONS) or "[]")
+        entry = {"name": name, "version": version}
+        if entry not in linked:
+            self._call(
+                f"linking {name}/{version} to its logged model",
+                self.client.set_logged_model_tags,
+                model_id,
+                {MLFLOW_MODEL_VERSIONS: json.dumps([*linked, entry])},
+            )
+
+    def describe_version(self, version: Version, text: str) -> None:
+        """The version's description, which the MLflow UI shows on its page (markdown)."""
+        self._call(
+            f"describing {version.ref}",
+            self.client.update_model_version,
+            version.name,
+            str(version.version),
+            description=redact(text)[:DESCRIPTION_LIMIT],
+        )
 
     def tag_version(self, version: Version, tags: dict[str, str]) -> None:
         for key, value in tags.items():
@@ -502,3 +589,51 @@ class Registry:
             redact(json.dumps(record, sort_keys=True)),
         )
         return record
+
+
+def run_name(lineage: Lineage) -> str:
+    """What the MLflow UI calls a run: which model, for which environment, from which commit."""
+    return f"{lineage.environment}.{lineage.model}@{lineage.code_commit[:8]}"
+
+
+def _source_tags(lineage: Lineage) -> dict[str, str]:
+    """MLflow's own tags for where a run's code came from, so its UI links the commit."""
+    from mlflow.utils.mlflow_tags import (
+        MLFLOW_GIT_COMMIT,
+        MLFLOW_GIT_REPO_URL,
+        MLFLOW_SOURCE_NAME,
+        MLFLOW_SOURCE_TYPE,
+        MLFLOW_USER,
+    )
+
+    tags = {
+        MLFLOW_GIT_COMMIT: lineage.code_commit,
+        MLFLOW_SOURCE_NAME: lineage.entrypoint,
+        MLFLOW_SOURCE_TYPE: "JOB",
+        MLFLOW_USER: lineage.trained_by,
+    }
+    if lineage.code_repo != ".":  # "." is the GitOps repository itself, which has no URL here
+        tags[MLFLOW_GIT_REPO_URL] = lineage.code_repo
+    return tags
+
+
+def _datasets(lineage: Lineage) -> list[Any]:
+    """Each data file the training read, as an MLflow dataset input with its sha256 (as much of
+    it as MLflow's digest field holds; the source states all of it)."""
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+    from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+    from mlflow.utils.validation import MAX_DATASET_DIGEST_SIZE
+
+    base = lineage.data_uri.rstrip("/")
+    return [
+        DatasetInput(
+            Dataset(
+                name=entry.path,
+                digest=entry.sha256[:MAX_DATASET_DIGEST_SIZE],
+                source_type="s3" if base.startswith("s3://") else "local",
+                source=json.dumps({"uri": f"{base}/{entry.path}", "sha256": entry.sha256}),
+            ),
+            tags=[InputTag(MLFLOW_DATASET_CONTEXT, "training")],
+        )
+        for entry in lineage.data_snapshot
+    ]

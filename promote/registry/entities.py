@@ -82,6 +82,14 @@ class Experiment:
 
 
 @dataclass(frozen=True)
+class LoggedModel:
+    """The model a training run logged, as MLflow 3 holds it: its id and its artifacts' place."""
+
+    model_id: str
+    artifact_uri: str
+
+
+@dataclass(frozen=True)
 class Version:
     name: str
     version: int

@@ -10,6 +10,7 @@ and checked against its policies.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -28,6 +29,7 @@ from typer.testing import CliRunner
 
 from promote.access.iam import ci_policy, data_scientist_policy
 from promote.access.preflight import AccessDenied, preflight
+from promote.build.data import split_s3
 from promote.cli import app
 from promote.errors import CheckFailed
 from promote.manifests.loader import load_repository
@@ -39,6 +41,8 @@ from promote.verify import verify
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
 ENVIRONMENTS = ("dev", "staging", "prod")
+# The key of a file of an MLflow 3 logged model: [<experiment root>/]models/<id>/artifacts/...
+LOGGED_MODEL_FILE = re.compile(r"(^|/)models/[^/]+/artifacts/")
 ADMIN_POLICY = {
     "Version": "2012-10-17",
     "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}],
@@ -214,7 +218,7 @@ class AwsStory:
     def model_file(self, env: str) -> str:
         """The largest file of a model logged in an environment's artifact store: the model."""
         listing = self.s3(self.platform.admin).list_objects_v2(Bucket=artifact_bucket(env))
-        files = [item for item in listing["Contents"] if "/artifacts/model/" in item["Key"]]
+        files = [item for item in listing["Contents"] if LOGGED_MODEL_FILE.search(item["Key"])]
         return str(max(files, key=lambda item: item["Size"])["Key"])
 
     def keys(self, bucket: str) -> dict[str, str]:
@@ -368,7 +372,9 @@ def test_prod_ci_role_can_do_everything_a_prod_apply_needs(prod_applied: AwsStor
     prod = world.registry.model(f"prod.{MODEL}")
     assert prod is not None and prod.champion is not None
     assert prod.champion.source.startswith(f"s3://{artifact_bucket('prod')}/")
-    assert any(key.endswith("model/MLmodel") for key in prod_applied.keys(artifact_bucket("prod")))
+    assert f"{split_s3(prod.champion.source)[1]}/MLmodel" in prod_applied.keys(
+        artifact_bucket("prod")
+    )
     with acting_as(prod_applied.ci("prod")):
         report = verify(load_repository(world.repo), world.registry, "prod", MODEL, None)
     assert report.ok, report.to_json()

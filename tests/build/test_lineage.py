@@ -6,6 +6,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import yaml
 from support.world import MODEL, World
 
 from promote.build.digest import artifact_digest
@@ -30,6 +31,29 @@ def test_artifact_digest_covers_every_byte_and_path_but_not_download_metadata(
     assert artifact_digest(model) != digest
     with pytest.raises(CheckFailed, match="is empty"):
         artifact_digest(tmp_path / "nothing-here")
+
+
+def test_artifact_digest_leaves_out_only_the_fields_mlflow_fills_at_each_save(
+    tmp_path: Path,
+) -> None:
+    model = tmp_path / "model"
+    model.mkdir()
+    mlmodel = {
+        "flavors": {"sklearn": {"pickled_model": "model.skops"}},
+        "mlflow_version": "3.17.2",
+        "model_uuid": "7cf48dbd410542d884b5c7f2503f680d",
+        "model_id": None,
+        "utc_time_created": "2026-12-02 18:56:43.774988",
+    }
+    (model / "MLmodel").write_text(yaml.safe_dump(mlmodel))
+    digest = artifact_digest(model)
+    saved_again = {**mlmodel, "model_uuid": "4961dcb5", "utc_time_created": "2027-01-01 00:00:00"}
+    # Other indentation, and a model id, as MLflow writes when it logs a model itself.
+    (model / "MLmodel").write_text(yaml.safe_dump({**saved_again, "model_id": "m-1"}, indent=4))
+    assert artifact_digest(model) == digest
+    for field, value in (("mlflow_version", "3.18.0"), ("flavors", {"sklearn": {}})):
+        (model / "MLmodel").write_text(yaml.safe_dump({**mlmodel, field: value}))
+        assert artifact_digest(model) != digest, field
 
 
 def _records(world: World) -> tuple[Lineage, Lineage]:

@@ -1,8 +1,12 @@
-"""A real `mlflow server --app-name basic-auth` on loopback, the way a team would run it.
+"""Real `mlflow server`s on loopback.
 
-Backend store: a sqlite file in the test's folder. Artifact store: S3 (the moto server), written
-by clients directly with their own credentials (`--no-serve-artifacts`), so MLflow permissions
-govern the registry and IAM governs the artifacts.
+`MlflowAuthServer`: `--app-name basic-auth`, the way a team would run it. Backend store: a
+sqlite file in the test's folder. Artifact store: S3 (the moto server), written by clients
+directly with their own credentials (`--no-serve-artifacts`), so MLflow permissions govern the
+registry and IAM governs the artifacts.
+
+`PlainMlflowServer`: no auth, restartable in place (outages), or serving the UI over a
+sandbox's own registry (the browser test).
 """
 
 from __future__ import annotations
@@ -115,3 +119,51 @@ class MlflowAuthServer:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+
+class PlainMlflowServer:
+    """`mlflow server` on loopback, no auth: a sqlite backend (its own, or the one given) and
+    local artifacts, restartable in place."""
+
+    def __init__(self, folder: Path, backend_store_uri: str | None = None) -> None:
+        self.folder = folder
+        self.backend_store_uri = backend_store_uri or f"sqlite:///{folder / 'mlflow.db'}"
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        command = [
+            str(Path(sys.executable).parent / "mlflow"),
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            self.backend_store_uri,
+            "--default-artifact-root",
+            str(self.folder / "artifacts"),
+            "--no-serve-artifacts",
+        ]
+        log = (self.folder / "server.log").open("a")
+        self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.3)
+        raise RuntimeError(
+            f"mlflow server did not start: {(self.folder / 'server.log').read_text()[-2000:]}"
+        )
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=30)
+            self.process = None
