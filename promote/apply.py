@@ -43,6 +43,7 @@ from promote.registry.entities import (
     VERDICT_PENDING,
     VERDICT_REJECTED,
     EventKind,
+    RegisteredModel,
     Version,
 )
 from promote.runtime.faults import failpoint
@@ -396,15 +397,13 @@ class Promoter:
         require_signed_digest(version, digest, claims)
         return Verified(version, claims, size)
 
-    def _champion_metrics(self, champion: Version, environment: str) -> dict[str, float] | None:
+    def _champion_metrics(
+        self, model: RegisteredModel, champion: Version, environment: str
+    ) -> dict[str, float] | None:
         """The champion's metrics as its signed lineage record states them (run metrics are
-        editable by anyone who can log); None when the champion cannot be proven."""
-        model = self.registry.model(champion.name)
-        proof = (
-            prove_model(model, self.keyring.trust(environment)).get(champion.version)
-            if model
-            else None
-        )
+        editable by anyone who can log); None when the champion cannot be proven. `model` is
+        the registered model as conclude read it: no second read."""
+        proof = prove_model(model, self.keyring.trust(environment)).get(champion.version)
         if proof is None or proof.claims is None:
             return None
         lineage = self.registry.lineage(champion.run_id)
@@ -439,8 +438,8 @@ class Promoter:
                 )
             )
         champion_metrics = None
-        if champion is not None:
-            champion_metrics = self._champion_metrics(champion, spec.environment)
+        if model is not None and champion is not None:
+            champion_metrics = self._champion_metrics(model, champion, spec.environment)
             if champion_metrics is None and spec.gates.no_regression is not None:
                 problems.append(f"champion v{champion.version} cannot be proven: no baseline")
         results = gates.evaluate(spec.gates, lineage.metrics, champion_metrics, size)

@@ -241,5 +241,8 @@ def test_a_poisoned_verification_cache_cannot_steer_apply(promoted: World, tmp_p
     with path.open("a") as handle:
         handle.write(f"{_cache_key(forged, trust)}:p\n")
     result = promoted.pipeline().apply("prod")
+    # Under the lock apply decides without the cache: it never even tries the forged v2
+    # (which Promoter.verified would refuse, failing the outcome), it repairs toward v1.
+    assert result.ok, [o.detail for o in result.outcomes]
+    assert [(o.action, o.version) for o in result.outcomes] == [("repair", 1)]
     assert _champion(promoted).version == 1
-    assert all(o.version != 2 for o in result.outcomes)

@@ -246,7 +246,7 @@ class Registry:
 
     def experiment_id(self, environment: str, artifact_root: str | None) -> str:
         name = experiment_name(environment)
-        existing = self._call("reading experiment", self.client.get_experiment_by_name, name)
+        existing = self._pipeline_experiment(environment)
         if existing is not None:
             return str(existing.experiment_id)
         location = artifact_root or (self.default_artifact_root / environment).resolve().as_uri()
@@ -264,14 +264,18 @@ class Registry:
         found: dict[str, Experiment] = {}
         for environment in environments:
             name = experiment_name(environment)
-            experiment = self._call(
-                f"reading experiment {name}", self.client.get_experiment_by_name, name
-            )
+            experiment = self._pipeline_experiment(environment)
             if experiment is not None:
                 found[name] = Experiment(
                     name, str(experiment.experiment_id), str(experiment.artifact_location)
                 )
         return found
+
+    def _pipeline_experiment(self, environment: str) -> Any:
+        """The environment's experiment (MLflow's entity), or None before its first run."""
+        return self._call(
+            "reading experiment", self.client.get_experiment_by_name, experiment_name(environment)
+        )
 
     def close_abandoned_runs(self, environment: str, model: str) -> list[str]:
         """Mark KILLED the runs of `model` in `environment` still RUNNING; their ids.
@@ -280,9 +284,7 @@ class Registry:
         caller holds the model's apply lock, under which every such run is logged, so none of
         them can still be in progress.
         """
-        experiment = self._call(
-            "reading experiment", self.client.get_experiment_by_name, experiment_name(environment)
-        )
+        experiment = self._pipeline_experiment(environment)
         if experiment is None:
             return []
         running = self._call(
@@ -305,9 +307,7 @@ class Registry:
         digests are searched one by one; more, in one paged listing of the environment's
         finished runs, so a large promotion does not cost a search per manifest.
         """
-        experiment = self._call(
-            "reading experiment", self.client.get_experiment_by_name, experiment_name(environment)
-        )
+        experiment = self._pipeline_experiment(environment)
         if experiment is None or not manifest_digests:
             return {}
         finished = "attributes.status = 'FINISHED'"
