@@ -150,9 +150,12 @@ def test_runs_a_killed_apply_left_running_are_marked_killed(trained: World) -> N
     abandoned = client.create_run(
         experiment, tags={TAG_RUN_MODEL: MODEL, TAG_RUN_ENVIRONMENT: "staging"}
     ).info.run_id
+    half_logged = client.create_logged_model(experiment, name=MODEL, source_run_id=abandoned)
     assert client.get_run(abandoned).info.status == "RUNNING"
     assert trained.promote("staging").ok
     assert client.get_run(abandoned).info.status == "KILLED"
+    # The model it was logging shows as failed in the MLflow UI, not as pending forever.
+    assert client.get_logged_model(half_logged.model_id).status == "FAILED"
     assert any("marked KILLED 1 run(s)" in line for line in trained.lines)
 
 

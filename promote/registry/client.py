@@ -282,8 +282,11 @@ class Registry:
 
         Only `log_run` leaves a run RUNNING, and only when its process died mid-way: the
         caller holds the model's apply lock, under which every such run is logged, so none of
-        them can still be in progress.
+        them can still be in progress. Their logged models still PENDING are marked FAILED, so
+        the MLflow UI lists no model as being logged forever.
         """
+        from mlflow.entities import LoggedModelStatus
+
         experiment = self._pipeline_experiment(environment)
         if experiment is None:
             return []
@@ -295,6 +298,22 @@ class Registry:
             max_results=100,
         )
         closed = [run.info.run_id for run in running]
+        if closed:
+            quoted = ", ".join(f"'{run_id}'" for run_id in closed)
+            logged_models = self._call(
+                "searching the abandoned runs' logged models",
+                self.client.search_logged_models,
+                [experiment.experiment_id],
+                filter_string=f"source_run_id IN ({quoted})",
+            )
+            # MLflow's filter on status does not match PENDING: the status is read here.
+            for logged in (m for m in logged_models if m.status == LoggedModelStatus.PENDING):
+                self._call(
+                    "closing an abandoned logged model",
+                    self.client.finalize_logged_model,
+                    logged.model_id,
+                    LoggedModelStatus.FAILED,
+                )
         for run_id in closed:
             self._call("closing an abandoned run", self.client.set_terminated, run_id, "KILLED")
         return closed
