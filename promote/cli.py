@@ -147,7 +147,7 @@ EXAMPLES = {
     "rollback": "promote rollback churn --env prod",
     "unlock": "promote unlock churn --env staging --force",
     "keygen": "promote keygen --env prod",
-    "schema": "promote schema environment",
+    "schema": "promote schema environment --json > environment.schema.json",
     "quickstart": "promote quickstart /tmp/promote-demo",
     "init": "promote init ml-gitops --org acme --approvers-team ml-release "
     "--registry-uri https://mlflow.acme.internal",
@@ -694,6 +694,7 @@ def unlock(
     name: str = typer.Argument(..., help="Model name."),
     env: str = EnvOption,
     force: bool = typer.Option(False, "--force", help="Release a lock that has not expired."),
+    as_json: bool = JsonOption,
 ) -> None:
     """Release the apply lock a dead process left behind (after its expiry, or with --force)."""
     from promote.registry import lock
@@ -703,7 +704,10 @@ def unlock(
     registered = repo.registered_name(env, name)
     held = lock.read(registry, registered)
     if held is None:
-        echo(f"{registered} is not locked")
+        if as_json:
+            emit_json({"model": registered, "released": False, "owner": None})
+        else:
+            echo(f"{registered} is not locked")
         return
     if not held.stale and not force:
         raise InputError(
@@ -714,13 +718,17 @@ def unlock(
         )
     if not lock.release(registry, registered, owner=None):
         raise CheckFailed(f"{registered}: the lock changed hands while releasing it; look again")
-    echo(f"released the lock on {registered} held by {held.owner}")
+    if as_json:
+        emit_json({"model": registered, "released": True, "owner": held.owner})
+    else:
+        echo(f"released the lock on {registered} held by {held.owner}")
 
 
 @command()
 def keygen(
     context: typer.Context,
     env: str = EnvOption,
+    as_json: bool = JsonOption,
 ) -> None:
     """Make a signing key for an environment: the private key in the key folder (mode 0600),
     the public key added to the environment's environment.yaml (commit it: verifying needs
@@ -735,7 +743,18 @@ def keygen(
     relative = environment_file(env)
     public, private_path = generate()
     add_public_key(repo.root / relative, public)
-    echo(f"key {key_id(public_key(public))[:12]} of {env}: private key {private_path}")
+    identifier = key_id(public_key(public))
+    if as_json:
+        emit_json(
+            {
+                "environment": env,
+                "key_id": identifier,
+                "private_key": str(private_path),
+                "public_key_added_to": str(relative),
+            }
+        )
+        return
+    echo(f"key {identifier[:12]} of {env}: private key {private_path}")
     echo(f"added its public key to {relative}: review and commit it")
 
 
@@ -743,14 +762,23 @@ def keygen(
 def schema(
     context: typer.Context,
     kind: str = typer.Argument("manifest", help="manifest or environment"),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the JSON Schema (for editors) instead of the field list."
+    ),
 ) -> None:
-    """Print the JSON Schema of model manifests or environment files (for editors)."""
-    from promote.manifests.schema import json_schemas
+    """List every field of model manifests or environment files: type, default, meaning."""
+    from promote.manifests.schema import json_schemas, schema_fields
 
     schemas = json_schemas()
     if kind not in schemas:
         raise InputError("schema", None, f"unknown kind {kind!r} (manifest or environment)")
-    emit_json(schemas[kind])
+    if as_json:
+        emit_json(schemas[kind])
+        return
+    table(
+        ["FIELD", "TYPE", "DEFAULT", "MEANING"],
+        [(f.path, f.type, f.default, f.description) for f in schema_fields(schemas[kind])],
+    )
 
 
 @command()
@@ -804,6 +832,7 @@ def init(
         help="owner/name: staging and prod also accept Sigstore keyless signatures of its "
         "apply workflow.",
     ),
+    as_json: bool = JsonOption,
 ) -> None:
     """Scaffold a GitOps repository: environments, workflows, CODEOWNERS, an example model.
 
@@ -827,15 +856,19 @@ def init(
         github_repository=github_repository,
     )
     written = scaffold(directory, settings)
-    for path in written:
-        echo(f"wrote {directory / path}")
-    echo(f"try it here, on a local registry (cd {directory}):")
-    for step in (
+    steps = (
         f"promote train {settings.model} --env dev",
         f"promote model {settings.model} --to staging  # a branch: merge it as a reviewed PR",
         'promote apply --env staging --break-glass "a local trial"  # CI checks the approval',
         "promote status",
-    ):
+    )
+    if as_json:
+        emit_json({"written": [str(directory / path) for path in written], "try": list(steps)})
+        return
+    for path in written:
+        echo(f"wrote {directory / path}")
+    echo(f"try it here, on a local registry (cd {directory}):")
+    for step in steps:
         echo(f"  $ {step}")
     echo(
         f"next: push to GitHub; create the environments plan, dev, staging and prod; give them "

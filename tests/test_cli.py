@@ -8,6 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+from typer.testing import CliRunner
+
+from promote.cli import app
+
 PROBE = """
 import sys
 from promote.cli import app
@@ -39,7 +44,7 @@ def test_help_and_plan_on_an_empty_repository_import_no_mlflow(tmp_path: Path) -
 def test_schemas_are_exported_as_json_schema(tmp_path: Path) -> None:
     for kind, required in (("manifest", {"model", "code", "data"}), ("environment", {"name"})):
         completed = subprocess.run(
-            [sys.executable, "-m", "promote", "schema", kind],
+            [sys.executable, "-m", "promote", "schema", kind, "--json"],
             cwd=tmp_path,
             capture_output=True,
             text=True,
@@ -55,6 +60,58 @@ def test_schemas_are_exported_as_json_schema(tmp_path: Path) -> None:
         check=False,
     )
     assert unknown.returncode == 2 and "unknown kind" in unknown.stderr
+
+
+def _readme_environment_example() -> str:
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    after = readme.split("A complete prod `environment.yaml`", 1)[1]
+    return after.split("```yaml\n", 1)[1].split("```", 1)[0]
+
+
+def _dotted_keys(node: object, prefix: str = "") -> set[str]:
+    """Every key of a YAML mapping by dotted path; the keys of user-named maps as `*`."""
+    if not isinstance(node, dict):
+        return set()
+    keys = set()
+    for key, value in node.items():
+        named = prefix.rstrip(".") in {"gates.metrics", "drift.features", "drift.concept.metrics"}
+        path = prefix + ("*" if named else key)
+        keys |= {path} | _dotted_keys(value, f"{path}.")
+    return keys
+
+
+def test_the_readme_environment_example_is_valid_and_schema_lists_its_every_field() -> None:
+    from promote.manifests.schema import EnvironmentConfig, parse, parse_yaml
+    from promote.proof.trust import Trust
+
+    example = _readme_environment_example()
+    config = parse(EnvironmentConfig, parse_yaml(example, "README.md"), "README.md")
+    Trust.of(config, "README.md")  # its public key is a real one
+    listed = CliRunner().invoke(app, ["schema", "environment"])
+    assert listed.exit_code == 0
+    paths = {line.split()[0] for line in listed.stdout.splitlines()[1:]}
+    # A map of plain values (per-metric tolerances) is listed once, by its own path.
+    missing = {
+        key
+        for key in _dotted_keys(yaml.safe_load(example))
+        if key not in paths and not (key.endswith(".*") and key[:-2] in paths)
+    }
+    assert not missing, missing
+    assert "lineage match compares the version" in listed.stdout  # meanings, not only names
+
+
+def test_every_command_that_prints_data_can_print_json() -> None:
+    import typer.main
+
+    # These print prose or markdown (report's data is `plan --json`) or run a server.
+    narrative = {"quickstart", "report", "serve"}
+    group = typer.main.get_group(app)
+    missing = [
+        name
+        for name, command in group.commands.items()
+        if name not in narrative and not any("--json" in p.opts for p in command.params)
+    ]
+    assert not missing
 
 
 def test_quickstart_runs_the_whole_story(tmp_path: Path) -> None:

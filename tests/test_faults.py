@@ -107,6 +107,8 @@ def test_a_live_lock_blocks_and_unlock_needs_force(trained: World) -> None:
         forced = trained.cli("unlock", MODEL, "--env", "staging", "--force")
         assert forced.returncode == 0 and "released the lock" in forced.stdout
     assert trained.registry.model(lock_name(STAGING)) is None
+    again = trained.cli("unlock", MODEL, "--env", "staging", "--json")
+    assert json.loads(again.stdout) == {"model": STAGING, "released": False, "owner": None}
     assert trained.cli("apply", "--env", "staging").returncode == 0
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import stat
 import sys
 from math import inf, nan
@@ -11,6 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
+from support.files import file_states
 from support.world import MODEL, World
 
 from promote.build import git
@@ -385,17 +385,6 @@ def test_a_manifest_cannot_loosen_its_environments_gates(
     assert promoted.cli("plan").returncode == 2
 
 
-def _files(root: Path) -> dict[str, tuple[int, int]]:
-    """Every file and link under `root` but git's own, with its size and modification time."""
-    found = {}
-    for folder, subfolders, names in os.walk(root):
-        subfolders[:] = [name for name in subfolders if name != ".git"]
-        for name in names + [s for s in subfolders if Path(folder, s).is_symlink()]:
-            info = Path(folder, name).lstat()
-            found[str(Path(folder, name).relative_to(root))] = (info.st_size, info.st_mtime_ns)
-    return found
-
-
 def _write(relative: str, text: str) -> Any:
     return lambda world, outside: (world.repo / relative).write_text(text)
 
@@ -481,19 +470,19 @@ def test_bad_input_is_refused_with_one_line_and_nothing_written(
     outside = tmp_path / "outside"
     outside.mkdir()
     change(world, outside)
-    before = _files(world.sandbox.root), _files(outside)
+    before = file_states(world.sandbox.root), file_states(outside)
     for command in (["plan"], ["apply"], ["train", MODEL]):
         result = world.cli(*command)
         assert result.returncode == 2, (command, result.stderr)
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith(f"error: {expected}"), result.stderr
-    assert (_files(world.sandbox.root), _files(outside)) == before
+    assert (file_states(world.sandbox.root), file_states(outside)) == before
     assert not (world.repo / ".promote").exists()
 
 
 def test_an_interpreter_this_machine_lacks_refuses_training_not_planning(world: World) -> None:
     world.edit_yaml(DEV_ENVIRONMENT, lambda body: body.update(python="/nonexistent/bin/python3"))
-    before = _files(world.sandbox.root)
+    before = file_states(world.sandbox.root)
     assert world.cli("plan").returncode == 0  # CI's interpreter need not exist on a laptop
     result = world.cli("train", MODEL)
     assert result.returncode == 2
@@ -501,4 +490,4 @@ def test_an_interpreter_this_machine_lacks_refuses_training_not_planning(world: 
         f"error: {DEV_ENVIRONMENT}: python: '/nonexistent/bin/python3' is not an executable "
         "on this machine"
     )
-    assert _files(world.sandbox.root) == before
+    assert file_states(world.sandbox.root) == before

@@ -5,10 +5,12 @@ Every problem becomes an `InputError` naming the file and the field.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import string
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal
 
@@ -64,8 +66,12 @@ def _relative_path(value: str, what: str) -> str:
 
 class Threshold(_Strict):
     # strict: YAML's `true` is not the number 1 (pydantic would otherwise accept it).
-    min: float | None = Field(default=None, strict=True, allow_inf_nan=False)
-    max: float | None = Field(default=None, strict=True, allow_inf_nan=False)
+    min: float | None = Field(
+        default=None, strict=True, allow_inf_nan=False, description="Lowest value that passes"
+    )
+    max: float | None = Field(
+        default=None, strict=True, allow_inf_nan=False, description="Highest value that passes"
+    )
 
     def loosening(self, floor: Threshold) -> tuple[str, float, float] | None:
         """The first bound of these that `floor` holds tighter: (bound, this value, floor's)."""
@@ -94,9 +100,15 @@ class Threshold(_Strict):
 class NoRegression(_Strict):
     """The new version may not be worse than the current champion by more than `tolerance`."""
 
-    metric: str
-    tolerance: float = Field(default=0.0, ge=0, strict=True, allow_inf_nan=False)
-    higher_is_better: bool = True
+    metric: str = Field(description="Metric compared with the target environment's champion")
+    tolerance: float = Field(
+        default=0.0,
+        ge=0,
+        strict=True,
+        allow_inf_nan=False,
+        description="How much worse than the champion it may be",
+    )
+    higher_is_better: bool = Field(default=True, description="The metric's direction")
 
     def loosening(self, floor: NoRegression) -> tuple[str, Any, Any] | None:
         """The first field by which this rule lets through what `floor` would not: (field, this
@@ -313,8 +325,12 @@ class Signing(_Strict):
 class EnvironmentConfig(_Strict):
     """`environments/<env>/environment.yaml`: how one environment trains and where its data is."""
 
-    name: str = Field(pattern=NAME_PATTERN)
-    promotes_from: str | None = Field(default=None, pattern=NAME_PATTERN)
+    name: str = Field(pattern=NAME_PATTERN, description="The environment's name (its folder)")
+    promotes_from: str | None = Field(
+        default=None,
+        pattern=NAME_PATTERN,
+        description="The environment whose champions this one rebuilds; none: trained by hand",
+    )
     data_root: str = Field(
         description="Local folder (relative to the repository) or s3://bucket/prefix"
     )
@@ -326,8 +342,13 @@ class EnvironmentConfig(_Strict):
         default=None,
         description="Where this environment's training runs store artifacts (local folder or s3://)",
     )
-    training: Literal["retrain", "copy"] = "retrain"
-    protected_branch: str = "main"
+    training: Literal["retrain", "copy"] = Field(
+        default="retrain",
+        description="retrain: rebuild from the commit on this data; copy: the validated artifact",
+    )
+    protected_branch: str = Field(
+        default="main", description="Only manifests merged on this branch are applied"
+    )
     model_name: str = Field(
         default="{env}.{model}",
         description="Registered model name template: {env}, {model}, letters, digits, '_.-'",
@@ -393,15 +414,17 @@ class EnvironmentConfig(_Strict):
 
 
 class Source(_Strict):
-    environment: str = Field(pattern=NAME_PATTERN)
-    version: int = Field(ge=1, strict=True)
+    environment: str = Field(pattern=NAME_PATTERN, description="Environment promoted from")
+    version: int = Field(ge=1, strict=True, description="Its registered version")
 
 
 class Code(_Strict):
     repo: str = Field(default=".", description="'.' for this repository, or a git URL")
     commit: str | None = Field(default=None, pattern=COMMIT_PATTERN, description="Full commit sha")
-    entrypoint: str
-    params: dict[str, ParamValue] = Field(default_factory=dict)
+    entrypoint: str = Field(description="Training script, relative to the repository")
+    params: dict[str, ParamValue] = Field(
+        default_factory=dict, description="Parameters the script reads with run.params"
+    )
 
     @field_validator("repo")
     @classmethod
@@ -445,10 +468,12 @@ class Data(_Strict):
 class Manifest(_Strict):
     """`environments/<env>/<model>.yaml`: the desired state of one model in one environment."""
 
-    model: str = Field(pattern=NAME_PATTERN)
-    source: Source | None = None
-    code: Code
-    data: Data
+    model: str = Field(pattern=NAME_PATTERN, description="The model's name (its file name)")
+    source: Source | None = Field(
+        default=None, description="The version this manifest promotes; none in a first env"
+    )
+    code: Code = Field(description="What trains it")
+    data: Data = Field(description="What it trains on")
     gates: Gates = Field(default_factory=Gates)
     drift: DriftRules | None = Field(
         default=None, description="Refines the environment's drift rules for this model"
@@ -613,6 +638,79 @@ def json_schemas() -> dict[str, dict[str, Any]]:
         "environment": EnvironmentConfig.model_json_schema(),
         "manifest": Manifest.model_json_schema(),
     }
+
+
+@dataclass(frozen=True)
+class SchemaField:
+    """One field of a schema as `promote schema` lists it: dotted path, type, default, help."""
+
+    path: str
+    type: str
+    default: str
+    description: str
+
+
+def schema_fields(schema: dict[str, Any]) -> list[SchemaField]:
+    """Every field of a JSON Schema, nested ones by dotted path (`*` for a mapping's keys)."""
+    definitions = schema.get("$defs", {})
+
+    def resolve(node: dict[str, Any]) -> dict[str, Any]:
+        while "$ref" in node:
+            node = {
+                **definitions[node["$ref"].rsplit("/", 1)[-1]],
+                **{k: v for k, v in node.items() if k != "$ref"},
+            }
+        return node
+
+    def type_of(node: dict[str, Any]) -> str:
+        if "$ref" in node:
+            return str(node["$ref"].rsplit("/", 1)[-1])
+        node = resolve(node)
+        if "anyOf" in node:
+            kinds = [type_of(option) for option in node["anyOf"]]
+            return " | ".join(kind for kind in kinds if kind != "null") or "null"
+        if "enum" in node:
+            return " | ".join(json.dumps(value) for value in node["enum"])
+        if "const" in node:
+            return json.dumps(node["const"])
+        kind = node.get("type", "object")
+        if kind == "array":
+            return f"list[{type_of(node.get('items', {}))}]"
+        if kind == "object" and isinstance(node.get("additionalProperties"), dict):
+            return f"map[{type_of(node['additionalProperties'])}]"
+        return str(kind)
+
+    def children(node: dict[str, Any]) -> dict[str, Any] | None:
+        node = resolve(node)
+        for option in node.get("anyOf", []):
+            nested = children(option)
+            if nested is not None:
+                return nested
+        if "properties" in node:
+            return dict(node["properties"])
+        extra = node.get("additionalProperties")
+        if isinstance(extra, dict) and "properties" in resolve(extra):
+            return {"*": extra}
+        return None
+
+    fields: list[SchemaField] = []
+
+    def walk(properties: dict[str, Any], prefix: str) -> None:
+        for name, node in properties.items():
+            path = f"{prefix}{name}"
+            described = {**resolve(node), **node}
+            default = json.dumps(described["default"]) if "default" in described else ""
+            fields.append(
+                SchemaField(
+                    path, type_of(node), default, " ".join(described.get("description", "").split())
+                )
+            )
+            nested = children(node)
+            if nested is not None:
+                walk(nested, f"{path}.")
+
+    walk(schema.get("properties", {}), "")
+    return fields
 
 
 def dump_manifest(manifest: Manifest) -> str:
