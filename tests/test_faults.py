@@ -10,7 +10,12 @@ import time
 import pytest
 from support.world import MODEL, World
 
-from promote.registry.entities import CHAMPION, TAG_VERDICT, VERDICT_PASSED
+from promote.registry.entities import (
+    CHAMPION,
+    TAG_RUN_REGISTERED,
+    TAG_VERDICT,
+    VERDICT_PASSED,
+)
 from promote.registry.lock import lock_name
 from promote.runtime.faults import CRASH_EXIT_CODE, FAILPOINT_VARIABLE, POINTS
 
@@ -47,6 +52,10 @@ def test_a_crash_at_any_step_converges_on_rerun(trained: World, point: str) -> N
         "events": [("promote", 1, None)],
         "locked": False,
     }
+    # Its run is marked as registered, so no later plan takes it for a leftover to reuse.
+    [version] = trained.registry.models([STAGING])[STAGING].versions
+    run = trained.registry.client.get_run(version.run_id)
+    assert run.data.tags[TAG_RUN_REGISTERED] == f"{STAGING}/1"
     if point == "after-training":
         assert "reusing run" in rerun.stderr  # trained once, not twice
         assert len(trained.snapshot()["runs"]) == 2  # dev's run and staging's one

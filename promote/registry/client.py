@@ -30,8 +30,8 @@ from promote.registry.entities import (
     TAG_EXPECTED_PREVIOUS,
     TAG_LINEAGE_DIGEST,
     TAG_MANAGED,
-    TAG_MANIFEST_DIGEST,
     TAG_RUN_MODEL,
+    TAG_RUN_REGISTERED,
     Experiment,
     LoggedModel,
     RegisteredModel,
@@ -49,11 +49,6 @@ from promote.runtime.redact import redact, redact_mapping
 _UNREACHABLE_MARKERS = re.compile(
     r"Max retries exceeded|Connection refused|Failed to establish|timed out|ConnectionError"
 )
-
-# Up to this many manifests to build, orphan runs are searched per manifest; past it, listed.
-DIGESTS_SEARCHED_ONE_BY_ONE = 20
-
-RUNS_PER_PAGE = 1000
 
 # The longest description MLflow's stores keep (a column of 5000 characters).
 DESCRIPTION_LIMIT = 5000
@@ -322,40 +317,13 @@ class Registry:
         """For each manifest digest, a finished training run no version was registered from.
 
         Only an apply that stopped between training and registering leaves one: plan turns
-        a manifest with any version into a re-point, a resume or a rejection instead. A few
-        digests are searched one by one; more, in one paged listing of the environment's
-        finished runs, so a large promotion does not cost a search per manifest.
+        a manifest with any version into a re-point, a resume or a rejection instead. The
+        candidates of every digest come in one read (a statement, or the pages of the few runs
+        never registered), so a large promotion does not cost a search per manifest.
         """
-        experiment = self._pipeline_experiment(environment)
-        if experiment is None or not manifest_digests:
+        if not manifest_digests:
             return {}
-        finished = "attributes.status = 'FINISHED'"
-        order = ["attributes.start_time DESC"]
-        candidates: dict[str, list[str]] = {}
-        if len(manifest_digests) <= DIGESTS_SEARCHED_ONE_BY_ONE:
-            for digest in sorted(manifest_digests):
-                runs = self._call(
-                    "searching runs",
-                    self.client.search_runs,
-                    [experiment.experiment_id],
-                    filter_string=f"tags.`{TAG_MANIFEST_DIGEST}` = '{digest}' and {finished}",
-                    max_results=5,
-                    order_by=order,
-                )
-                candidates[digest] = [run.info.run_id for run in runs]
-        else:
-            for run in pages(
-                self._call,
-                self.client.search_runs,
-                "listing runs",
-                experiment_ids=[experiment.experiment_id],
-                filter_string=f"tags.`{TAG_MANIFEST_DIGEST}` IS NOT NULL and {finished}",
-                max_results=RUNS_PER_PAGE,
-                order_by=order,
-            ):
-                digest = run.data.tags.get(TAG_MANIFEST_DIGEST)
-                if digest in manifest_digests:
-                    candidates.setdefault(digest, []).append(run.info.run_id)
+        candidates = self.reader.unregistered_runs(experiment_name(environment), manifest_digests)
         return {
             digest: run_id
             for digest, run_ids in candidates.items()
@@ -525,6 +493,13 @@ class Registry:
             model_id=model.model_id,
         )
         self._link_version(model.model_id, name, str(created.version))
+        self._call(
+            f"marking run {run_id} registered",
+            self.client.set_tag,
+            run_id,
+            TAG_RUN_REGISTERED,
+            f"{name}/{created.version}",
+        )
         return Version(name, int(created.version), model.artifact_uri, run_id, dict(tags))
 
     def _link_version(self, model_id: str, name: str, version: str) -> None:

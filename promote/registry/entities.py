@@ -37,6 +37,9 @@ TAG_BREAK_GLASS = "promote.break_glass"
 TAG_RUN_MODEL = "promote.model"
 TAG_RUN_ENVIRONMENT = "promote.environment"
 TAG_REPRODUCTION_OF = "promote.reproduction_of"
+# Set on a run once a version is registered from it: runs without it are an interrupted
+# apply's leftovers, listed without reading every run the environment ever trained.
+TAG_RUN_REGISTERED = "promote.registered_as"
 
 # Registered-model tags.
 TAG_MANAGED = "promote.managed"

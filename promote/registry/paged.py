@@ -5,7 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from promote.registry.entities import RegisteredModel, Rows
+from promote.registry.entities import (
+    TAG_MANIFEST_DIGEST,
+    TAG_RUN_REGISTERED,
+    RegisteredModel,
+    Rows,
+)
 
 Call = Callable[..., Any]  # the registry's wrapper: MLflow errors become the pipeline's
 
@@ -13,6 +18,14 @@ Call = Callable[..., Any]  # the registry's wrapper: MLflow errors become the pi
 MODELS_PER_PAGE = 1000
 
 VERSIONS_PER_PAGE = 10_000
+
+RUNS_PER_PAGE = 1000
+
+# Finished training runs for a manifest that no version was registered from.
+UNREGISTERED_RUNS = (
+    f"tags.`{TAG_MANIFEST_DIGEST}` IS NOT NULL and tags.`{TAG_RUN_REGISTERED}` IS NULL"
+    " and attributes.status = 'FINISHED'"
+)
 
 
 def read_paged(client: Any, names: list[str], call: Call) -> dict[str, RegisteredModel]:
@@ -96,3 +109,25 @@ class PagedReader:
             max_results=MODELS_PER_PAGE,
         )
         return [model.name for model in listed]
+
+    def unregistered_runs(self, experiment: str, digests: set[str]) -> dict[str, list[str]]:
+        """Per manifest digest, the finished runs of `experiment` no version was registered
+        from, newest first: the pages of those runs alone, never every run trained."""
+        client = self.client()
+        found = self.call("reading experiment", client.get_experiment_by_name, experiment)
+        if found is None:
+            return {}
+        candidates: dict[str, list[str]] = {}
+        for run in pages(
+            self.call,
+            client.search_runs,
+            "listing unregistered runs",
+            experiment_ids=[found.experiment_id],
+            filter_string=UNREGISTERED_RUNS,
+            max_results=RUNS_PER_PAGE,
+            order_by=["attributes.start_time DESC"],
+        ):
+            digest = run.data.tags.get(TAG_MANIFEST_DIGEST)
+            if digest in digests:
+                candidates.setdefault(digest, []).append(run.info.run_id)
+        return candidates

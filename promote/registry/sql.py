@@ -26,7 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from promote.errors import SchemaUnknown
-from promote.registry.entities import EVENT_PREFIX, RegisteredModel, Rows
+from promote.registry.entities import (
+    EVENT_PREFIX,
+    TAG_MANIFEST_DIGEST,
+    TAG_RUN_REGISTERED,
+    RegisteredModel,
+    Rows,
+)
 from promote.registry.paged import PagedReader
 
 SQL_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
@@ -245,6 +251,42 @@ def read_names_sql(tracking_uri: str, prefix: str) -> list[str]:
     return sorted(name for (name,) in found if name.startswith(prefix))
 
 
+def read_unregistered_runs_sql(
+    tracking_uri: str, experiment: str, digests: set[str]
+) -> dict[str, list[str]]:
+    """`PagedReader.unregistered_runs` in one statement per chunk of digests."""
+    candidates: dict[str, list[str]] = {}
+    ordered = sorted(digests)
+    with _read_transaction(tracking_uri, None) as reader:
+        for start in range(0, len(ordered), NAMES_PER_STATEMENT):
+            chunk = {
+                f"d{i}": digest
+                for i, digest in enumerate(ordered[start : start + NAMES_PER_STATEMENT])
+            }
+            placeholders = ", ".join(f":{key}" for key in chunk)
+            found = reader.query(
+                "SELECT t.value, r.run_uuid FROM runs r"
+                " JOIN experiments e ON e.experiment_id = r.experiment_id"
+                " JOIN tags t ON t.run_uuid = r.run_uuid AND t.key = :digest_tag"
+                " WHERE e.workspace = :workspace AND e.name = :experiment"
+                " AND r.status = 'FINISHED' AND r.lifecycle_stage = 'active'"
+                f" AND t.value IN ({placeholders})"
+                " AND NOT EXISTS (SELECT 1 FROM tags g"
+                " WHERE g.run_uuid = r.run_uuid AND g.key = :registered_tag)"
+                " ORDER BY r.start_time DESC, r.run_uuid",
+                {
+                    "workspace": DEFAULT_WORKSPACE,
+                    "experiment": experiment,
+                    "digest_tag": TAG_MANIFEST_DIGEST,
+                    "registered_tag": TAG_RUN_REGISTERED,
+                    **chunk,
+                },
+            )
+            for digest, run_id in found:
+                candidates.setdefault(digest, []).append(run_id)
+    return candidates
+
+
 class SqlReader:
     """Bulk reads from MLflow's own tables; the paged reader answers where they are not (yet)
     the tables this MLflow version writes."""
@@ -268,3 +310,11 @@ class SqlReader:
             return read_names_sql(self.tracking_uri, prefix)
         except SchemaUnknown:
             return self.fallback.names(prefix)
+
+    def unregistered_runs(self, experiment: str, digests: set[str]) -> dict[str, list[str]]:
+        if sqlite_file_missing(self.tracking_uri):
+            return {}
+        try:
+            return read_unregistered_runs_sql(self.tracking_uri, experiment, digests)
+        except SchemaUnknown:
+            return self.fallback.unregistered_runs(experiment, digests)

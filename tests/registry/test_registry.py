@@ -1,5 +1,6 @@
 """Registry: orphan training runs (left by an apply that stopped before registering) are found
-in a number of calls that does not grow with the manifests to build."""
+in a number of reads that does not grow with the manifests to build, nor with the runs that
+versions were registered from."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ from typing import Any
 import pytest
 
 from promote.build.lineage import LINEAGE_ARTIFACT, Lineage
-from promote.registry import client as registry_module
+from promote.registry import paged
 from promote.registry.client import Registry
-from promote.registry.entities import TAG_MANIFEST_DIGEST
+from promote.registry.entities import TAG_MANIFEST_DIGEST, TAG_RUN_REGISTERED
+from promote.registry.paged import PagedReader
+from promote.registry.sql import SqlReader
 
 
 def a_lineage(run_id: str) -> Lineage:
@@ -66,36 +69,39 @@ def calls_of(registry: Registry, monkeypatch: pytest.MonkeyPatch) -> list[str]:
         return real(what, function, *args, **kwargs)
 
     monkeypatch.setattr(registry, "_call", counting)
+    if isinstance(registry.reader, PagedReader):  # it holds the registry's call from its start
+        monkeypatch.setattr(registry.reader, "call", counting)
     return calls
 
 
-def test_orphan_runs_are_listed_once_for_many_manifests(
+def test_orphan_runs_of_many_manifests_are_found_in_one_statement(
     orphans: tuple[Registry, dict[str, str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     registry, runs = orphans
+    registry.client.set_tag(runs["digest-07"], TAG_RUN_REGISTERED, "staging.churn/1")
     wanted = {*runs, "digest-never-trained"}
     calls = calls_of(registry, monkeypatch)
     found = registry.reusable_runs("staging", wanted)
-    # Finished runs with a sound lineage record; not the one without, nor the unfinished one.
-    expected = {d: r for d, r in runs.items() if d not in ("digest-03", "digest-unfinished")}
-    assert found == expected
-    assert calls == ["reading experiment", "listing runs"]  # 25 runs: one page
-
-    # A few digests are searched one by one, with the same answers.
-    few = {"digest-01", "digest-03", "digest-unfinished"}
-    calls.clear()
-    assert registry.reusable_runs("staging", few) == {"digest-01": runs["digest-01"]}
-    assert calls == ["reading experiment", *["searching runs"] * 3]
+    # Finished runs with a sound lineage record, never registered; not the one without a
+    # record, nor the unfinished one, nor the one a version was registered from.
+    skipped = ("digest-03", "digest-unfinished", "digest-07")
+    assert found == {d: r for d, r in runs.items() if d not in skipped}
+    assert not [call for call in calls if "runs" in call]  # the tables, not the search API
+    assert registry.reusable_runs("prod", set(runs)) == {}  # no experiment: nothing to reuse
 
 
-def test_listing_pages_through_the_runs(
+def test_over_the_search_api_only_unregistered_runs_are_paged_through(
     orphans: tuple[Registry, dict[str, str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     registry, runs = orphans
-    monkeypatch.setattr(registry_module, "RUNS_PER_PAGE", 10)
-    monkeypatch.setattr(registry_module, "DIGESTS_SEARCHED_ONE_BY_ONE", 0)
+    assert isinstance(registry.reader, SqlReader)
+    monkeypatch.setattr(registry, "reader", registry.reader.fallback)  # as over http
+    for digest in ("digest-05", "digest-06", "digest-07", "digest-08", "digest-09"):
+        registry.client.set_tag(runs[digest], TAG_RUN_REGISTERED, "staging.churn/1")
+    monkeypatch.setattr(paged, "RUNS_PER_PAGE", 10)
     calls = calls_of(registry, monkeypatch)
-    found = registry.reusable_runs("staging", set(runs))
-    assert len(found) == 24 and "digest-03" not in found and "digest-unfinished" not in found
-    assert calls.count("listing runs") == 3  # 25 finished runs, 10 a page
-    assert registry.reusable_runs("prod", set(runs)) == {}  # no experiment: nothing to reuse
+    found = registry.reusable_runs("staging", {"digest-01", "digest-03", "digest-unfinished"})
+    assert found == {"digest-01": runs["digest-01"]}
+    # 19 finished runs never registered, 10 a page: pages of those, whatever was asked for.
+    assert calls.count("listing unregistered runs") == 2
+    assert registry.reusable_runs("prod", set(runs)) == {}
