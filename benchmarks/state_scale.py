@@ -25,6 +25,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -164,11 +165,18 @@ def fill_registry(path: Path, repo: Repository) -> None:
         if champion == 2:
             aliases.append((name, PREVIOUS, 1))
             model_tags.append((name, TAG_EXPECTED_PREVIOUS, "1"))
+    # The times MLflow's server needs to answer a search (the direct read never looks at them).
+    now = int(time.time() * 1000)
     with sqlite3.connect(path) as db:
-        db.executemany("INSERT INTO registered_models (name) VALUES (?)", models)
         db.executemany(
-            "INSERT INTO model_versions (name, version, source, run_id, current_stage, status)"
-            " VALUES (?, ?, ?, ?, 'None', 'READY')",
+            "INSERT INTO registered_models (name, creation_time, last_updated_time)"
+            f" VALUES (?, {now}, {now})",
+            models,
+        )
+        db.executemany(
+            "INSERT INTO model_versions (name, version, source, run_id, current_stage, status,"
+            " creation_time, last_updated_time)"
+            f" VALUES (?, ?, ?, ?, 'None', 'READY', {now}, {now})",
             versions,
         )
         db.executemany(

@@ -426,13 +426,11 @@ def status(
     as_json: bool = JsonOption,
 ) -> None:
     """Every model in every environment: in sync, pending or drifted (exit 1 on drift)."""
-    from promote.plan import compute, unmanaged
+    from promote.plan import survey
 
     settings: Settings = context.obj
     with long_lived():
-        repo, registry = settings.repository(), settings.registry()
-        states = compute(repo, registry, env, verify=verify)
-        strays = unmanaged(repo, registry, env)
+        states, strays = survey(settings.repository(), settings.registry(), env, verify=verify)
     if as_json:
         emit_json([*(s.to_json() for s in states), *(u.to_json() for u in strays)])
     else:

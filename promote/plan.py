@@ -166,6 +166,7 @@ class Snapshot:
 
     repo: Repository
     models: dict[str, RegisteredModel]
+    listed: dict[str, list[str]] = field(default_factory=dict)  # prefix -> registered names
     code_problems: dict[tuple[str, str, str], str | None] = field(default_factory=dict)
     entrypoint_problems: dict[tuple[str, str, str], str | None] = field(default_factory=dict)
     check_problems: dict[tuple[str, str], str | None] = field(default_factory=dict)
@@ -242,17 +243,22 @@ def gather(
     specs: Iterable[ModelSpec],
     verify: bool = False,
     verified: VerifiedCache | None = None,
+    listed: Iterable[str] = (),
 ) -> Snapshot:
     """Every read `decide` needs for `specs`, each made once; `verified`: signatures checked
     before on this machine, which a report may trust (apply's decision under the lock never
-    does)."""
+    does); `listed`: name prefixes whose every registered name is read too."""
     specs = list(specs)
     names = {repo.registered_name(s.environment, s.model) for s in specs}
     names |= {
         repo.registered_name(s.source.environment, s.model) for s in specs if s.source is not None
     }
     names |= {lock_name(name) for name in names}
-    snapshot = Snapshot(repo, registry.models(sorted(names)) if specs else {}, verified=verified)
+    listed = list(listed)
+    read = registry.survey(sorted(names), listed) if specs or listed else None
+    snapshot = Snapshot(
+        repo, read.models if read else {}, read.listed if read else {}, verified=verified
+    )
     reaching = [s for s in specs if _needs_source(s, snapshot)]
     code = CodeChecks(repo.root)
     checks: RequiredChecks | None = None
@@ -534,14 +540,33 @@ def compute(
     repo: Repository, registry: Registry, environment: str | None = None, verify: bool = False
 ) -> list[ModelState]:
     """The state of every manifest (of one environment, if given), in promotion order."""
+    return _states(repo, registry, environment, verify, {})[0]
+
+
+def survey(
+    repo: Repository, registry: Registry, environment: str | None = None, verify: bool = False
+) -> tuple[list[ModelState], list[Unmanaged]]:
+    """`compute`, and the registered models no manifest declares, from the same read."""
+    prefixes = _listed_prefixes(repo, environment)
+    return _states(repo, registry, environment, verify, prefixes)
+
+
+def _states(
+    repo: Repository,
+    registry: Registry,
+    environment: str | None,
+    verify: bool,
+    prefixes: dict[str, str],
+) -> tuple[list[ModelState], list[Unmanaged]]:
     specs = selected_specs(repo, environment)
-    if not specs:
-        return []
+    if not specs and not prefixes:
+        return [], []
     verified = VerifiedCache(cache_path())
-    snapshot = gather(repo, registry, specs, verify, verified)
+    snapshot = gather(repo, registry, specs, verify, verified, listed=prefixes.values())
     states = [decide(spec, snapshot) for spec in specs]
     verified.save()
-    return states
+    listings = {env: snapshot.listed[prefix] for env, prefix in prefixes.items()}
+    return states, undeclared(repo, listings)
 
 
 @dataclass(frozen=True)
@@ -586,16 +611,3 @@ def undeclared(repo: Repository, listed: dict[str, list[str]]) -> list[Unmanaged
         declared = {repo.registered_name(environment, s.model) for s in repo.specs_in(environment)}
         found += [Unmanaged(environment, name) for name in names if name not in declared]
     return found
-
-
-def unmanaged(
-    repo: Repository, registry: Registry, environment: str | None = None
-) -> list[Unmanaged]:
-    """Registered models under an environment above dev that no manifest declares.
-
-    MLflow lets anyone with create rights register `prod.anything`; only the pipeline should.
-    """
-    listed = {
-        name: registry.names(prefix) for name, prefix in _listed_prefixes(repo, environment).items()
-    }
-    return undeclared(repo, listed)

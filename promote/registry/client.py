@@ -35,6 +35,7 @@ from promote.registry.entities import (
     Experiment,
     LoggedModel,
     RegisteredModel,
+    Survey,
     Version,
     experiment_name,
 )
@@ -152,6 +153,10 @@ class Registry:
         names, not with names.
         """
         return self.reader.models(names)
+
+    def survey(self, names: list[str], listed: Iterable[str]) -> Survey:
+        """`models(names)`, with every name under each `listed` prefix, in the same read."""
+        return self.reader.survey(names, listed)
 
     def _all_versions(self, name: str) -> list[Version]:
         found = pages(

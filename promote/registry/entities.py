@@ -151,6 +151,14 @@ class RegisteredModel:
         )
 
 
+@dataclass(frozen=True)
+class Survey:
+    """Registered models read by name, and every name listed under some prefixes, in one read."""
+
+    models: dict[str, RegisteredModel]
+    listed: dict[str, list[str]]  # prefix -> every registered name starting with it, sorted
+
+
 @dataclass
 class Rows:
     """Registry rows as plain tuples: what both read paths produce, assembled one way."""

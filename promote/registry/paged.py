@@ -10,6 +10,7 @@ from promote.registry.entities import (
     TAG_RUN_REGISTERED,
     RegisteredModel,
     Rows,
+    Survey,
 )
 
 Call = Callable[..., Any]  # the registry's wrapper: MLflow errors become the pipeline's
@@ -28,25 +29,31 @@ UNREGISTERED_RUNS = (
 )
 
 
-def read_paged(client: Any, names: list[str], call: Call) -> dict[str, RegisteredModel]:
+def read_paged(client: Any, names: list[str], call: Call, listed: Iterable[str] = ()) -> Survey:
     """Read through MLflow's search API, page by page, one name prefix at a time.
 
     With the default `{env}.{model}` template every environment is one prefix (`prod.`); names
-    without a dot are found by listing everything. Each call goes through `call`, which turns
-    MLflow errors into the pipeline's.
+    without a dot are found by listing everything. The names under each of the `listed`
+    prefixes come from the same pages: listing them costs no request of its own. Each call
+    goes through `call`, which turns MLflow errors into the pipeline's.
     """
     wanted = set(names)
+    wanted_prefixes = {name.partition(".")[0] + "." if "." in name else "" for name in wanted}
+    seen: set[str] = set()
     rows = Rows()
-    for prefix in _prefixes(wanted):
+    for prefix in _covering(wanted_prefixes | set(listed)):
         where = name_filter(prefix)
         for model in pages(
             call, client.search_registered_models, filter_string=where, max_results=MODELS_PER_PAGE
         ):
+            seen.add(model.name)
             if model.name not in wanted:
                 continue
             rows.models.add(model.name)
             rows.aliases.extend((model.name, a, int(v)) for a, v in (model.aliases or {}).items())
             rows.model_tags.extend((model.name, k, v) for k, v in model.tags.items())
+        if not wanted.intersection(n for n in seen if n.startswith(prefix)):
+            continue  # a prefix read only to list its names: its versions are not needed
         for version in pages(
             call,
             client.search_model_versions,
@@ -60,12 +67,15 @@ def read_paged(client: Any, names: list[str], call: Call) -> dict[str, Registere
             number = int(version.version)
             rows.versions.append((version.name, number, version.source, version.run_id or ""))
             rows.version_tags[version.name, number] = dict(version.tags)
-    return rows.assemble()
+    return Survey(
+        rows.assemble(),
+        {prefix: sorted(n for n in seen if n.startswith(prefix)) for prefix in listed},
+    )
 
 
-def _prefixes(names: Iterable[str]) -> set[str]:
-    prefixes = {name.partition(".")[0] + "." if "." in name else "" for name in names}
-    return {""} if "" in prefixes else prefixes
+def _covering(prefixes: set[str]) -> set[str]:
+    """The fewest prefixes whose listings hold every name under `prefixes` (each read once)."""
+    return {p for p in prefixes if not any(p != q and p.startswith(q) for q in prefixes)}
 
 
 def name_filter(prefix: str, exact: bool = False) -> str | None:
@@ -97,7 +107,10 @@ class PagedReader:
         self.call = call
 
     def models(self, names: list[str]) -> dict[str, RegisteredModel]:
-        return read_paged(self.client(), names, self.call)
+        return read_paged(self.client(), names, self.call).models
+
+    def survey(self, names: list[str], listed: Iterable[str]) -> Survey:
+        return read_paged(self.client(), names, self.call, listed)
 
     def names(self, prefix: str) -> list[str]:
         search = self.client().search_registered_models

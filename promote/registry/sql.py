@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +32,7 @@ from promote.registry.entities import (
     TAG_RUN_REGISTERED,
     RegisteredModel,
     Rows,
+    Survey,
 )
 from promote.registry.paged import PagedReader
 
@@ -310,6 +311,10 @@ class SqlReader:
             return read_names_sql(self.tracking_uri, prefix)
         except SchemaUnknown:
             return self.fallback.names(prefix)
+
+    def survey(self, names: list[str], listed: Iterable[str]) -> Survey:
+        # A listing is one cheap statement here: no reason to read more rows to get it.
+        return Survey(self.models(names), {prefix: self.names(prefix) for prefix in listed})
 
     def unregistered_runs(self, experiment: str, digests: set[str]) -> dict[str, list[str]]:
         if sqlite_file_missing(self.tracking_uri):

@@ -42,7 +42,7 @@ def through_sqlalchemy(registry: Registry, names: list[str]) -> dict[str, Regist
 
 def through_client(registry: Registry, names: list[str]) -> dict[str, RegisteredModel]:
     """The path a tracking server over http takes."""
-    return paged.read_paged(registry.client, names, registry._call)
+    return paged.read_paged(registry.client, names, registry._call).models
 
 
 @pytest.fixture(scope="module")
@@ -178,10 +178,26 @@ def test_reads_do_not_grow_with_models(registry: Registry) -> None:
     client_calls = []
     for names in (small, large):
         calls: list[str] = []
-        models = paged.read_paged(registry.client, names, counted(registry, calls))
+        models = paged.read_paged(registry.client, names, counted(registry, calls)).models
         assert models == direct(registry, names)
         client_calls.append(len(calls))
     assert client_calls == [2, 2]  # one page of registered models, one of versions
+
+
+def test_a_survey_lists_names_from_the_pages_it_reads_anyway(registry: Registry) -> None:
+    """status's strays (names no manifest declares) come from the models' own read."""
+    registry.client.create_registered_model("prod.rogue")
+    names, listed = names_of("prod"), ["prod.", "staging."]
+    calls: list[str] = []
+    found = paged.read_paged(registry.client, names, counted(registry, calls), listed)
+    assert found.models == direct(registry, names)
+    assert "prod.rogue" in found.listed["prod."] and "prod.rogue" not in found.models
+    assert found.listed == {p: sql.read_names_sql(registry.tracking_uri, p) for p in listed}
+    assert registry.survey(names, listed) == found  # the SQL path: the same answer
+    # prod: its models and versions; staging, only listed: its models' pages alone.
+    assert calls == ["searching the registry"] * 3, calls
+    everything = paged.read_paged(registry.client, ["rogue-without-dot"], registry._call, listed)
+    assert everything.listed == found.listed  # one listing of all names covers both prefixes
 
 
 def test_rows_of_a_model_created_between_two_reads_wait_for_the_next_read() -> None:
