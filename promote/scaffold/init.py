@@ -24,6 +24,7 @@ PINNED_ACTIONS = {
     "checkout": {"sha": "11bd71901bbe5b1630ceea73d27597364c9af683", "version": "v4.2.2"},
     "setup_python": {"sha": "a26af69be951a213d495a4c3e4e4022e16d87065", "version": "v5.6.0"},
     "aws_credentials": {"sha": "e3dd6a429d7300a6a4c196c26e071d42e0343502", "version": "v4.0.2"},
+    "cache": {"sha": "5a3ec84eff668545956fd18022155c47e93e2684", "version": "v4.2.3"},
 }
 GITHUB_NAME = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})"
 TEAM_SLUG = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}"

@@ -92,13 +92,29 @@ def assert_promotion_workflows(directory: Path, settings: ScaffoldSettings) -> N
     """The plan workflow on pull requests, the apply workflow on merges, dev -> staging -> prod."""
     workflows = directory / ".github" / "workflows"
     plan = load(workflows / "promote-plan.yml")
-    assert set(plan["on"]) == {"pull_request"}
+    assert set(plan["on"]) == {"pull_request", "push"}
     assert "environments/**" in plan["on"]["pull_request"]["paths"]
     assert set(settings.code_paths) <= set(plan["on"]["pull_request"]["paths"])
+    assert plan["on"]["push"] == {
+        "branches": [settings.protected_branch],
+        "paths": ["environments/**"],
+    }
     [plan_job] = plan["jobs"].values()
     runs = [str(step.get("run", "")) for step in steps(plan_job)]
     assert "promote plan" in runs and "promote report --summary --comment" in runs
     assert plan_job["permissions"] == {"contents": "read", "pull-requests": "write"}
+    # The facts index: restored before the plan; saved from the protected branch alone, so a
+    # pull request never writes what the next one reads; no comment without a pull request.
+    named = {step.get("name"): step for step in steps(plan_job)}
+    restore, save = named["Restore the facts index"], named["Save the facts index"]
+    assert str(restore["uses"]).startswith("actions/cache/restore@")
+    assert str(save["uses"]).startswith("actions/cache/save@")
+    assert restore["with"]["path"] == save["with"]["path"] == "~/.cache/promote"
+    assert "github.event_name == 'push'" in save["if"]
+    names = [step.get("name") for step in steps(plan_job)]
+    assert names.index("Restore the facts index") < runs.index("promote plan")
+    comment = [s for s in steps(plan_job) if "--comment" in str(s.get("run", ""))]
+    assert all("github.event_name == 'pull_request'" in s["if"] for s in comment)
 
     apply = load(workflows / "promote-apply.yml")
     assert apply["on"] == {
