@@ -135,9 +135,10 @@ def raw_client_read(uri: str) -> int:
 def mlflow_server(database: Path, work: Path) -> Iterator[str]:
     """The tests' `mlflow server` on loopback, over this registry's database."""
     sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
-    from support.mlflow_server import PlainMlflowServer
+    from support import mlflow_server as servers
 
-    server = PlainMlflowServer(work, f"sqlite:///{database}")
+    servers.STARTUP_SECONDS = 600  # a loaded machine starts it slowly; the figures are ratios
+    server = servers.PlainMlflowServer(work, f"sqlite:///{database}")
     server.start()
     try:
         yield server.url
