@@ -25,7 +25,11 @@ from pathlib import Path
 from support.processes import Environ, free_port
 
 ADMIN = "admin"
-STARTUP_SECONDS = 90
+# Only a failing start waits this long; a CI runner busy with trainings starts a server slowly.
+STARTUP_SECONDS = 240
+# MLflow 3 starts a job runner (a second interpreter, a huey consumer) beside every server;
+# promote runs no server-side jobs, and on two cores that process slows every test's start.
+WITHOUT_JOB_RUNNER = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 
 
 class MlflowAuthServer:
@@ -68,6 +72,7 @@ class MlflowAuthServer:
         ]
         server_env = {
             **os.environ,
+            **WITHOUT_JOB_RUNNER,
             "MLFLOW_AUTH_CONFIG_PATH": str(config),
             "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(16),
         }
@@ -149,7 +154,9 @@ class PlainMlflowServer:
             "--no-serve-artifacts",
         ]
         log = (self.folder / "server.log").open("a")
-        self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(
+            command, env={**os.environ, **WITHOUT_JOB_RUNNER}, stdout=log, stderr=subprocess.STDOUT
+        )
         deadline = time.monotonic() + STARTUP_SECONDS
         while time.monotonic() < deadline:
             try:
