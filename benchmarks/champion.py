@@ -42,8 +42,14 @@ def champion_uri(world: World) -> str:
 
 
 def mlflow_environ(world: World) -> dict[str, str]:
-    """The environment a plain MLflow process needs to read the sandbox's registry."""
-    return {**os.environ, "MLFLOW_TRACKING_URI": world.registry.tracking_uri}
+    """The environment a plain MLflow process needs: the sandbox's registry, and this Python's
+    scripts on PATH as in an activated virtualenv (`mlflow models serve` runs `uvicorn`)."""
+    scripts = str(Path(sys.executable).parent)
+    return {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": world.registry.tracking_uri,
+        "PATH": os.pathsep.join([scripts, os.environ.get("PATH", "")]),
+    }
 
 
 def feature_rows(rows: int, seed: int = 5) -> pd.DataFrame:
