@@ -13,7 +13,7 @@ Throughput is rows over each command's wall time, start to exit (target: promote
 plain); memory is each process's peak resident set (target: promote <= 1 GiB, where plain
 holds the whole frame). Both outputs are compared, row for row.
 
-    python benchmarks/batch_scoring.py [--rows 10000000] [--formats parquet,csv]
+    python benchmarks/batch_scoring.py [--rows 10000000 | --quick] [--formats parquet,csv]
 """
 
 from __future__ import annotations
@@ -125,10 +125,12 @@ def measure(table: Table, work: Path, rows: int, formats: list[str]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=10_000_000, help="rows in the input file")
+    parser.add_argument("--quick", action="store_true", help="1,000,000 rows")
     parser.add_argument(
         "--formats", default="parquet,csv", help="comma-separated input formats to measure"
     )
     options = parser.parse_args()
+    rows = 1_000_000 if options.quick else options.rows
     formats = [kind.strip() for kind in options.formats.split(",")]
     unknown = sorted(set(formats) - {"parquet", "csv"})
     if unknown:
@@ -136,7 +138,7 @@ def main() -> None:
     table = Table("promote predict against plain pyfunc predict, the same champion and file")
     work = Path(tempfile.mkdtemp(prefix="promote-bench-batch-"))
     try:
-        measure(table, work, options.rows, formats)
+        measure(table, work, rows, formats)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     table.print()

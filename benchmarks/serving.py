@@ -16,7 +16,7 @@ on its own kept-alive connection, POST the same `/invocations` body (ROWS rows i
 Figures: requests per second (target: promote >= 0.95x MLflow) and the 99th percentile of the
 latency the client saw (target: promote <= 1.1x MLflow).
 
-    python benchmarks/serving.py [--clients 8] [--rows 10] [--seconds 10] [--rounds 2]
+    python benchmarks/serving.py [--clients 8] [--rows 10] [--seconds 10 | --quick] [--rounds 2]
 """
 
 from __future__ import annotations
@@ -182,7 +182,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="counted seconds a round")
     parser.add_argument("--warmup", type=float, default=2.0, help="uncounted seconds a round")
     parser.add_argument("--rounds", type=int, default=2, help="rounds, each server in turn")
+    parser.add_argument("--quick", action="store_true", help="rounds of 4 counted seconds")
     options = parser.parse_args()
+    if options.quick:
+        options.seconds = 4.0
     table = Table("promote serve against mlflow models serve, one worker process each")
     work = Path(tempfile.mkdtemp(prefix="promote-bench-serve-"))
     try:
