@@ -29,9 +29,9 @@ import numpy as np
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from champion import (
+    CHAMPION_URI,
     ENVIRONMENT,
     MODEL,
-    champion_uri,
     feature_rows,
     mib,
     mlflow_environ,
@@ -93,7 +93,7 @@ def measure(table: Table, work: Path, rows: int, formats: list[str]) -> None:
         size = f"{rows:,} rows, {mib(source.stat().st_size)} {kind}"
         plain_output, promote_output = work / f"plain.{kind}", work / f"promote.{kind}"
         plain = run_measured(
-            [sys.executable, "-c", PLAIN_PREDICT, champion_uri(world), *(source, plain_output)],
+            [sys.executable, "-c", PLAIN_PREDICT, CHAMPION_URI, *(source, plain_output)],
             work,
             mlflow_environ(world),
         )

@@ -20,13 +20,14 @@ from pathlib import Path
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
+from support.serving import FEATURES
 from support.world import MODEL, World
 
 from promote.scaffold.example.churn.data import churn_frame
 from promote.scaffold.quickstart import create_sandbox
 
 ENVIRONMENT = "staging"
-FEATURES = ["tenure_months", "monthly_charges", "support_calls", "contract_months", "age"]
+CHAMPION_URI = f"models:/{ENVIRONMENT}.{MODEL}@champion"
 
 
 def promoted_sandbox(work: Path) -> World:
@@ -35,10 +36,6 @@ def promoted_sandbox(work: Path) -> World:
     world.train_dev()
     assert world.promote(ENVIRONMENT).ok, "\n".join(world.lines)
     return world
-
-
-def champion_uri(world: World) -> str:
-    return f"models:/{ENVIRONMENT}.{MODEL}@champion"
 
 
 def mlflow_environ(world: World) -> dict[str, str]:

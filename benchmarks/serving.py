@@ -33,16 +33,16 @@ from pathlib import Path
 
 import numpy as np
 from champion import (
+    CHAMPION_URI,
     ENVIRONMENT,
-    FEATURES,
-    champion_uri,
     feature_rows,
     mlflow_environ,
     promoted_sandbox,
 )
 from figures import Table, as_installed, seconds
 from support.processes import free_port
-from support.serving import ScoringServer, ServerProcess
+from support.serving import FEATURES, ScoringServer, ServerProcess
+from support.world import World
 
 RPS_TARGET = 0.95
 P99_TARGET = 1.1
@@ -118,9 +118,9 @@ def predictions(server: ServerProcess, body: bytes) -> list[object]:
         connection.close()
 
 
-def mlflow_models_serve(world: object, cwd: Path) -> ServerProcess:
+def mlflow_models_serve(world: World, cwd: Path) -> ServerProcess:
     port = free_port()
-    command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", champion_uri(world)]
+    command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", CHAMPION_URI]
     command += ["--env-manager", "local", "--workers", "1", "-h", "127.0.0.1", "-p", str(port)]
     return ServerProcess(command, cwd, port, mlflow_environ(world))
 
