@@ -129,22 +129,33 @@ class Registry:
 
     def model(self, name: str) -> RegisteredModel | None:
         """A registered model with its aliases, tags and every version's tags, or None."""
+        entity = self._registered_model(name)
+        if entity is None:
+            return None
+        return RegisteredModel(
+            name=name,
+            aliases=_alias_versions(entity),
+            tags=dict(entity.tags),
+            versions=self._all_versions(name),
+        )
+
+    def aliases(self, name: str) -> dict[str, int] | None:
+        """A registered model's aliases (alias -> version number), or None when it does not
+        exist: one read, whatever the number of its versions, for a server that polls them."""
+        entity = self._registered_model(name)
+        return None if entity is None else _alias_versions(entity)
+
+    def _registered_model(self, name: str) -> Any:
+        """MLflow's registered model entity (no versions), or None."""
         import_mlflow()
         from mlflow.exceptions import MlflowException
 
         try:
-            entity = self.client.get_registered_model(name)
+            return self.client.get_registered_model(name)
         except MlflowException as exc:
             if self.is_missing(exc):
                 return None
             raise ExternalError(f"registry: reading {name} failed: {exc.message}") from None
-        versions = self._all_versions(name)
-        return RegisteredModel(
-            name=name,
-            aliases={alias: int(number) for alias, number in (entity.aliases or {}).items()},
-            tags=dict(entity.tags),
-            versions=versions,
-        )
 
     def models(self, names: list[str]) -> dict[str, RegisteredModel]:
         """Many registered models at once (absent names are left out), read live every time.
@@ -636,3 +647,7 @@ def _datasets(lineage: Lineage) -> list[Any]:
         )
         for entry in lineage.data_snapshot
     ]
+
+
+def _alias_versions(entity: Any) -> dict[str, int]:
+    return {alias: int(number) for alias, number in (entity.aliases or {}).items()}

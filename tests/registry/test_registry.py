@@ -105,3 +105,21 @@ def test_over_the_search_api_only_unregistered_runs_are_paged_through(
     # 19 finished runs never registered, 10 a page: pages of those, whatever was asked for.
     assert calls.count("listing unregistered runs") == 2
     assert registry.reusable_runs("prod", set(runs)) == {}
+
+
+def test_aliases_are_read_without_listing_a_single_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry = Registry(f"sqlite:///{tmp_path / 'registry.db'}", tmp_path / "artifacts")
+    client = registry.client
+    client.create_registered_model("staging.churn")
+    for _ in range(3):
+        client.create_model_version("staging.churn", source=str(tmp_path / "model"))
+    client.set_registered_model_alias("staging.churn", "champion", "2")
+    full = registry.model("staging.churn")
+    assert full is not None and len(full.versions) == 3
+    calls = calls_of(registry, monkeypatch)
+    # What `promote serve` polls: the same aliases as the full read, in no version listing.
+    assert registry.aliases("staging.churn") == full.aliases == {"champion": 2}
+    assert registry.aliases("staging.missing") is None
+    assert calls == []

@@ -32,21 +32,18 @@ def records(key: str) -> dict[str, Any]:
     return {key: [dict(zip(FEATURES, row, strict=True)) for row in ROWS]}
 
 
-class ScoringServer:
-    """`promote serve NAME --env ENV` in a subprocess, run from the repository."""
+class ServerProcess:
+    """A scoring server in a subprocess on a loopback port: `promote serve`, or the baseline
+    benchmarks/serving.py measures it against (`mlflow models serve`)."""
 
-    def __init__(self, repo: Path, environment: str, *options: str) -> None:
-        self.port = free_port()
-        self.stderr = repo.parent / f"serve-{self.port}.log"
+    def __init__(
+        self, command: list[str], cwd: Path, port: int, env: dict[str, str] | None = None
+    ) -> None:
+        self.port = port
+        self.stderr = cwd.parent / f"serve-{self.port}.log"
         with self.stderr.open("w") as log:
             self.process = subprocess.Popen(
-                [
-                    *(sys.executable, "-m", "promote", "serve", "churn", "--env", environment),
-                    *("--port", str(self.port), *options),
-                ],
-                cwd=repo,
-                stdout=subprocess.DEVNULL,
-                stderr=log,
+                command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=log
             )
 
     def log(self) -> str:
@@ -96,6 +93,17 @@ class ScoringServer:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
         return self.process.wait(timeout=60)
+
+
+class ScoringServer(ServerProcess):
+    """`promote serve NAME --env ENV` in a subprocess, run from the repository."""
+
+    def __init__(
+        self, repo: Path, environment: str, *options: str, env: dict[str, str] | None = None
+    ) -> None:
+        port = free_port()
+        command = [sys.executable, "-m", "promote", "serve", "churn", "--env", environment]
+        super().__init__([*command, "--port", str(port), *options], repo, port, env)
 
 
 def invoke(
