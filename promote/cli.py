@@ -534,6 +534,30 @@ def history(
 
 
 @command()
+def handoff(
+    context: typer.Context,
+    name: str = typer.Argument(..., help="Model name."),
+    env: str = EnvOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Send the champion's hand-off again (webhook, GitHub deployment), for a target that was
+    down; every attempt goes into the history."""
+    from promote.apply import Pipeline
+
+    settings: Settings = context.obj
+    pipeline = Pipeline(settings.repository(), settings.registry(), reporter(as_json))
+    deliveries = pipeline.hand_off_again(env, name)
+    if as_json:
+        emit_json([d.to_json() for d in deliveries])
+    else:
+        table(
+            ["TARGET", "DELIVERED", "ATTEMPTS", "LAST"],
+            [(d.target, d.delivered, len(d.replies), d.replies[-1].describe()) for d in deliveries],
+        )
+    exit_with(all(d.delivered for d in deliveries))
+
+
+@command()
 def predict(
     context: typer.Context,
     name: str = typer.Argument(..., help="Model name."),

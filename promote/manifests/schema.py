@@ -322,6 +322,72 @@ class Signing(_Strict):
     )
 
 
+class Webhook(_Strict):
+    """An HTTP endpoint told of every champion move, with a body signed by a shared secret."""
+
+    url: str = Field(description="http(s) URL that receives the signed JSON POST")
+    secret_env: str = Field(
+        pattern=r"^[A-Z_][A-Z0-9_]{0,127}$",
+        description="The environment variable holding the HMAC-SHA256 secret (never the secret)",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not re.fullmatch(r"https?://[^\s/?#]+[^\s]*", value):
+            raise ValueError("must be an http:// or https:// URL")
+        # A password in the URL would put a secret into git and into every history event.
+        if URL_WITH_PASSWORD.match(value):
+            raise ValueError("must not carry credentials: sign with secret_env instead")
+        return value
+
+
+class HandoffRetry(_Strict):
+    """How long a hand-off keeps trying: bounded in attempts and in time, never blocking."""
+
+    attempts: int = Field(default=5, ge=1, le=20, strict=True, description="Tries per target")
+    backoff_seconds: float = Field(
+        default=1.0, gt=0, le=60, strict=True, allow_inf_nan=False, description="First wait"
+    )
+    max_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        le=3600,
+        strict=True,
+        allow_inf_nan=False,
+        description="All tries of one target, waits included, end within this",
+    )
+    timeout_seconds: float = Field(
+        default=10.0, gt=0, le=300, strict=True, allow_inf_nan=False, description="One try"
+    )
+
+
+class Handoff(_Strict):
+    """`handoff:` in an environment file: who is told when `champion` moves."""
+
+    webhook: Webhook | None = None
+    github_deployment: bool | str = Field(
+        default=False,
+        description="true: a GitHub deployment to the environment of this name; a name: to that",
+    )
+    retry: HandoffRetry = Field(default_factory=HandoffRetry)
+
+    @field_validator("github_deployment", mode="before")
+    @classmethod
+    def _deployment(cls, value: Any) -> Any:
+        if isinstance(value, bool) or (
+            isinstance(value, str) and re.fullmatch(NAME_PATTERN, value)
+        ):
+            return value
+        raise ValueError("must be true, false or a deployment environment's name")
+
+    @model_validator(mode="after")
+    def _some_target(self) -> Handoff:
+        if self.webhook is None and self.github_deployment is False:
+            raise ValueError("give webhook, github_deployment or both")
+        return self
+
+
 class EnvironmentConfig(_Strict):
     """`environments/<env>/environment.yaml`: how one environment trains and where its data is."""
 
@@ -382,6 +448,10 @@ class EnvironmentConfig(_Strict):
     drift: DriftRules = Field(
         default_factory=DriftRules,
         description="How `promote drift` judges this environment's data; manifests refine it",
+    )
+    handoff: Handoff | None = Field(
+        default=None,
+        description="Notified after every champion move: a signed webhook, a GitHub deployment",
     )
 
     @field_validator("model_name")
