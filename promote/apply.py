@@ -26,7 +26,7 @@ from promote.plan import Action, ModelState, compute, decide, gather
 from promote.proof.statement import Claims, verification_summary
 from promote.proof.trust import Keyring
 from promote.proof.versions import prove_model, proven_claims, require_signed_digest
-from promote.registry import lock
+from promote.registry import footprint, lock
 from promote.registry.client import Registry
 from promote.registry.entities import (
     TAG_CHAMPION_FROM,
@@ -464,12 +464,15 @@ class Promoter:
         problems = list(problems)
         size = 0
         summary = ""
+        measured: footprint.Comparison | None = None
         try:
             verified = self.verified(name, candidate.version, spec.environment, passed=False)
         except CheckFailed as exc:
             problems.append(exc.message)
         else:
             size = verified.size
+            measured = footprint.compare(self.registry, verified.version, size, champion)
+            self.report(f"{name}: footprint {measured.describe()}")
             problems += verified.claims.lineage_problems(lineage)
             summary = self.keyring.signer(spec.environment).sign_statement(
                 verification_summary(
@@ -481,17 +484,21 @@ class Promoter:
             champion_metrics = self._champion_metrics(model, champion, spec.environment)
             if champion_metrics is None and spec.gates.no_regression is not None:
                 problems.append(f"champion v{champion.version} cannot be proven: no baseline")
-        results = gates.evaluate(spec.gates, lineage.metrics, champion_metrics, size)
+        results = gates.evaluate(spec.gates, lineage.metrics, champion_metrics, size, measured)
+        footprint_tags = measured.tags() if measured else {}
         problems += [f"gate {r}" for r in results if not r.passed]
         for line in results:
             self.report(f"{name}: gate {line}")
         previous = champion.version if champion else None
         if problems:
             reason = "; ".join(problems)
-            self._describe(spec, candidate, lineage, found_before, results, reason, previous)
+            self._describe(
+                spec, candidate, lineage, found_before, results, reason, previous, measured
+            )
             self.registry.tag_version(
                 candidate,
                 {
+                    **footprint_tags,
                     TAG_VERDICT: VERDICT_REJECTED,
                     TAG_REASON: reason[:5000],
                     **self.promotion_tags(spec),
@@ -513,11 +520,12 @@ class Promoter:
                 False,
                 f"rejected: {reason}",
             )
-        self._describe(spec, candidate, lineage, found_before, results, None, previous)
+        self._describe(spec, candidate, lineage, found_before, results, None, previous, measured)
         self.registry.tag_version(
             candidate,
             # The verdict goes last: a version is "passed" only once everything else is recorded.
             {
+                **footprint_tags,
                 **self.promotion_tags(spec),
                 TAG_REASON: "",
                 TAG_VERIFICATION: summary,
@@ -573,6 +581,7 @@ class Promoter:
         results: list[gates.GateResult],
         reason: str | None,
         previous: int | None,
+        measured: footprint.Comparison | None,
     ) -> None:
         """The version's description for the MLflow UI, before its verdict: a crash between
         the two leaves it pending, and concluding it again describes it again."""
@@ -586,6 +595,7 @@ class Promoter:
             previous,
             self.authorizations.get((spec.environment, spec.model)),
             self.merge_commit,
+            measured,
         )
         self.registry.describe_version(candidate, version_description(conclusion))
 

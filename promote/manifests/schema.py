@@ -125,6 +125,20 @@ class Gates(_Strict):
     metrics: dict[str, Threshold] = Field(default_factory=dict)
     no_regression: NoRegression | None = None
     max_artifact_mb: float | None = Field(default=None, gt=0, strict=True, allow_inf_nan=False)
+    max_latency_ratio: float | None = Field(
+        default=None,
+        gt=0,
+        strict=True,
+        allow_inf_nan=False,
+        description="Highest p50 prediction latency against the champion's, measured side by side",
+    )
+    max_complexity_ratio: float | None = Field(
+        default=None,
+        gt=0,
+        strict=True,
+        allow_inf_nan=False,
+        description="Highest complexity (coefficients, or leaves of trees) against the champion's",
+    )
 
     def merged_over(self, base: Gates) -> Gates:
         """A manifest's gates add to its environment's; where both bound a value, the stricter
@@ -134,14 +148,13 @@ class Gates(_Strict):
         for name, threshold in self.metrics.items():
             floor = metrics.get(name)
             metrics[name] = threshold if floor is None else floor.strictest(threshold)
-        budgets = [b for b in (base.max_artifact_mb, self.max_artifact_mb) if b is not None]
         rule, floor_rule = self.no_regression, base.no_regression
         if floor_rule is not None and (rule is None or rule.loosening(floor_rule) is not None):
             rule = floor_rule
         return Gates(
             metrics=metrics,
             no_regression=rule,
-            max_artifact_mb=min(budgets) if budgets else None,
+            **{name: _lowest(getattr(base, name), getattr(self, name)) for name in BUDGETS},
         )
 
     def refinement_problem(self, base: Gates, environment: str) -> tuple[str, str] | None:
@@ -176,9 +189,19 @@ class Gates(_Strict):
         mine, floor_rule = self.no_regression, base.no_regression
         if mine and floor_rule and (rule := mine.loosening(floor_rule)) is not None:
             yield f"no_regression.{rule[0]}", rule[1], rule[2]
-        budget, floor_budget = self.max_artifact_mb, base.max_artifact_mb
-        if budget is not None and floor_budget is not None and budget > floor_budget:
-            yield "max_artifact_mb", budget, floor_budget
+        for name in BUDGETS:
+            budget, floor_budget = getattr(self, name), getattr(base, name)
+            if budget is not None and floor_budget is not None and budget > floor_budget:
+                yield name, budget, floor_budget
+
+
+# The gates that are one upper bound each: merged, the lower holds.
+BUDGETS = ("max_artifact_mb", "max_latency_ratio", "max_complexity_ratio")
+
+
+def _lowest(*bounds: float | None) -> float | None:
+    given = [bound for bound in bounds if bound is not None]
+    return min(given) if given else None
 
 
 DriftMethod = Literal["ks", "wasserstein", "chisquare", "jensenshannon", "psi"]
