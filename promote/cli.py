@@ -141,6 +141,7 @@ EXAMPLES = {
     "verify": "promote verify churn --env prod --version 3",
     "reproduce": "promote reproduce churn --env prod",
     "history": "promote history churn --env prod --json",
+    "handoff": "promote handoff churn --env prod --json",
     "predict": "promote predict churn --env prod --input s3://bucket/in/ --output out.parquet",
     "serve": "promote serve churn --env prod --port 8080",
     "drift": "promote drift churn --env prod --data s3://bucket/scored/ --labels churned",
