@@ -370,7 +370,15 @@ class Handoffs:
 
     def _github_client(self, environment: str) -> GitHubClient:
         if self._github is None:
-            client = GitHubClient.from_environ(repository_name(self.repo.root))
+            try:
+                repository = repository_name(self.repo.root)
+            except InputError as exc:
+                raise InputError(
+                    environment_file(environment),
+                    "handoff.github_deployment",
+                    f"which GitHub repository? {exc.problem}",
+                ) from None
+            client = GitHubClient.from_environ(repository)
             self._github = client.require_token(
                 f"the GitHub deployment of {environment_file(environment)} "
                 "(handoff.github_deployment)"

@@ -268,3 +268,31 @@ def test_a_champion_moved_back_without_a_rebuild_is_handed_off_too(
         [s["state"] for s in github.deployment_statuses[d["id"]]] == ["success"]
         for d in github.deployments
     )
+
+
+@pytest.mark.parametrize(
+    ("variables", "message"),
+    [
+        (
+            {"GITHUB_REPOSITORY": "acme/models"},
+            "error: GITHUB_TOKEN: not set: the GitHub deployment of "
+            "environments/dev/environment.yaml (handoff.github_deployment) needs GITHUB_TOKEN",
+        ),
+        (
+            {"GITHUB_TOKEN": "ghs_test-token-never-printed"},
+            "error: environments/dev/environment.yaml: handoff.github_deployment: which GitHub "
+            "repository? set GITHUB_REPOSITORY=owner/name",
+        ),
+    ],
+)
+def test_a_deployment_that_could_never_be_made_is_refused_before_anything_is_written(
+    trained: World, monkeypatch: pytest.MonkeyPatch, variables: dict[str, str], message: str
+) -> None:
+    _configure(trained, "dev", deployment=True)
+    for name in ("GITHUB_TOKEN", "GITHUB_REPOSITORY", "PROMOTE_GITHUB_APP_ID"):
+        monkeypatch.delenv(name, raising=False)
+    before = trained.snapshot()
+    result = trained.cli("train", MODEL, "--env", "dev", env=variables)
+    assert result.returncode == 2
+    assert result.stderr.startswith(message), result.stderr
+    assert trained.snapshot() == before
