@@ -18,15 +18,15 @@ from promote.build import runner
 from promote.build.data import resolve_uri
 from promote.build.lineage import Lineage, compare
 from promote.description import Conclusion, version_description
-from promote.errors import CheckFailed, ProofInvalid
+from promote.errors import CheckFailed, InputError, ProofInvalid
 from promote.github.approval import Approvals, Authorization
 from promote.github.context import CiContext
-from promote.manifests.repository import ModelSpec, Repository
+from promote.manifests.repository import ModelSpec, Repository, environment_file
 from promote.plan import Action, ModelState, compute, decide, gather
 from promote.proof.statement import Claims, verification_summary
 from promote.proof.trust import Keyring
 from promote.proof.versions import prove_model, proven_claims, require_signed_digest
-from promote.registry import lock
+from promote.registry import footprint, lock
 from promote.registry.client import Registry
 from promote.registry.entities import (
     TAG_CHAMPION_FROM,
@@ -47,6 +47,7 @@ from promote.registry.entities import (
     Version,
 )
 from promote.runtime.faults import failpoint
+from promote.serving.handoff import RESENT, Delivery, Handoffs, Notice
 
 Report = Callable[[str], None]
 
@@ -59,6 +60,8 @@ class Outcome:
     version: int | None
     ok: bool
     detail: str
+    # Each hand-off target's attempts after champion moved: a failed one is only a warning.
+    handoff: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return self.__dict__.copy()
@@ -97,7 +100,8 @@ class Pipeline:
         self.report = report
         self.lock_wait = lock_wait
         self.keyring = Keyring(repo.environments)
-        self.promoter = Promoter(registry, report, self.keyring)
+        self.handoffs = Handoffs(repo, registry, report)
+        self.promoter = Promoter(registry, report, self.keyring, handoffs=self.handoffs)
 
     # -- apply -------------------------------------------------------------------------------
 
@@ -130,6 +134,7 @@ class Pipeline:
         # An environment this machine cannot sign for stops here too: it could only forge.
         for environment in sorted({s.environment for s in states if s.action.writes}):
             self.keyring.signer(environment).check()
+            self.handoffs.check(environment)  # a hand-off that could never be sent: bad input
         for state in states:
             if state.action is Action.BUILD and state.spec.config.training == "retrain":
                 runner.check_interpreter(state.spec.config)
@@ -177,6 +182,30 @@ class Pipeline:
                 exc.message,
             )
 
+    def hand_off_again(self, environment: str, model: str) -> list[Delivery]:
+        """`promote handoff`: the current champion's notice, sent again (for a receiver that was
+        down), once the champion proves to be the one the history last made champion."""
+        spec = self.repo.spec(environment, model)
+        if self.handoffs.config(environment) is None:
+            raise InputError(
+                environment_file(environment), "handoff", "not configured: nothing to notify"
+            )
+        self.handoffs.check(environment)
+        name = self.repo.registered_name(environment, model)
+        registered = self.registry.model(name)
+        champion = registered.champion if registered else None
+        if registered is None or champion is None:
+            raise CheckFailed(f"{name} has no champion to hand off")
+        if champion.version != registered.last_champion():
+            raise CheckFailed(
+                f"{name}: champion v{champion.version} is not where the history put it "
+                f"(v{registered.last_champion()}): run promote apply first"
+            )
+        verified = self.promoter.verified(name, champion.version, environment, passed=True)
+        self.promoter.merge_commit = champion.tags.get(TAG_MERGE_COMMIT) or None
+        previous = registered.tags.get(TAG_CHAMPION_FROM) or None
+        return self.promoter.hand_off(RESENT, spec, verified, int(previous) if previous else None)
+
     def _authorize(self, approvals: Approvals, spec: ModelSpec) -> None:
         authorization = approvals.authorize(spec)
         if authorization is not None:
@@ -218,7 +247,8 @@ class Pipeline:
     def _repoint(self, state: ModelState, number: int) -> Outcome:
         name = state.registered_name
         model = state.registered
-        version = self.promoter.verified(name, number, state.environment, passed=True).version
+        verified = self.promoter.verified(name, number, state.environment, passed=True)
+        version = verified.version
         previous = state.champion
         self.registry.tag_version(version, self.promoter.promotion_tags(state.spec))
         self.registry.move_champion(name, number, previous)
@@ -237,8 +267,15 @@ class Pipeline:
             ),
         )
         self.report(f"{name}: champion v{previous} -> v{number} ({kind.value}, no rebuild)")
+        deliveries = self.promoter.hand_off(kind.value, state.spec, verified, previous)
         return Outcome(
-            state.environment, state.model, kind.value, number, True, f"champion -> v{number}"
+            state.environment,
+            state.model,
+            kind.value,
+            number,
+            True,
+            f"champion -> v{number}",
+            [d.to_json() for d in deliveries],
         )
 
     def _build(self, state: ModelState) -> Outcome:
@@ -363,11 +400,13 @@ class Promoter:
         report: Report,
         keyring: Keyring,
         authorizations: dict[tuple[str, str], Authorization] | None = None,
+        handoffs: Handoffs | None = None,
     ) -> None:
         self.registry = registry
         self.report = report
         self.keyring = keyring
         self.authorizations = authorizations if authorizations is not None else {}
+        self.handoffs = handoffs
         # The commit apply runs at, recorded on every promotion: an older one is never applied.
         self.merge_commit: str | None = None
 
@@ -425,12 +464,15 @@ class Promoter:
         problems = list(problems)
         size = 0
         summary = ""
+        measured: footprint.Comparison | None = None
         try:
             verified = self.verified(name, candidate.version, spec.environment, passed=False)
         except CheckFailed as exc:
             problems.append(exc.message)
         else:
             size = verified.size
+            measured = footprint.compare(self.registry, verified.version, size, champion)
+            self.report(f"{name}: footprint {measured.describe()}")
             problems += verified.claims.lineage_problems(lineage)
             summary = self.keyring.signer(spec.environment).sign_statement(
                 verification_summary(
@@ -442,17 +484,21 @@ class Promoter:
             champion_metrics = self._champion_metrics(model, champion, spec.environment)
             if champion_metrics is None and spec.gates.no_regression is not None:
                 problems.append(f"champion v{champion.version} cannot be proven: no baseline")
-        results = gates.evaluate(spec.gates, lineage.metrics, champion_metrics, size)
+        results = gates.evaluate(spec.gates, lineage.metrics, champion_metrics, size, measured)
+        footprint_tags = measured.tags() if measured else {}
         problems += [f"gate {r}" for r in results if not r.passed]
         for line in results:
             self.report(f"{name}: gate {line}")
         previous = champion.version if champion else None
         if problems:
             reason = "; ".join(problems)
-            self._describe(spec, candidate, lineage, found_before, results, reason, previous)
+            self._describe(
+                spec, candidate, lineage, found_before, results, reason, previous, measured
+            )
             self.registry.tag_version(
                 candidate,
                 {
+                    **footprint_tags,
                     TAG_VERDICT: VERDICT_REJECTED,
                     TAG_REASON: reason[:5000],
                     **self.promotion_tags(spec),
@@ -474,11 +520,12 @@ class Promoter:
                 False,
                 f"rejected: {reason}",
             )
-        self._describe(spec, candidate, lineage, found_before, results, None, previous)
+        self._describe(spec, candidate, lineage, found_before, results, None, previous, measured)
         self.registry.tag_version(
             candidate,
             # The verdict goes last: a version is "passed" only once everything else is recorded.
             {
+                **footprint_tags,
                 **self.promotion_tags(spec),
                 TAG_REASON: "",
                 TAG_VERIFICATION: summary,
@@ -492,6 +539,7 @@ class Promoter:
         )
         was = f"v{previous}" if previous is not None else "(none)"
         self.report(f"{name}: champion {was} -> v{candidate.version}")
+        deliveries = self.hand_off(event.value, spec, verified, previous)
         return Outcome(
             spec.environment,
             spec.model,
@@ -499,7 +547,30 @@ class Promoter:
             candidate.version,
             True,
             f"champion -> v{candidate.version}",
+            [d.to_json() for d in deliveries],
         )
+
+    def hand_off(
+        self, event: str, spec: ModelSpec, verified: Verified, previous: int | None
+    ) -> list[Delivery]:
+        """Tell the environment's serving infrastructure of the champion `verified` is: after
+        the move and its history event, so nothing it does can block or undo the promotion."""
+        if self.handoffs is None:
+            return []
+        version = verified.version
+        notice = Notice(
+            event,
+            spec.model,
+            spec.environment,
+            version.name,
+            version.version,
+            previous,
+            verified.claims.artifact_digest,
+            version.run_id,
+            # A dev training applies no merge: its code commit is this repository's HEAD.
+            self.merge_commit or verified.claims.commit,
+        )
+        return self.handoffs.announce(notice)
 
     def _describe(
         self,
@@ -510,6 +581,7 @@ class Promoter:
         results: list[gates.GateResult],
         reason: str | None,
         previous: int | None,
+        measured: footprint.Comparison | None,
     ) -> None:
         """The version's description for the MLflow UI, before its verdict: a crash between
         the two leaves it pending, and concluding it again describes it again."""
@@ -523,6 +595,7 @@ class Promoter:
             previous,
             self.authorizations.get((spec.environment, spec.model)),
             self.merge_commit,
+            measured,
         )
         self.registry.describe_version(candidate, version_description(conclusion))
 

@@ -141,6 +141,7 @@ EXAMPLES = {
     "verify": "promote verify churn --env prod --version 3",
     "reproduce": "promote reproduce churn --env prod",
     "history": "promote history churn --env prod --json",
+    "handoff": "promote handoff churn --env prod --json",
     "predict": "promote predict churn --env prod --input s3://bucket/in/ --output out.parquet",
     "serve": "promote serve churn --env prod --port 8080",
     "drift": "promote drift churn --env prod --data s3://bucket/scored/ --labels churned",
@@ -531,6 +532,30 @@ def history(
             for e in events
         ],
     )
+
+
+@command()
+def handoff(
+    context: typer.Context,
+    name: str = typer.Argument(..., help="Model name."),
+    env: str = EnvOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Send the champion's hand-off again (webhook, GitHub deployment), for a target that was
+    down; every attempt goes into the history."""
+    from promote.apply import Pipeline
+
+    settings: Settings = context.obj
+    pipeline = Pipeline(settings.repository(), settings.registry(), reporter(as_json))
+    deliveries = pipeline.hand_off_again(env, name)
+    if as_json:
+        emit_json([d.to_json() for d in deliveries])
+    else:
+        table(
+            ["TARGET", "DELIVERED", "ATTEMPTS", "LAST"],
+            [(d.target, d.delivered, len(d.replies), d.replies[-1].describe()) for d in deliveries],
+        )
+    exit_with(all(d.delivered for d in deliveries))
 
 
 @command()

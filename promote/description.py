@@ -14,6 +14,7 @@ from promote.gates import GateResult
 from promote.github.approval import Authorization
 from promote.manifests.repository import ModelSpec
 from promote.registry.entities import TAG_SOURCE, Version
+from promote.registry.footprint import Comparison
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class Conclusion:
     previous: int | None
     authorization: Authorization | None
     merge_commit: str | None
+    footprint: Comparison | None = None  # None: the artifact did not verify, nothing was run
 
 
 def version_description(conclusion: Conclusion) -> str:
@@ -46,6 +48,7 @@ def version_description(conclusion: Conclusion) -> str:
         f"- **Approval**: {_approval(c)}",
         f"- **Gates**:{'' if c.gates else ' none'}",
         *(f"  - {gate}" for gate in c.gates),
+        f"- **Footprint**: {c.footprint.describe() if c.footprint else 'not measured'}",
         f"- **Lineage**: {_lineage(c)}",
         f"- **Artifact**: sha256 `{c.lineage.artifact_digest[:16]}`, "
         f"flavor {c.lineage.flavor}, data `{c.lineage.data_uri}`",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from promote.manifests.schema import Gates
+from promote.registry.footprint import NO_CHAMPION, Comparison
 
 
 @dataclass(frozen=True)
@@ -22,8 +23,10 @@ def evaluate(
     metrics: dict[str, float],
     champion_metrics: dict[str, float] | None,
     artifact_bytes: int,
+    footprint: Comparison | None = None,
 ) -> list[GateResult]:
-    """Every gate's verdict; a metric a gate names but the run did not log fails that gate."""
+    """Every gate's verdict; a metric a gate names but the run did not log fails that gate, and
+    a ratio gate fails when its figure could not be measured (`footprint` None: not built)."""
     results = []
     for name, threshold in sorted(gates.metrics.items()):
         value = metrics.get(name)
@@ -70,4 +73,49 @@ def evaluate(
                 f"{size_mb:.2f} MB, budget {gates.max_artifact_mb} MB",
             )
         )
+    if gates.max_latency_ratio is not None:
+        results.append(_latency(gates.max_latency_ratio, footprint))
+    if gates.max_complexity_ratio is not None:
+        results.append(_complexity(gates.max_complexity_ratio, footprint))
     return results
+
+
+def _latency(budget: float, footprint: Comparison | None) -> GateResult:
+    name = "latency ratio"
+    if footprint is None or footprint.candidate.latency is None:
+        why = footprint.candidate.latency_problem if footprint else "measured at apply"
+        return GateResult(name, False, f"not measured: {why}")
+    latency = footprint.candidate.latency
+    if footprint.champion is None:
+        return GateResult(name, True, f"{latency}; {NO_CHAMPION} to compare with")
+    ratio = footprint.latency_ratio
+    if ratio is None or footprint.champion.latency is None:
+        return GateResult(name, False, f"{latency}; the champion's could not be measured")
+    return GateResult(
+        name,
+        ratio <= budget,
+        f"{ratio:.2f}x champion v{footprint.champion_version} (p50 {latency.p50_ms:.3f} ms vs "
+        f"{footprint.champion.latency.p50_ms:.3f} ms; p95 {latency.p95_ms:.3f} ms vs "
+        f"{footprint.champion.latency.p95_ms:.3f} ms), budget {budget}x",
+    )
+
+
+def _complexity(budget: float, footprint: Comparison | None) -> GateResult:
+    name = "complexity ratio"
+    complexity = footprint.candidate.complexity if footprint else None
+    if footprint is None or complexity is None:
+        return GateResult(name, False, "the flavor exposes no complexity measure")
+    if footprint.champion is None:
+        return GateResult(name, True, f"{complexity}; {NO_CHAMPION} to compare with")
+    ratio = footprint.complexity_ratio
+    theirs = footprint.champion.complexity
+    if ratio is None or theirs is None:
+        return GateResult(
+            name, False, f"{complexity}: not comparable with the champion's ({theirs or 'none'})"
+        )
+    return GateResult(
+        name,
+        ratio <= budget,
+        f"{ratio:.2f}x champion v{footprint.champion_version} ({complexity} vs {theirs}), "
+        f"budget {budget}x",
+    )

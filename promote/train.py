@@ -18,6 +18,7 @@ from promote.proof.trust import Keyring
 from promote.registry import lock
 from promote.registry.client import Registry
 from promote.registry.entities import EventKind
+from promote.serving.handoff import Handoffs
 
 MAX_LISTED = 10
 
@@ -71,6 +72,8 @@ def train(
     keyring = Keyring(repo.environments)
     signer = keyring.signer(environment)
     signer.check()  # before training: a run this machine cannot sign would only be forged
+    handoffs = Handoffs(repo, registry, report)
+    handoffs.check(environment)  # a hand-off that could never be sent: refused before training
     report(f"training {model} in {environment} at {commit[:12]} ({manifest.code.entrypoint})")
     name = repo.registered_name(environment, model)
     # Two trainings of one model conclude one after the other, each against the champion the
@@ -81,6 +84,6 @@ def train(
             report(f"{name}: marked KILLED {len(closed)} run(s) a killed training left")
         run_id = runner.build_in_working_tree(repo.root, request, registry, signer)
         lineage = registry.lineage(run_id)
-        promoter = Promoter(registry, report, keyring)
+        promoter = Promoter(registry, report, keyring, handoffs=handoffs)
         candidate = promoter.register(name, lineage, spec.digest, source="")
         return promoter.conclude(spec, candidate, lineage, refusal, EventKind.TRAIN)

@@ -98,3 +98,18 @@ def github(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     server.shutdown()
     server.server_close()
     thread.join(timeout=5)
+
+
+WEBHOOK_SECRET = "whsec-for-tests-0123456789"
+
+
+@pytest.fixture
+def receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A webhook receiver on a free loopback port, not yet listening; the secret promote signs
+    with is in PROMOTE_TEST_WEBHOOK_SECRET. Stopped (and its delayed start cancelled) after."""
+    from support.webhook import Receiver
+
+    monkeypatch.setenv("PROMOTE_TEST_WEBHOOK_SECRET", WEBHOOK_SECRET)
+    found = Receiver(WEBHOOK_SECRET.encode(), free_port())
+    yield found
+    found.stop()

@@ -1,12 +1,29 @@
-"""Gates: metric thresholds, no regression against the champion, the artifact size budget."""
+"""Gates: metric thresholds, no regression against the champion, the artifact size budget, and
+the footprint against the champion's: latency and complexity ratios, on real trainings."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from pydantic import ValidationError
+from support.world import MODEL, World
 
 from promote.gates import GateResult, evaluate
 from promote.manifests.schema import Gates, NoRegression, Threshold
+from promote.registry.entities import CHAMPION, TAG_REASON, TAG_VERDICT, Version
+from promote.registry.footprint import (
+    TAG_ARTIFACT_MB,
+    TAG_COMPLEXITY,
+    TAG_COMPLEXITY_RATIO,
+    TAG_LATENCY_P50,
+    TAG_LATENCY_P95,
+    TAG_LATENCY_RATIO,
+    Comparison,
+    Complexity,
+    Footprint,
+    Latency,
+)
 
 MB = 1_000_000
 
@@ -218,3 +235,181 @@ def test_gates_hold_finite_numbers_only(gates: dict[str, object]) -> None:
     could never fail (or never pass)."""
     with pytest.raises(ValidationError, match="finite number"):
         _gates(**gates)
+
+
+def _footprint(
+    latency: tuple[float, float] | None,
+    champion_latency: tuple[float, float] | None,
+    complexity: Complexity | None = None,
+    champion_complexity: Complexity | None = None,
+    has_champion: bool = True,
+) -> Comparison:
+    mine = Footprint(MB, Latency(*latency) if latency else None, complexity, "no input example")
+    theirs = Footprint(
+        MB, Latency(*champion_latency) if champion_latency else None, champion_complexity
+    )
+    return Comparison(mine, theirs if has_champion else None, 1 if has_champion else None, 50, 5)
+
+
+@pytest.mark.parametrize(
+    ("comparison", "passed", "detail"),
+    [
+        (
+            _footprint((2.0, 3.0), (1.0, 1.5)),
+            True,
+            "2.00x champion v1 (p50 2.000 ms vs 1.000 ms; p95 3.000 ms vs 1.500 ms), budget 2.0x",
+        ),
+        (
+            _footprint((2.2, 3.0), (1.0, 1.5)),
+            False,
+            "2.20x champion v1 (p50 2.200 ms vs 1.000 ms; p95 3.000 ms vs 1.500 ms), budget 2.0x",
+        ),
+        (
+            _footprint((2.2, 3.0), None, has_champion=False),
+            True,
+            "p50 2.200 ms, p95 3.000 ms; no champion to compare with",
+        ),
+        (_footprint(None, (1.0, 1.5)), False, "not measured: no input example"),
+        (None, False, "not measured: measured at apply"),
+    ],
+)
+def test_latency_ratio_against_the_champion(
+    comparison: Comparison | None, passed: bool, detail: str
+) -> None:
+    result = _only(evaluate(Gates(max_latency_ratio=2.0), {}, None, 0, comparison))
+    assert result == GateResult("latency ratio", passed, detail)
+
+
+LINEAR = Complexity("parameters", 6)
+
+
+@pytest.mark.parametrize(
+    ("comparison", "passed", "detail"),
+    [
+        (
+            _footprint(None, None, Complexity("leaves", 60, 4), Complexity("leaves", 40, 4)),
+            True,
+            "1.50x champion v1 (60 leaves in 4 trees vs 40 leaves in 4 trees), budget 1.5x",
+        ),
+        (
+            _footprint(None, None, Complexity("leaves", 61, 4), Complexity("leaves", 40, 4)),
+            False,
+            "1.52x champion v1 (61 leaves in 4 trees vs 40 leaves in 4 trees), budget 1.5x",
+        ),
+        (
+            _footprint(None, None, Complexity("leaves", 61, 4), LINEAR),
+            False,
+            "61 leaves in 4 trees: not comparable with the champion's (6 parameters)",
+        ),
+        (
+            _footprint(None, None, LINEAR, has_champion=False),
+            True,
+            "6 parameters; no champion to compare with",
+        ),
+        (_footprint(None, None, None, LINEAR), False, "the flavor exposes no complexity measure"),
+    ],
+)
+def test_complexity_ratio_against_the_champion(
+    comparison: Comparison, passed: bool, detail: str
+) -> None:
+    result = _only(evaluate(Gates(max_complexity_ratio=1.5), {}, None, 0, comparison))
+    assert result == GateResult("complexity ratio", passed, detail)
+
+
+def test_ratio_budgets_merge_to_the_stricter_and_may_not_be_loosened() -> None:
+    floor = Gates(max_latency_ratio=1.5, max_complexity_ratio=2.0)
+    merged = Gates(max_latency_ratio=3.0, max_complexity_ratio=1.2).merged_over(floor)
+    assert (merged.max_latency_ratio, merged.max_complexity_ratio) == (1.5, 1.2)
+    problem = Gates(max_latency_ratio=3.0).refinement_problem(floor, "prod")
+    assert problem is not None and problem[0] == "max_latency_ratio"
+
+
+FOREST = """\
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.metrics import accuracy_score, roc_auc_score
+
+from promote import training
+
+FEATURES = ["tenure_months", "monthly_charges", "support_calls", "contract_months", "age"]
+
+with training.start(target="churned") as run:
+    train = run.read_csv("train.csv")
+    test = run.read_csv("test.csv")
+    # More trees: more work for every prediction, and a bigger model.
+    model = RandomForestClassifier(
+        n_estimators=int(run.params["trees"]), max_depth=4, random_state=0
+    )
+    model.fit(train[FEATURES], train["churned"])
+    scores = model.predict_proba(test[FEATURES])[:, 1]
+    run.log_metrics(
+        {
+            "roc_auc": roc_auc_score(test["churned"], scores),
+            "accuracy": accuracy_score(test["churned"], scores >= 0.5),
+        }
+    )
+    run.log_model(model, input_example=test[FEATURES].head(5))
+"""
+
+
+def _train_forests(world: World, gates: dict[str, float]) -> None:
+    """dev's manifest trains a random forest of `trees` trees, held to `gates` only."""
+    (world.repo / "models" / "churn" / "forest.py").write_text(FOREST)
+
+    def use_forest(body: dict[str, Any]) -> None:
+        body["code"] = {"entrypoint": "models/churn/forest.py", "params": {"trees": 5}}
+        body["gates"] = gates
+
+    world.edit_yaml("environments/dev/churn.yaml", use_forest)
+
+
+def _rejected(world: World, trees: int) -> Version:
+    result = world.cli("train", MODEL, "--env", "dev", "--param", f"trees={trees}")
+    assert result.returncode == 1, result.stderr
+    model = world.registry.model(f"dev.{MODEL}")
+    assert model is not None
+    candidate = model.versions[-1]
+    assert candidate.tags[TAG_VERDICT] == "rejected"
+    assert model.aliases[CHAMPION] == candidate.version - 1  # the champion stays
+    return candidate
+
+
+def _description(world: World, version: Version) -> str:
+    found = world.registry.client.get_model_version(version.name, str(version.version))
+    return str(found.description)
+
+
+def test_a_slower_model_is_rejected_by_max_latency_ratio(world: World) -> None:
+    _train_forests(world, {"max_latency_ratio": 3.0})
+    assert world.train_dev() == 1  # no champion: the ratio gate passes, and says why
+    first = world.registry.model(f"dev.{MODEL}")
+    assert first is not None and first.champion is not None
+    assert first.champion.tags[TAG_LATENCY_RATIO] == "no champion"
+    assert float(first.champion.tags[TAG_LATENCY_P50]) > 0
+    assert "latency ratio: pass" in _description(world, first.champion)
+    assert "no champion to compare with" in _description(world, first.champion)
+
+    slower = _rejected(world, trees=300)
+    ratio = float(slower.tags[TAG_LATENCY_RATIO])
+    assert ratio > 3.0
+    assert float(slower.tags[TAG_LATENCY_P95]) >= float(slower.tags[TAG_LATENCY_P50])
+    assert f"gate latency ratio: FAIL ({ratio:.2f}x champion v1" in slower.tags[TAG_REASON]
+    described = _description(world, slower)
+    assert "latency ratio: FAIL" in described and "**Footprint**: latency p50" in described
+
+
+def test_a_bigger_ensemble_is_rejected_by_max_complexity_ratio(world: World) -> None:
+    _train_forests(world, {"max_complexity_ratio": 1.5})
+    assert world.train_dev() == 1
+    first = world.registry.model(f"dev.{MODEL}")
+    assert first is not None and first.champion is not None
+    assert first.champion.tags[TAG_COMPLEXITY_RATIO] == "no champion"
+    assert first.champion.tags[TAG_COMPLEXITY].endswith("leaves in 5 trees")
+
+    bigger = _rejected(world, trees=20)
+    assert bigger.tags[TAG_COMPLEXITY].endswith("leaves in 20 trees")
+    assert float(bigger.tags[TAG_COMPLEXITY_RATIO]) > 1.5
+    assert float(bigger.tags[TAG_ARTIFACT_MB]) > float(first.champion.tags[TAG_ARTIFACT_MB])
+    assert "complexity ratio: FAIL" in _description(world, bigger)
+    report = world.cli("report", "--env", "dev")
+    assert report.returncode == 0, report.stderr
+    assert "leaves in 5 trees (to champion: no champion)" in report.stdout  # the champion's row

@@ -223,28 +223,15 @@ class GitHubClient:
         body: Mapping[str, Any] | None,
         authorization: str | None,
         where: str,
-    ) -> _Answer:
+    ) -> Answer:
         """GitHub's final answer to one call, retried with backoff while GitHub is down, slow
         or rate limiting, as long as the retry budget lasts."""
-        headers = {
-            "Accept": "application/vnd.github+json",
-            "X-GitHub-Api-Version": API_VERSION,
-            "User-Agent": "promote",
-        }
-        if authorization:
-            headers["Authorization"] = authorization
-        data = None
-        if body is not None:
-            # PR bodies and comments quote lineage and plans: nothing secret may leave in them.
-            data = redact(json.dumps(body)).encode()
-            headers["Content-Type"] = "application/json"
         started = time.monotonic()
         attempts = 0
         while True:
             attempts += 1
-            request = urllib.request.Request(url, data=data, headers=headers, method=method)
-            outcome = self._attempt(request)
-            if isinstance(outcome, _Answer):
+            outcome = self._attempt(_api_request(method, url, body, authorization))
+            if isinstance(outcome, Answer):
                 if not outcome.is_transient():
                     return outcome
                 problem, asked = outcome.problem(), outcome.asked_wait()
@@ -265,18 +252,18 @@ class GitHubClient:
             backoff = self.backoff * 2 ** (attempts - 1) * (1 + random.random() * JITTER)
             time.sleep(asked if asked is not None else min(left, backoff))
 
-    def _attempt(self, request: urllib.request.Request) -> _Answer | str:
+    def _attempt(self, request: urllib.request.Request) -> Answer | str:
         """One try, bounded as a whole by `timeout` (a socket timeout bounds each read only, and
         an answer that drips would never end); a string says why GitHub could not be asked."""
-        outcome: list[_Answer | Exception] = []
+        outcome: list[Answer | Exception] = []
 
         def fetch() -> None:
             try:
                 with self._opener.open(request, timeout=self.timeout) as response:
-                    outcome.append(_Answer(response.status, response.headers, response.read()))
+                    outcome.append(Answer(response.status, response.headers, response.read()))
             except urllib.error.HTTPError as exc:
                 try:
-                    outcome.append(_Answer(exc.code, exc.headers, exc.read()))
+                    outcome.append(Answer(exc.code, exc.headers, exc.read()))
                 except (OSError, http.client.HTTPException) as broken:
                     outcome.append(broken)
             except Exception as exc:
@@ -289,7 +276,7 @@ class GitHubClient:
             # Abandoned: a blocked read cannot be interrupted, and its socket timeout ends it.
             return f"timed out after {self.timeout:g}s"
         result = outcome[0]
-        if isinstance(result, _Answer):
+        if isinstance(result, Answer):
             return result
         problem = _unreachable(result, self.timeout)
         if problem is None:
@@ -455,9 +442,48 @@ class GitHubClient:
         created = self.request("POST", f"{self.repo_path}/issues/{number}/comments", {"body": body})
         return _comment_id(created)
 
+    # -- calls made once: their caller retries and records every attempt ---------------------
+
+    def attempt(self, method: str, path: str, body: Mapping[str, Any]) -> Answer | str:
+        """One try of one call, not retried: GitHub's answer, or why it could not be asked."""
+        authorization = self._authorization(write=method != "GET")
+        return self._attempt(_api_request(method, self.api_url + path, body, authorization))
+
+    def create_deployment(
+        self, ref: str, environment: str, payload: Mapping[str, Any], description: str
+    ) -> Answer | str:
+        """POST /repos/{owner}/{repo}/deployments, once. `required_contexts` is empty: promote
+        has checked the commit's required checks itself, and GitHub's own check would refuse a
+        merge commit whose statuses are not all green (409) after the champion has moved."""
+        body = {
+            "ref": ref,
+            "environment": environment,
+            "payload": dict(payload),
+            "description": description[:140],
+            "auto_merge": False,
+            "required_contexts": [],
+        }
+        return self.attempt("POST", f"{self.repo_path}/deployments", body)
+
+    def create_deployment_status(
+        self,
+        deployment_id: int,
+        state: str,
+        description: str,
+        environment_url: str | None,
+        log_url: str | None,
+    ) -> Answer | str:
+        """POST /repos/{owner}/{repo}/deployments/{id}/statuses, once."""
+        body: dict[str, Any] = {"state": state, "description": description[:140]}
+        if environment_url:
+            body["environment_url"] = environment_url
+        if log_url:
+            body["log_url"] = log_url
+        return self.attempt("POST", f"{self.repo_path}/deployments/{deployment_id}/statuses", body)
+
 
 @dataclass(frozen=True)
-class _Answer:
+class Answer:
     """What GitHub answered one attempt: status, headers and the whole body."""
 
     status: int
@@ -472,6 +498,13 @@ class _Answer:
             return ""
         message = parsed.get("message") if isinstance(parsed, dict) else None
         return " ".join(str(message).split())[:200] if message else ""
+
+    def json(self) -> Any:
+        """The body as JSON; None when it is not."""
+        try:
+            return json.loads(self.body) if self.body else None
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return None
 
     def problem(self) -> str:
         message = self.message()
@@ -519,7 +552,25 @@ class _SameOriginRedirects(urllib.request.HTTPRedirectHandler):
         return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
-def _decode(answer: _Answer, where: str, missing_ok: bool) -> Any:
+def _api_request(
+    method: str, url: str, body: Mapping[str, Any] | None, authorization: str | None
+) -> urllib.request.Request:
+    headers = {
+        "Accept": "application/vnd.github+json",
+        "X-GitHub-Api-Version": API_VERSION,
+        "User-Agent": "promote",
+    }
+    if authorization:
+        headers["Authorization"] = authorization
+    data = None
+    if body is not None:
+        # PR bodies and comments quote lineage and plans: nothing secret may leave in them.
+        data = redact(json.dumps(body)).encode()
+        headers["Content-Type"] = "application/json"
+    return urllib.request.Request(url, data=data, headers=headers, method=method)
+
+
+def _decode(answer: Answer, where: str, missing_ok: bool) -> Any:
     if answer.status == 404 and missing_ok:
         return None
     if 300 <= answer.status < 400:

@@ -157,6 +157,16 @@ def run_description(environ: Mapping[str, str] | None = None) -> str | None:
     return f"{actor} via github-actions {repository} run {run_id}"
 
 
+def run_url(environ: Mapping[str, str] | None = None) -> str | None:
+    """The web page of the Actions run this process belongs to, or None outside Actions."""
+    env = _environ(environ)
+    run_id, repository = env.get("GITHUB_RUN_ID"), env.get("GITHUB_REPOSITORY")
+    if not run_id or not repository:
+        return None
+    server = (env.get("GITHUB_SERVER_URL") or "https://github.com").rstrip("/")
+    return f"{server}/{repository}/actions/runs/{run_id}"
+
+
 GITHUB_REMOTE = re.compile(r"github\.com[:/]([^/]+)/([^/]+?)(?:\.git)?/?$")
 
 

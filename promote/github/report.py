@@ -18,9 +18,10 @@ from promote.gates import GateResult
 from promote.github.client import GitHubClient
 from promote.github.context import CiContext, pull_request_number, step_summary_path
 from promote.manifests.repository import ModelSpec, Repository
-from promote.manifests.schema import Gates
+from promote.manifests.schema import BUDGETS, Gates
 from promote.plan import Action, ModelState, compute, decide, gather
 from promote.registry.entities import PREVIOUS, TAG_COMMIT, Version
+from promote.registry.footprint import recorded as recorded_footprint
 
 if TYPE_CHECKING:
     from promote.propose import Proposal
@@ -28,7 +29,12 @@ if TYPE_CHECKING:
 
 # Found again on the next push, so the plan stays ONE comment, edited in place.
 COMMENT_MARKER = "<!-- promote:plan -->"
-SIZE_NOTE = "Artifact size budgets are checked on the built artifact, at apply."
+SIZE_NOTE = (
+    "Artifact size, latency and complexity gates are checked on the built artifact, at apply; "
+    "Footprint is what was measured when the version shown was applied."
+)
+# Gates on what only the built artifact shows: left to apply, not guessed in the plan.
+BUILT_ARTIFACT_GATES = dict.fromkeys(BUDGETS)
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,7 @@ class Row:
     commit: str
     metrics: list[MetricLine] = field(default_factory=list)
     gates: list[GateResult] = field(default_factory=list)
+    footprint: str = ""  # latency, size and complexity as the version's tags record them
 
 
 def _metrics_and_gates(
@@ -67,9 +74,9 @@ def _metrics_and_gates(
         MetricLine(name, value, (baseline_metrics or {}).get(name))
         for name, value in sorted(metrics.items())
     ]
-    # The size gate needs the built artifact; the table says so instead of guessing.
-    without_size = gates.model_copy(update={"max_artifact_mb": None})
-    return lines, gate_rules.evaluate(without_size, metrics, baseline_metrics, 0)
+    # These gates need the built artifact; the table says so instead of guessing.
+    planned = gates.model_copy(update=BUILT_ARTIFACT_GATES)
+    return lines, gate_rules.evaluate(planned, metrics, baseline_metrics, 0)
 
 
 def row_for_state(registry: Registry, state: ModelState) -> Row:
@@ -104,6 +111,7 @@ def row_for_state(registry: Registry, state: ModelState) -> Row:
         commit,
         metrics,
         gate_results,
+        recorded_footprint(candidate.tags) if candidate else "",
     )
 
 

@@ -125,6 +125,20 @@ class Gates(_Strict):
     metrics: dict[str, Threshold] = Field(default_factory=dict)
     no_regression: NoRegression | None = None
     max_artifact_mb: float | None = Field(default=None, gt=0, strict=True, allow_inf_nan=False)
+    max_latency_ratio: float | None = Field(
+        default=None,
+        gt=0,
+        strict=True,
+        allow_inf_nan=False,
+        description="Highest p50 prediction latency against the champion's, measured side by side",
+    )
+    max_complexity_ratio: float | None = Field(
+        default=None,
+        gt=0,
+        strict=True,
+        allow_inf_nan=False,
+        description="Highest complexity (coefficients, or leaves of trees) against the champion's",
+    )
 
     def merged_over(self, base: Gates) -> Gates:
         """A manifest's gates add to its environment's; where both bound a value, the stricter
@@ -134,14 +148,13 @@ class Gates(_Strict):
         for name, threshold in self.metrics.items():
             floor = metrics.get(name)
             metrics[name] = threshold if floor is None else floor.strictest(threshold)
-        budgets = [b for b in (base.max_artifact_mb, self.max_artifact_mb) if b is not None]
         rule, floor_rule = self.no_regression, base.no_regression
         if floor_rule is not None and (rule is None or rule.loosening(floor_rule) is not None):
             rule = floor_rule
         return Gates(
             metrics=metrics,
             no_regression=rule,
-            max_artifact_mb=min(budgets) if budgets else None,
+            **{name: _lowest(getattr(base, name), getattr(self, name)) for name in BUDGETS},
         )
 
     def refinement_problem(self, base: Gates, environment: str) -> tuple[str, str] | None:
@@ -176,9 +189,19 @@ class Gates(_Strict):
         mine, floor_rule = self.no_regression, base.no_regression
         if mine and floor_rule and (rule := mine.loosening(floor_rule)) is not None:
             yield f"no_regression.{rule[0]}", rule[1], rule[2]
-        budget, floor_budget = self.max_artifact_mb, base.max_artifact_mb
-        if budget is not None and floor_budget is not None and budget > floor_budget:
-            yield "max_artifact_mb", budget, floor_budget
+        for name in BUDGETS:
+            budget, floor_budget = getattr(self, name), getattr(base, name)
+            if budget is not None and floor_budget is not None and budget > floor_budget:
+                yield name, budget, floor_budget
+
+
+# The gates that are one upper bound each: merged, the lower holds.
+BUDGETS = ("max_artifact_mb", "max_latency_ratio", "max_complexity_ratio")
+
+
+def _lowest(*bounds: float | None) -> float | None:
+    given = [bound for bound in bounds if bound is not None]
+    return min(given) if given else None
 
 
 DriftMethod = Literal["ks", "wasserstein", "chisquare", "jensenshannon", "psi"]
@@ -322,6 +345,72 @@ class Signing(_Strict):
     )
 
 
+class Webhook(_Strict):
+    """An HTTP endpoint told of every champion move, with a body signed by a shared secret."""
+
+    url: str = Field(description="http(s) URL that receives the signed JSON POST")
+    secret_env: str = Field(
+        pattern=r"^[A-Z_][A-Z0-9_]{0,127}$",
+        description="The environment variable holding the HMAC-SHA256 secret (never the secret)",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not re.fullmatch(r"https?://[^\s/?#]+[^\s]*", value):
+            raise ValueError("must be an http:// or https:// URL")
+        # A password in the URL would put a secret into git and into every history event.
+        if URL_WITH_PASSWORD.match(value):
+            raise ValueError("must not carry credentials: sign with secret_env instead")
+        return value
+
+
+class HandoffRetry(_Strict):
+    """How long a hand-off keeps trying: bounded in attempts and in time, never blocking."""
+
+    attempts: int = Field(default=5, ge=1, le=20, strict=True, description="Tries per target")
+    backoff_seconds: float = Field(
+        default=1.0, gt=0, le=60, strict=True, allow_inf_nan=False, description="First wait"
+    )
+    max_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        le=3600,
+        strict=True,
+        allow_inf_nan=False,
+        description="All tries of one target, waits included, end within this",
+    )
+    timeout_seconds: float = Field(
+        default=10.0, gt=0, le=300, strict=True, allow_inf_nan=False, description="One try"
+    )
+
+
+class Handoff(_Strict):
+    """`handoff:` in an environment file: who is told when `champion` moves."""
+
+    webhook: Webhook | None = None
+    github_deployment: bool | str = Field(
+        default=False,
+        description="true: a GitHub deployment to the environment of this name; a name: to that",
+    )
+    retry: HandoffRetry = Field(default_factory=HandoffRetry)
+
+    @field_validator("github_deployment", mode="before")
+    @classmethod
+    def _deployment(cls, value: Any) -> Any:
+        if isinstance(value, bool) or (
+            isinstance(value, str) and re.fullmatch(NAME_PATTERN, value)
+        ):
+            return value
+        raise ValueError("must be true, false or a deployment environment's name")
+
+    @model_validator(mode="after")
+    def _some_target(self) -> Handoff:
+        if self.webhook is None and self.github_deployment is False:
+            raise ValueError("give webhook, github_deployment or both")
+        return self
+
+
 class EnvironmentConfig(_Strict):
     """`environments/<env>/environment.yaml`: how one environment trains and where its data is."""
 
@@ -382,6 +471,10 @@ class EnvironmentConfig(_Strict):
     drift: DriftRules = Field(
         default_factory=DriftRules,
         description="How `promote drift` judges this environment's data; manifests refine it",
+    )
+    handoff: Handoff | None = Field(
+        default=None,
+        description="Notified after every champion move: a signed webhook, a GitHub deployment",
     )
 
     @field_validator("model_name")

@@ -75,6 +75,11 @@ class EventKind(str, Enum):
     ROLLBACK = "rollback"  # the same, to an older version
     REJECT = "reject"  # a candidate failed its checks; champion stayed
     REPAIR = "repair"  # champion moved back where the pipeline had set it (drift undone)
+    HANDOFF = "handoff"  # one attempt to tell serving infrastructure of the champion
+
+    @property
+    def moves_champion(self) -> bool:
+        return self not in (EventKind.REJECT, EventKind.HANDOFF)
 
 
 @dataclass(frozen=True)
@@ -135,7 +140,11 @@ class RegisteredModel:
 
     def last_champion(self) -> int | None:
         """The version the history last made champion."""
-        moves = [e for e in self.events() if e.get("action") != EventKind.REJECT.value]
+        moves = [
+            e
+            for e in self.events()
+            if e.get("action") in {kind.value for kind in EventKind if kind.moves_champion}
+        ]
         return moves[-1].get("version") if moves else None
 
     @cached_property

@@ -62,6 +62,8 @@ def save_model(
         options["skops_trusted_types"] = _skops_trusted_types(model, trusted_types)
     elif trusted_types:
         raise TrainingError("trusted_types apply to scikit-learn models saved with skops only")
+    # The example is saved with the model: apply times its predictions against the champion's.
+    options["input_example"] = input_example
     if flavor == "pyfunc":
         # pyfunc saves a path first; the model is one of its keyword arguments.
         module.save_model(

@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 API_VERSION_HEADER = "X-GitHub-Api-Version"
 MAX_PER_PAGE = 100
+SHA = re.compile(r"[0-9a-f]{40}")
 NOT_FOUND = {"message": "Not Found", "documentation_url": "https://docs.github.com/rest"}
 NOT_ACCESSIBLE = {"message": "Resource not accessible by integration"}
 BAD_CREDENTIALS = {"message": "Bad credentials"}
@@ -95,6 +96,8 @@ class FakeGitHub:
     branches: dict[str, str] = field(default_factory=dict)
     check_runs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     statuses: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # newest first
+    deployments: list[dict[str, Any]] = field(default_factory=list)  # oldest first
+    deployment_statuses: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     # (method, path, Authorization) of every request, in order.
     requests: list[tuple[str, str, str | None]] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
@@ -294,6 +297,16 @@ class FakeGitHub:
             return 200, self._page(route, runs, query, key="check_runs")
         if m := re.fullmatch(rf"{repo}/commits/([0-9a-f]{{40}})/statuses", route):
             return 200, self._page(route, self.statuses.get(m[1], []), query)
+        if re.fullmatch(rf"{repo}/deployments", route):
+            if method == "POST":
+                return self._create_deployment(body, permissions)
+            return 200, self._page(route, self.deployments[::-1], query)
+        if m := re.fullmatch(rf"{repo}/deployments/(\d+)/statuses", route):
+            if int(m[1]) not in self.deployment_statuses:
+                return 404, NOT_FOUND
+            if method == "POST":
+                return self._create_deployment_status(int(m[1]), body, permissions)
+            return 200, self._page(route, self.deployment_statuses[int(m[1])][::-1], query)
         if m := re.fullmatch(rf"{repo}/git/ref/heads/(.+)", route):
             branch = urllib.parse.unquote(m[1])
             sha = self.branches.get(branch)
@@ -426,6 +439,59 @@ class FakeGitHub:
         )
         pull.update(title=body["title"], body=body["body"])
         return 201, pull
+
+    def _create_deployment(
+        self, body: dict[str, Any], permissions: dict[str, str] | None
+    ) -> tuple[int, Any]:
+        """As GitHub validates it: a ref, and required contexts that must all have passed."""
+        ref = body.get("ref")
+        if not isinstance(ref, str) or not ref:
+            return 422, {"message": 'Invalid request.\n\n"ref" wasn\'t supplied.'}
+        required = body.get("required_contexts")
+        if required is None or any(
+            status["context"] == context and status["state"] != "success"
+            for context in required
+            for status in self.statuses.get(ref, [])
+        ):
+            return 409, {"message": "Conflict: Commit status checks failed for " + ref}
+        deployment_id = self.next_id()
+        deployment = {
+            "url": f"https://api.github.com/repos/{self.full_name}/deployments/{deployment_id}",
+            "id": deployment_id,
+            "node_id": f"DE_{deployment_id}",
+            "sha": ref if SHA.fullmatch(ref) else "0" * 40,
+            "ref": ref,
+            "task": body.get("task", "deploy"),
+            "payload": body.get("payload", {}),
+            "environment": body.get("environment", "production"),
+            "description": body.get("description"),
+            "creator": user(self._login_of(permissions)),
+            "created_at": "2026-11-20T12:00:00Z",
+            "updated_at": "2026-11-20T12:00:00Z",
+        }
+        self.deployments.append(deployment)
+        self.deployment_statuses[deployment_id] = []
+        return 201, deployment
+
+    def _create_deployment_status(
+        self, deployment_id: int, body: dict[str, Any], permissions: dict[str, str] | None
+    ) -> tuple[int, Any]:
+        states = {"error", "failure", "inactive", "in_progress", "queued", "pending", "success"}
+        if body.get("state") not in states:
+            return 422, {"message": "Validation Failed"}
+        status_id = self.next_id()
+        status = {
+            "id": status_id,
+            "node_id": f"DES_{status_id}",
+            "state": body["state"],
+            "description": body.get("description", ""),
+            "environment_url": body.get("environment_url", ""),
+            "log_url": body.get("log_url", ""),
+            "creator": user(self._login_of(permissions)),
+            "created_at": "2026-11-20T12:00:00Z",
+        }
+        self.deployment_statuses[deployment_id].append(status)
+        return 201, status
 
     def _page(
         self, route: str, items: list[Any], query: dict[str, str], key: str | None = None
