@@ -31,6 +31,7 @@ from promote.registry.client import Registry
 from promote.registry.entities import (
     TAG_CHAMPION_FROM,
     TAG_COMMIT,
+    TAG_DATA_LISTING,
     TAG_MANIFEST_DIGEST,
     TAG_MERGE_COMMIT,
     TAG_PROVENANCE,
@@ -378,6 +379,9 @@ class Promoter:
         claims = Claims.of(lineage, name, model.artifact_uri, manifest_digest, source)
         envelope = self.keyring.signer(lineage.environment).sign_statement(claims.statement())
         tags = {**claims.tags(), TAG_PROVENANCE: envelope, TAG_VERDICT: VERDICT_PENDING}
+        listing = lineage.listing_tag
+        if listing is not None:
+            tags[TAG_DATA_LISTING] = listing
         version = self.registry.register(name, model, lineage.run_id, tags)
         self.report(f"{name}: registered v{version.version} (run {lineage.run_id[:8]})")
         failpoint("after-register")

@@ -19,6 +19,8 @@ TAG_MANIFEST_DIGEST = "promote.manifest_digest"
 TAG_SOURCE = "promote.source"
 TAG_DATA_URI = "promote.data.uri"
 TAG_DATA_DIGEST = "promote.data.digest"
+# The files under the data URI at training, as listed (`promote.build.listing.listing_tag`).
+TAG_DATA_LISTING = "promote.data.listing"
 TAG_DIRTY = "promote.code.dirty"
 TAG_VERDICT = "promote.verdict"
 TAG_REASON = "promote.reason"
