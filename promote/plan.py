@@ -437,17 +437,23 @@ def _data_change_of(spec: ModelSpec, snapshot: Snapshot) -> DataChange | None:
     root = _data_root(snapshot.repo, spec)
     location = f"{root}/{spec.data_path}"
     listing = snapshot.data_roots[root]
-    problem = listing if isinstance(listing, str) else None
+    if isinstance(listing, str):
+        return DataChange(location, None, None, None, None, 0, 0, problem=listing)
+    return data_change(location, recorded, listing.under(spec.data_path))
+
+
+def _forged_listing(spec: ModelSpec, snapshot: Snapshot) -> str | None:
+    """Why the champion's listing tag is not the one its provenance signs, if it is not."""
+    recorded = _recorded_listing(spec, snapshot)
+    if recorded is None:
+        return None
     model = snapshot.registered(spec.environment, spec.model)
     assert model is not None and model.champion is not None
-    proof = snapshot.proofs(spec.environment, model)[model.champion.version]
-    assert proof.claims is not None
-    if tag_digest(recorded) != proof.claims.data_listing_digest:
-        problem = f"v{model.champion.version}'s listing tag is not the one its provenance signs"
-    if problem is not None:
-        return DataChange(location, None, None, None, None, 0, 0, problem=problem)
-    assert isinstance(listing, RootListing)
-    return data_change(location, recorded, listing.under(spec.data_path))
+    claims = snapshot.proofs(spec.environment, model)[model.champion.version].claims
+    assert claims is not None
+    if tag_digest(recorded) == claims.data_listing_digest:
+        return None
+    return f"champion v{model.champion.version}'s data listing tag is not the signed one"
 
 
 def _interrupted_move(model: RegisteredModel, expected: str | None, live: str | None) -> bool:
@@ -540,7 +546,11 @@ def _compare(spec: ModelSpec, snapshot: Snapshot) -> ModelState:
     state = ModelState(spec, name, Action.NONE, registered=model)
     proofs = snapshot.proofs(spec.environment, model)
     state.drift = drift_of(model, proofs, snapshot.stored_digests)
-    state.data_change = _data_change_of(spec, snapshot)
+    forged = _forged_listing(spec, snapshot)
+    if forged is not None:
+        state.drift.append(forged)
+    else:
+        state.data_change = _data_change_of(spec, snapshot)
     held = snapshot.models.get(lock_name(name))
     if held is not None:
         state.lock = f"locked by {held.tags.get(TAG_LOCK_OWNER, 'unknown')} until " + held.tags.get(
