@@ -8,12 +8,16 @@ parsing tags, where the version came from, who approved it, how it fared and why
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from promote.build.lineage import Lineage
 from promote.gates import GateResult
 from promote.github.approval import Authorization
 from promote.manifests.repository import ModelSpec
 from promote.registry.entities import TAG_SOURCE, Version
+
+if TYPE_CHECKING:
+    from promote.drift.promotion import PromotionDrift
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,7 @@ class Conclusion:
     previous: int | None
     authorization: Authorization | None
     merge_commit: str | None
+    drift: PromotionDrift | None = None  # a rebuild's data against its source's
 
 
 def version_description(conclusion: Conclusion) -> str:
@@ -47,6 +52,7 @@ def version_description(conclusion: Conclusion) -> str:
         f"- **Gates**:{'' if c.gates else ' none'}",
         *(f"  - {gate}" for gate in c.gates),
         f"- **Lineage**: {_lineage(c)}",
+        *_drift(c),
         f"- **Artifact**: sha256 `{c.lineage.artifact_digest[:16]}`, "
         f"flavor {c.lineage.flavor}, data `{c.lineage.data_uri}`",
     ]
@@ -76,6 +82,16 @@ def _approval(c: Conclusion) -> str:
         return f"BREAK-GLASS, approval bypassed: {authorization.break_glass}"
     approvers = ", ".join(authorization.approvers) or "nobody"
     return f"pull request {authorization.pull_request_url or '(none)'}, approved by {approvers}"
+
+
+def _drift(c: Conclusion) -> list[str]:
+    """The data drift from the source, with one line per feature compared."""
+    if c.drift is None:
+        return []
+    return [
+        f"- **Data drift**: {c.drift.summary}",
+        *(f"  - {line}" for line in c.drift.feature_lines()),
+    ]
 
 
 def _lineage(c: Conclusion) -> str:

@@ -8,6 +8,15 @@ from promote.manifests.schema import Gates
 
 
 @dataclass(frozen=True)
+class MeasuredDrift:
+    """How far a rebuild's training data is from its source's (`drift.promotion`)."""
+
+    share: float | None  # None: it could not be measured, for `problem`
+    drifted: list[str]  # the drifted features, named
+    problem: str | None = None
+
+
+@dataclass(frozen=True)
 class GateResult:
     name: str
     passed: bool
@@ -22,8 +31,10 @@ def evaluate(
     metrics: dict[str, float],
     champion_metrics: dict[str, float] | None,
     artifact_bytes: int,
+    drift: MeasuredDrift | None = None,
 ) -> list[GateResult]:
-    """Every gate's verdict; a metric a gate names but the run did not log fails that gate."""
+    """Every gate's verdict; a metric a gate names but the run did not log fails that gate, and
+    so does a rebuild whose drift from its source could not be measured."""
     results = []
     for name, threshold in sorted(gates.metrics.items()):
         value = metrics.get(name)
@@ -70,4 +81,20 @@ def evaluate(
                 f"{size_mb:.2f} MB, budget {gates.max_artifact_mb} MB",
             )
         )
+    if gates.max_drift_share is not None:
+        results.append(_drift_gate(gates.max_drift_share, drift))
     return results
+
+
+def _drift_gate(limit: float, drift: MeasuredDrift | None) -> GateResult:
+    if drift is None:
+        return GateResult("data drift", True, "a training: no source to compare with")
+    if drift.share is None:
+        return GateResult("data drift", False, f"not measured: {drift.problem}")
+    named = f": {', '.join(drift.drifted)}" if drift.drifted else ""
+    return GateResult(
+        "data drift",
+        drift.share <= limit,
+        f"{drift.share:.0%} of features drifted from the source's data{named}, "
+        f"at most {limit:.0%} allowed",
+    )

@@ -6,6 +6,7 @@ against the current champion, and gate results.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from itertools import groupby
@@ -20,7 +21,7 @@ from promote.github.context import CiContext, pull_request_number, step_summary_
 from promote.manifests.repository import ModelSpec, Repository
 from promote.manifests.schema import Gates
 from promote.plan import Action, ModelState, compute, decide, gather
-from promote.registry.entities import PREVIOUS, TAG_COMMIT, Version
+from promote.registry.entities import PREVIOUS, TAG_COMMIT, TAG_DATA_DRIFT, Version
 
 if TYPE_CHECKING:
     from promote.propose import Proposal
@@ -28,7 +29,10 @@ if TYPE_CHECKING:
 
 # Found again on the next push, so the plan stays ONE comment, edited in place.
 COMMENT_MARKER = "<!-- promote:plan -->"
-SIZE_NOTE = "Artifact size budgets are checked on the built artifact, at apply."
+SIZE_NOTE = (
+    "Artifact size budgets are checked on the built artifact, and data drift from the source "
+    "on the rebuild's training data, at apply."
+)
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,7 @@ class Row:
     commit: str
     metrics: list[MetricLine] = field(default_factory=list)
     gates: list[GateResult] = field(default_factory=list)
+    data_drift: str = ""  # the candidate's drift from its source's data, as apply recorded it
 
 
 def _metrics_and_gates(
@@ -67,9 +72,9 @@ def _metrics_and_gates(
         MetricLine(name, value, (baseline_metrics or {}).get(name))
         for name, value in sorted(metrics.items())
     ]
-    # The size gate needs the built artifact; the table says so instead of guessing.
-    without_size = gates.model_copy(update={"max_artifact_mb": None})
-    return lines, gate_rules.evaluate(without_size, metrics, baseline_metrics, 0)
+    # The size and drift gates need the built version; the table says so instead of guessing.
+    unbuilt = gates.model_copy(update={"max_artifact_mb": None, "max_drift_share": None})
+    return lines, gate_rules.evaluate(unbuilt, metrics, baseline_metrics, 0)
 
 
 def row_for_state(registry: Registry, state: ModelState) -> Row:
@@ -104,7 +109,20 @@ def row_for_state(registry: Registry, state: ModelState) -> Row:
         commit,
         metrics,
         gate_results,
+        _recorded_drift(candidate),
     )
+
+
+def _recorded_drift(candidate: Version | None) -> str:
+    """What apply recorded of a rebuild's drift from its source (a tag, for the report only:
+    the gate was decided on the lineage records themselves)."""
+    text = candidate.tags.get(TAG_DATA_DRIFT) if candidate is not None else None
+    if not text:
+        return ""
+    try:
+        return str(json.loads(text)["summary"])
+    except (ValueError, KeyError, TypeError):
+        return "unreadable drift record"
 
 
 def _markdown() -> Any:

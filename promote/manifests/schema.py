@@ -125,6 +125,15 @@ class Gates(_Strict):
     metrics: dict[str, Threshold] = Field(default_factory=dict)
     no_regression: NoRegression | None = None
     max_artifact_mb: float | None = Field(default=None, gt=0, strict=True, allow_inf_nan=False)
+    max_drift_share: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        strict=True,
+        allow_inf_nan=False,
+        description="Reject a rebuild when more than this share of its features drifted from "
+        "the source's training data",
+    )
 
     def merged_over(self, base: Gates) -> Gates:
         """A manifest's gates add to its environment's; where both bound a value, the stricter
@@ -138,10 +147,12 @@ class Gates(_Strict):
         rule, floor_rule = self.no_regression, base.no_regression
         if floor_rule is not None and (rule is None or rule.loosening(floor_rule) is not None):
             rule = floor_rule
+        shares = [s for s in (base.max_drift_share, self.max_drift_share) if s is not None]
         return Gates(
             metrics=metrics,
             no_regression=rule,
             max_artifact_mb=min(budgets) if budgets else None,
+            max_drift_share=min(shares) if shares else None,
         )
 
     def refinement_problem(self, base: Gates, environment: str) -> tuple[str, str] | None:
@@ -179,6 +190,9 @@ class Gates(_Strict):
         budget, floor_budget = self.max_artifact_mb, base.max_artifact_mb
         if budget is not None and floor_budget is not None and budget > floor_budget:
             yield "max_artifact_mb", budget, floor_budget
+        share, floor_share = self.max_drift_share, base.max_drift_share
+        if share is not None and floor_share is not None and share > floor_share:
+            yield "max_drift_share", share, floor_share
 
 
 DriftMethod = Literal["ks", "wasserstein", "chisquare", "jensenshannon", "psi"]
