@@ -42,16 +42,23 @@ def list_location(uri: str) -> dict[str, str]:
 
 
 def _list_local(root: Path) -> dict[str, str]:
+    """Symlinks are followed, as the training's reads follow them; a folder reached twice (a
+    link back up the tree) is listed once."""
     listing: dict[str, str] = {}
     pending = [(root, "")]
+    seen: set[tuple[int, int]] = set()
     while pending:
         folder, prefix = pending.pop()
         try:
+            identity = folder.stat()
             entries = list(os.scandir(folder))
         except FileNotFoundError:
             continue
         except OSError as exc:
             raise ExternalError(f"cannot list {folder}: {exc.strerror or exc}") from None
+        if (identity.st_dev, identity.st_ino) in seen:
+            continue
+        seen.add((identity.st_dev, identity.st_ino))
         for entry in entries:
             relative = prefix + entry.name
             if entry.is_dir():

@@ -155,3 +155,10 @@ def test_a_listing_too_long_for_a_tag_is_kept_as_its_count_and_digest(tmp_path: 
     assert change is not None and change.added is None
     assert change.summary == "data changed: 6000 -> 6000 files, listing differs"
     assert list_location(str(tmp_path / "missing")) == {}
+
+
+def test_a_symlink_back_up_the_tree_is_listed_once(tmp_path: Path) -> None:
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "a.csv").write_text("1\n")
+    (tmp_path / "m" / "loop").symlink_to(tmp_path)
+    assert set(list_location(str(tmp_path))) == {"m/a.csv"}
