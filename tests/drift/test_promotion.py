@@ -15,7 +15,7 @@ from promote.drift.compare import compare_dataset
 from promote.drift.promotion import promotion_drift
 from promote.github.report import report_states
 from promote.manifests.loader import load_repository
-from promote.manifests.schema import DriftRules
+from promote.manifests.schema import DriftRules, DriftThresholds
 from promote.registry.entities import TAG_DATA_DRIFT, TAG_REASON, TAG_VERDICT
 
 PROD_MANIFEST = f"environments/prod/{MODEL}.yaml"
@@ -76,7 +76,7 @@ def test_a_shifted_feature_is_recorded_shown_and_gated(trained: World) -> None:
     assert staging is not None and staging.champion is not None
     source = trained.registry.lineage(staging.champion.run_id)
     rebuilt = trained.registry.lineage(rejected.run_id)
-    rules = DriftRules(thresholds={"wasserstein": 0.5, "jensenshannon": 0.5})
+    rules = DriftRules(thresholds=DriftThresholds(wasserstein=0.5, jensenshannon=0.5))
     measured = promotion_drift("s", source.profile, rebuilt.profile, rules)
     read = pd.read_csv(trained.sandbox.data("prod") / "train.csv")
     direct = compare_dataset("train.csv", read, source.profile["datasets"][0], "churned", rules)
