@@ -320,6 +320,11 @@ def measure(models: int, template: Path, work: Path, quick: bool) -> None:
     )
     assert drift == expected_drift, (drift, expected_drift)
     status_code, status_cli = best_cli(root, uri, "status")
+    roots = [root / "data" / environment for environment, _ in ENVIRONMENTS]
+    listed, listing_time = timed(lambda: [list_location(str(folder)) for folder in roots])
+    files = sum(len(listing) for listing in listed)
+    folders = [folder / model_name(index) for folder in roots for index in range(models)]
+    _, per_model_listing = timed(lambda: [list_location(str(folder)) for folder in folders])
     plan_code, plan_cli = best_cli(root, uri, "plan")
     restored_code, restored_cli = after_a_clone_with_the_facts_index(root, uri, work)
 
@@ -372,6 +377,12 @@ def measure(models: int, template: Path, work: Path, quick: bool) -> None:
         f"{per_model / status_time:.0f}x",
         f"<= {TARGET_SECONDS:.0f} s" if models >= 10_000 else "",
         status_time <= TARGET_SECONDS if models >= 10_000 else None,
+    )
+    table.add(
+        f"of which listing the data: {len(roots)} roots, {files:,} files",
+        seconds(listing_time),
+        f"{seconds(per_model_listing)} one listing per model",
+        f"{per_model_listing / listing_time:.1f}x",
     )
     runs = (
         ("status, first run after a clone", first_code, first_cli),

@@ -189,8 +189,9 @@ class Snapshot:
     keyring: Keyring | None = None  # None: the repository's own
     # Verifications made before on this machine; None (apply under the lock): verify all.
     verified: VerifiedCache | None = None
-    # Each data root listed once (or why it could not be); None: freshness was not asked.
-    data_roots: dict[str, RootListing | str] | None = None
+    # Environment -> its data root and the root's listing (or why it could not be listed),
+    # each root listed once; None: freshness was not asked.
+    data_roots: dict[str, tuple[str, RootListing | str]] | None = None
     _proofs: dict[str, dict[int, Proof]] = field(default_factory=dict, repr=False)
 
     def registered(self, environment: str, model: str) -> RegisteredModel | None:
@@ -313,10 +314,6 @@ def gather(
     return snapshot
 
 
-def _data_root(repo: Repository, spec: ModelSpec) -> str:
-    return resolve_uri(repo.root, spec.config.data_root, "").rstrip("/")
-
-
 def _recorded_listing(spec: ModelSpec, snapshot: Snapshot) -> str | None:
     """The champion's listing tag, if it has one, it is proven and it was trained on this
     environment's data (a copy was trained on another's)."""
@@ -330,19 +327,24 @@ def _recorded_listing(spec: ModelSpec, snapshot: Snapshot) -> str | None:
     return None if claims is None or claims.copied_from else tag
 
 
-def _list_data_roots(snapshot: Snapshot, specs: list[ModelSpec]) -> dict[str, RootListing | str]:
-    """Every data root a champion's recorded listing lives under, listed once for all the
-    models under it."""
+def _list_data_roots(
+    snapshot: Snapshot, specs: list[ModelSpec]
+) -> dict[str, tuple[str, RootListing | str]]:
+    """The data root of every environment where a champion recorded a listing, each root
+    listed once for all the models under it (environments may share one)."""
     listings: dict[str, RootListing | str] = {}
+    roots: dict[str, tuple[str, RootListing | str]] = {}
     for spec in specs:
-        root = _data_root(snapshot.repo, spec)
-        if root in listings or _recorded_listing(spec, snapshot) is None:
+        if spec.environment in roots or _recorded_listing(spec, snapshot) is None:
             continue
-        try:
-            listings[root] = RootListing(list_location(root))
-        except ExternalError as exc:
-            listings[root] = exc.message
-    return listings
+        root = resolve_uri(snapshot.repo.root, spec.config.data_root, "").rstrip("/")
+        if root not in listings:
+            try:
+                listings[root] = RootListing(list_location(root))
+            except ExternalError as exc:
+                listings[root] = exc.message
+        roots[spec.environment] = (root, listings[root])
+    return roots
 
 
 def _pending(spec: ModelSpec, snapshot: Snapshot) -> Version | None:
@@ -434,9 +436,8 @@ def _data_change_of(spec: ModelSpec, snapshot: Snapshot) -> DataChange | None:
     if recorded is None:
         return None
     assert snapshot.data_roots is not None
-    root = _data_root(snapshot.repo, spec)
+    root, listing = snapshot.data_roots[spec.environment]
     location = f"{root}/{spec.data_path}"
-    listing = snapshot.data_roots[root]
     if isinstance(listing, str):
         return DataChange(location, None, None, None, None, 0, 0, problem=listing)
     return data_change(location, recorded, listing.under(spec.data_path))
