@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from promote.drift.compare import DatasetDrift, compare_profiles
+from promote.drift.profile import PROFILE_FORMAT
 from promote.manifests.schema import DriftRules
 
 
@@ -84,6 +85,14 @@ def promotion_drift(
     """Each dataset of the rebuild's profile against the source's of the same path."""
     if not source_profile or not rebuilt_profile:
         return PromotionDrift(source, [], "a training profile is missing (an older record)")
+    formats = {source_profile.get("format"), rebuilt_profile.get("format")}
+    if formats != {PROFILE_FORMAT}:
+        return PromotionDrift(
+            source,
+            [],
+            f"training profiles in formats {sorted(map(str, formats))}; "
+            f"this promote reads format {PROFILE_FORMAT}",
+        )
     trained = {dataset["path"]: dataset for dataset in source_profile["datasets"]}
     target = source_profile.get("target")
     compared = [

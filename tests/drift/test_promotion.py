@@ -12,6 +12,7 @@ import pytest
 from support.world import MODEL, World
 
 from promote.drift.compare import compare_dataset
+from promote.drift.profile import profile_frame
 from promote.drift.promotion import promotion_drift
 from promote.github.report import report_states
 from promote.manifests.loader import load_repository
@@ -135,3 +136,43 @@ def test_bad_max_drift_share_is_one_line_exit_2_and_writes_nothing(trained: Worl
     assert loosened.returncode == 2
     assert "gates.max_drift_share: 0.5 loosens environment staging's 0.2" in loosened.stderr
     assert trained.snapshot() == before
+
+
+def test_drift_rules_naming_no_column_of_the_source_stop_the_rebuild_before_training(
+    trained: World,
+) -> None:
+    assert trained.promote("staging").ok
+    trained.edit_yaml(
+        "environments/prod/environment.yaml", lambda body: body.update(drift={"ignore": ["nope"]})
+    )
+    trained.propose_and_merge("prod")
+    before = trained.snapshot()
+    completed = trained.cli("apply", "--env", "prod")
+    assert completed.returncode == 2, completed.stderr
+    assert completed.stderr.strip().startswith(
+        "error: environments/prod/environment.yaml: drift.ignore.0: no column 'nope'"
+    )
+    assert trained.registry.model(f"prod.{MODEL}") is None
+    assert trained.snapshot()["runs"] == before["runs"]  # no training ran
+
+
+def test_what_cannot_be_compared_is_said() -> None:
+    rules = DriftRules()
+    frame = pd.DataFrame({"x": [1.0, 2.0, 3.0]})
+    profile: dict[str, Any] = {
+        "format": 1,
+        "target": None,
+        "datasets": [{"path": "a.csv", "read_options": {}, **profile_frame(frame)}],
+    }
+    elsewhere = {**profile, "datasets": [{**profile["datasets"][0], "path": "b.csv"}]}
+    assert promotion_drift("s/1", {}, profile, rules).problem == (
+        "a training profile is missing (an older record)"
+    )
+    assert promotion_drift("s/1", profile, elsewhere, rules).problem == (
+        "the two trainings read no dataset of the same path"
+    )
+    newer = promotion_drift("s/1", profile, {**profile, "format": 2}, rules)
+    assert newer.problem == "training profiles in formats ['1', '2']; this promote reads format 1"
+    assert newer.summary.startswith("not measured: ")
+    same = promotion_drift("s/1", profile, profile, rules)
+    assert (same.problem, same.share, same.drifted_features) == (None, 0.0, [])
