@@ -9,7 +9,9 @@ Measured: loading the manifests, the bulk registry read (and its SQL statements)
 call behind status/plan, the CLI in a subprocess (its first run with nothing validated yet, as
 after a clone, then the best of five), and the client-only baselines: MLflow's search API paged
 (in full) and one read per model (on a sample, extrapolated). Then the registry is changed
-behind the tool's back, and status must see it.
+behind the tool's back, and status must see it. Every model has a data file whose listing its
+champion recorded, so status lists each environment's data root and compares them all; one
+file changed must show as data changed.
 
     python benchmarks/state_scale.py [--quick] [--sizes 1000 10000]
 """
@@ -33,9 +35,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from figures import Table, as_installed, seconds, timed
 
+from promote.build.listing import list_location, listing_tag, tag_digest
 from promote.manifests.loader import load_repository
 from promote.manifests.repository import Repository
-from promote.plan import compute
+from promote.plan import compute, survey
 from promote.proof import dsse
 from promote.proof.keys import PrivateKey, public_pem
 from promote.proof.statement import Claims, verification_summary
@@ -44,6 +47,7 @@ from promote.registry.client import Registry
 from promote.registry.entities import (
     CHAMPION,
     PREVIOUS,
+    TAG_DATA_LISTING,
     TAG_EXPECTED_CHAMPION,
     TAG_EXPECTED_PREVIOUS,
     TAG_MANAGED,
@@ -95,6 +99,19 @@ def write_repository(root: Path, models: int) -> None:
                 f"data:\n  path: {model}\n"
                 "gates:\n  metrics: {roc_auc: {min: 0.7}}\n"
             )
+            data = root / "data" / environment / model
+            data.mkdir(parents=True)
+            (data / "train.csv").write_text("x,y\n1,0\n2,1\n")
+
+
+def data_file(root: Path, environment: str, model: str) -> Path:
+    return root / "data" / environment / model / "train.csv"
+
+
+def recorded_listing(root: Path, environment: str, model: str) -> str:
+    """The listing tag a training of `model` would have recorded: its one file, as it is now."""
+    files = list_location(str(data_file(root, environment, model).parent))
+    return listing_tag(files, {"train.csv": 2})
 
 
 def model_name(index: int) -> str:
@@ -121,6 +138,7 @@ def fill_registry(path: Path, repo: Repository) -> None:
         model_tags += [(name, TAG_MANAGED, "true"), (name, TAG_EXPECTED_CHAMPION, str(champion))]
         event = {"action": "promote", "version": champion, "manifest_digest": spec.digest}
         model_tags.append((name, "promote.event.00000000000000000001.abcdef01", json.dumps(event)))
+        listing = recorded_listing(repo.root, environment, model)
         for number in range(1, champion + 1):
             source = f"file:///artifacts/{name}/{number}"
             run_id = f"{index:016x}{number:016x}"
@@ -156,10 +174,12 @@ def fill_registry(path: Path, repo: Repository) -> None:
                         lineage_digest="b" * 64,
                         invocation="benchmark@host",
                         copied_from=None,
+                        data_listing_digest=tag_digest(listing),
                     ),
                     number,
                 ).items()
             ]
+            version_tags.append((name, number, TAG_DATA_LISTING, listing))
         live = 1 if drifted(environment, index) and champion == 2 else champion
         aliases.append((name, CHAMPION, live))
         if champion == 2:
@@ -291,13 +311,20 @@ def measure(models: int, template: Path, work: Path, quick: bool) -> None:
     assert bulk == registry.models(names)
     assert len(bulk) == len(names)
     fresh = Registry(uri, registry.default_artifact_root)  # as the CLI starts: no client yet
-    states, status_time = timed(lambda: compute(load_repository(root), fresh))
+    # What `promote status` runs: the states, the undeclared models and the data listings.
+    states, status_time = timed(lambda: survey(load_repository(root), fresh)[0])
+    assert not any(s.data_changed for s in states)
     drift = sum(1 for s in states if s.drift)
     expected_drift = sum(
         1 for i in range(models) if drifted("prod", i) and champion_version(i) == 2
     )
     assert drift == expected_drift, (drift, expected_drift)
     status_code, status_cli = best_cli(root, uri, "status")
+    roots = [root / "data" / environment for environment, _ in ENVIRONMENTS]
+    listed, listing_time = timed(lambda: [list_location(str(folder)) for folder in roots])
+    files = sum(len(listing) for listing in listed)
+    folders = [folder / model_name(index) for folder in roots for index in range(models)]
+    _, per_model_listing = timed(lambda: [list_location(str(folder)) for folder in folders])
     plan_code, plan_cli = best_cli(root, uri, "plan")
     restored_code, restored_cli = after_a_clone_with_the_facts_index(root, uri, work)
 
@@ -319,6 +346,12 @@ def measure(models: int, template: Path, work: Path, quick: bool) -> None:
     )
     after = compute(load_repository(root), Registry(uri, registry.default_artifact_root))
     seen = sum(1 for s in after if s.drift) == drift + 1
+    with data_file(root, "prod", model_name(1)).open("a") as changed:
+        changed.write("3,0\n")
+    fresh_after = survey(load_repository(root), Registry(uri, registry.default_artifact_root))[0]
+    data_seen = [(s.environment, s.model) for s in fresh_after if s.data_changed] == [
+        ("prod", model_name(1))
+    ]
 
     count = f"{models:,} x 3 = {len(names):,}"
     pages = -(-len(names) // sql.NAMES_PER_STATEMENT)
@@ -345,6 +378,12 @@ def measure(models: int, template: Path, work: Path, quick: bool) -> None:
         f"<= {TARGET_SECONDS:.0f} s" if models >= 10_000 else "",
         status_time <= TARGET_SECONDS if models >= 10_000 else None,
     )
+    table.add(
+        f"of which listing the data: {len(roots)} roots, {files:,} files",
+        seconds(listing_time),
+        f"{seconds(per_model_listing)} one listing per model",
+        f"{per_model_listing / listing_time:.1f}x",
+    )
     runs = (
         ("status, first run after a clone", first_code, first_cli),
         ("status after a clone, CI's facts index restored", restored_code, restored_cli),
@@ -363,6 +402,12 @@ def measure(models: int, template: Path, work: Path, quick: bool) -> None:
         f"{drift} / {'yes' if seen else 'NO'}",
         target="all / yes",
         passed=seen,
+    )
+    table.add(
+        "a data file changed behind the back seen",
+        "yes" if data_seen else "NO",
+        target="yes",
+        passed=data_seen,
     )
     table.print()
 

@@ -10,7 +10,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from promote import gates
 from promote.access.preflight import preflight
@@ -31,6 +31,8 @@ from promote.registry.client import Registry
 from promote.registry.entities import (
     TAG_CHAMPION_FROM,
     TAG_COMMIT,
+    TAG_DATA_DRIFT,
+    TAG_DATA_LISTING,
     TAG_MANIFEST_DIGEST,
     TAG_MERGE_COMMIT,
     TAG_PROVENANCE,
@@ -48,6 +50,10 @@ from promote.registry.entities import (
 )
 from promote.runtime.faults import failpoint
 from promote.serving.handoff import RESENT, Delivery, Handoffs, Notice
+
+if TYPE_CHECKING:
+    from promote.drift.promotion import PromotionDrift
+    from promote.manifests.schema import DriftRules
 
 Report = Callable[[str], None]
 
@@ -285,6 +291,7 @@ class Pipeline:
         source = state.source
         assert source is not None, "decide gives a build its source"
         source_lineage = self._source_lineage(spec, source)
+        rules = self._drift_rules(spec, source_lineage)  # bad rules stop it before training
         config = spec.config
         failpoint("before-training")
         reusable = state.reusable_run
@@ -319,7 +326,8 @@ class Pipeline:
             state.registered_name, lineage, spec.digest, source=source.ref
         )
         problems = self._lineage_problems(spec, source_lineage, lineage)
-        return self.promoter.conclude(spec, candidate, lineage, problems, EventKind.PROMOTE)
+        drift = self._promotion_drift(candidate, source, source_lineage, lineage, rules)
+        return self.promoter.conclude(spec, candidate, lineage, problems, EventKind.PROMOTE, drift)
 
     def _resume(self, state: ModelState, number: int) -> Outcome:
         """Finish the checks of a version a crashed apply registered but did not conclude."""
@@ -334,7 +342,34 @@ class Pipeline:
         source_lineage = self._source_lineage(spec, source)
         lineage = self.registry.lineage(candidate.run_id)
         problems = self._lineage_problems(spec, source_lineage, lineage)
-        return self.promoter.conclude(spec, candidate, lineage, problems, EventKind.PROMOTE)
+        rules = self._drift_rules(spec, source_lineage)
+        drift = self._promotion_drift(candidate, source, source_lineage, lineage, rules)
+        return self.promoter.conclude(spec, candidate, lineage, problems, EventKind.PROMOTE, drift)
+
+    @staticmethod
+    def _drift_rules(spec: ModelSpec, source_lineage: Lineage) -> DriftRules:
+        """The target environment's drift rules, refined by the manifest's, checked against
+        the source's training profile (a rule naming no column of it is bad input)."""
+        from promote.drift.check import drift_rules  # lazy: pandas, for builds only
+
+        if not source_lineage.profile:
+            return spec.config.drift  # nothing to compare: nothing for rules to name
+        return drift_rules(spec, source_lineage.profile, source_lineage)
+
+    def _promotion_drift(
+        self,
+        candidate: Version,
+        source: Version,
+        source_lineage: Lineage,
+        lineage: Lineage,
+        rules: DriftRules,
+    ) -> PromotionDrift:
+        """How far the candidate's training data is from its source's, feature by feature."""
+        from promote.drift.promotion import promotion_drift
+
+        drift = promotion_drift(source.ref, source_lineage.profile, lineage.profile, rules)
+        self.report(f"{candidate.name}: data drift {drift.summary}")
+        return drift
 
     def _source_lineage(self, spec: ModelSpec, source: Version) -> Lineage:
         """The validated version's lineage record, once its signatures and storage prove it."""
@@ -417,6 +452,9 @@ class Promoter:
         claims = Claims.of(lineage, name, model.artifact_uri, manifest_digest, source)
         envelope = self.keyring.signer(lineage.environment).sign_statement(claims.statement())
         tags = {**claims.tags(), TAG_PROVENANCE: envelope, TAG_VERDICT: VERDICT_PENDING}
+        listing = lineage.listing_tag
+        if listing is not None:
+            tags[TAG_DATA_LISTING] = listing
         version = self.registry.register(name, model, lineage.run_id, tags)
         self.report(f"{name}: registered v{version.version} (run {lineage.run_id[:8]})")
         failpoint("after-register")
@@ -455,8 +493,10 @@ class Promoter:
         lineage: Lineage,
         problems: list[str],
         event: EventKind,
+        drift: PromotionDrift | None = None,
     ) -> Outcome:
-        """Run the gates, then either move `champion` to the candidate or reject it."""
+        """Run the gates, then either move `champion` to the candidate or reject it; `drift`:
+        a rebuild's data against its source's, recorded, described and gated on."""
         name = candidate.name
         model = self.registry.model(name)
         champion = model.champion if model else None
@@ -484,8 +524,15 @@ class Promoter:
             champion_metrics = self._champion_metrics(model, champion, spec.environment)
             if champion_metrics is None and spec.gates.no_regression is not None:
                 problems.append(f"champion v{champion.version} cannot be proven: no baseline")
-        results = gates.evaluate(spec.gates, lineage.metrics, champion_metrics, size, measured)
+        measured_drift = None
+        if drift is not None:
+            share = drift.share if drift.problem is None else None
+            measured_drift = gates.MeasuredDrift(share, drift.drifted_features, drift.problem)
+        results = gates.evaluate(
+            spec.gates, lineage.metrics, champion_metrics, size, measured, measured_drift
+        )
         footprint_tags = measured.tags() if measured else {}
+        drift_tags = {TAG_DATA_DRIFT: drift.tag()} if drift is not None else {}
         problems += [f"gate {r}" for r in results if not r.passed]
         for line in results:
             self.report(f"{name}: gate {line}")
@@ -493,7 +540,7 @@ class Promoter:
         if problems:
             reason = "; ".join(problems)
             self._describe(
-                spec, candidate, lineage, found_before, results, reason, previous, measured
+                spec, candidate, lineage, found_before, results, reason, previous, measured, drift
             )
             self.registry.tag_version(
                 candidate,
@@ -501,13 +548,20 @@ class Promoter:
                     **footprint_tags,
                     TAG_VERDICT: VERDICT_REJECTED,
                     TAG_REASON: reason[:5000],
+                    **drift_tags,
                     **self.promotion_tags(spec),
                 },
             )
             self.registry.append_event(
                 name,
                 self.event(
-                    EventKind.REJECT, spec, candidate.version, previous, lineage.code_commit, reason
+                    EventKind.REJECT,
+                    spec,
+                    candidate.version,
+                    previous,
+                    lineage.code_commit,
+                    reason,
+                    drift,
                 ),
             )
             stays = f"v{previous}" if previous is not None else "unset"
@@ -520,12 +574,15 @@ class Promoter:
                 False,
                 f"rejected: {reason}",
             )
-        self._describe(spec, candidate, lineage, found_before, results, None, previous, measured)
+        self._describe(
+            spec, candidate, lineage, found_before, results, None, previous, measured, drift
+        )
         self.registry.tag_version(
             candidate,
             # The verdict goes last: a version is "passed" only once everything else is recorded.
             {
                 **footprint_tags,
+                **drift_tags,
                 **self.promotion_tags(spec),
                 TAG_REASON: "",
                 TAG_VERIFICATION: summary,
@@ -535,7 +592,8 @@ class Promoter:
         failpoint("after-verdict")
         self.registry.move_champion(name, candidate.version, previous)
         self.registry.append_event(
-            name, self.event(event, spec, candidate.version, previous, lineage.code_commit)
+            name,
+            self.event(event, spec, candidate.version, previous, lineage.code_commit, "", drift),
         )
         was = f"v{previous}" if previous is not None else "(none)"
         self.report(f"{name}: champion {was} -> v{candidate.version}")
@@ -582,6 +640,7 @@ class Promoter:
         reason: str | None,
         previous: int | None,
         measured: footprint.Comparison | None,
+        drift: PromotionDrift | None,
     ) -> None:
         """The version's description for the MLflow UI, before its verdict: a crash between
         the two leaves it pending, and concluding it again describes it again."""
@@ -596,6 +655,7 @@ class Promoter:
             self.authorizations.get((spec.environment, spec.model)),
             self.merge_commit,
             measured,
+            drift,
         )
         self.registry.describe_version(candidate, version_description(conclusion))
 
@@ -607,8 +667,10 @@ class Promoter:
         previous: int | None,
         commit: str,
         reason: str = "",
+        drift: PromotionDrift | None = None,
     ) -> dict[str, Any]:
         source = spec.source
+        data_drift = {"data_drift": drift.summary} if drift is not None else {}
         return {
             "action": kind.value,
             "version": version,
@@ -619,6 +681,7 @@ class Promoter:
             "actor": runner.who_runs(),
             "reason": reason,
             "merge_commit": self.merge_commit or "",
+            **data_drift,
             **self._authorization_fields(spec),
         }
 

@@ -426,7 +426,8 @@ def status(
     ),
     as_json: bool = JsonOption,
 ) -> None:
-    """Every model in every environment: in sync, pending or drifted (exit 1 on drift)."""
+    """Every model in every environment: in sync, pending, drifted or data changed (exit 1 on
+    drift or changed data)."""
     from promote.plan import survey
 
     settings: Settings = context.obj
@@ -443,13 +444,19 @@ def status(
                     s.model,
                     s.status,
                     s.champion,
-                    "; ".join([*(s.drift or [s.detail]), *([s.lock] if s.lock else [])]),
+                    "; ".join(
+                        [
+                            *(s.drift or [s.detail]),
+                            *([s.data_change.summary] if s.data_change else []),
+                            *([s.lock] if s.lock else []),
+                        ]
+                    ),
                 )
                 for s in states
             ]
             + [(u.environment, u.registered_name, "drifted", None, u.problem) for u in strays],
         )
-    drifted = strays or any(s.status in ("drifted", "rejected") for s in states)
+    drifted = strays or any(s.status in ("drifted", "rejected") or s.data_changed for s in states)
     exit_with(not drifted)
 
 

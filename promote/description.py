@@ -8,6 +8,7 @@ parsing tags, where the version came from, who approved it, how it fared and why
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from promote.build.lineage import Lineage
 from promote.gates import GateResult
@@ -15,6 +16,9 @@ from promote.github.approval import Authorization
 from promote.manifests.repository import ModelSpec
 from promote.registry.entities import TAG_SOURCE, Version
 from promote.registry.footprint import Comparison
+
+if TYPE_CHECKING:
+    from promote.drift.promotion import PromotionDrift
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,7 @@ class Conclusion:
     authorization: Authorization | None
     merge_commit: str | None
     footprint: Comparison | None = None  # None: the artifact did not verify, nothing was run
+    drift: PromotionDrift | None = None  # a rebuild's data against its source's
 
 
 def version_description(conclusion: Conclusion) -> str:
@@ -50,6 +55,7 @@ def version_description(conclusion: Conclusion) -> str:
         *(f"  - {gate}" for gate in c.gates),
         f"- **Footprint**: {c.footprint.describe() if c.footprint else 'not measured'}",
         f"- **Lineage**: {_lineage(c)}",
+        *_drift(c),
         f"- **Artifact**: sha256 `{c.lineage.artifact_digest[:16]}`, "
         f"flavor {c.lineage.flavor}, data `{c.lineage.data_uri}`",
     ]
@@ -79,6 +85,16 @@ def _approval(c: Conclusion) -> str:
         return f"BREAK-GLASS, approval bypassed: {authorization.break_glass}"
     approvers = ", ".join(authorization.approvers) or "nobody"
     return f"pull request {authorization.pull_request_url or '(none)'}, approved by {approvers}"
+
+
+def _drift(c: Conclusion) -> list[str]:
+    """The data drift from the source, with one line per feature compared."""
+    if c.drift is None:
+        return []
+    return [
+        f"- **Data drift**: {c.drift.summary}",
+        *(f"  - {line}" for line in c.drift.feature_lines()),
+    ]
 
 
 def _lineage(c: Conclusion) -> str:

@@ -9,6 +9,15 @@ from promote.registry.footprint import NO_CHAMPION, Comparison
 
 
 @dataclass(frozen=True)
+class MeasuredDrift:
+    """How far a rebuild's training data is from its source's (`drift.promotion`)."""
+
+    share: float | None  # None: it could not be measured, for `problem`
+    drifted: list[str]  # the drifted features, named
+    problem: str | None = None
+
+
+@dataclass(frozen=True)
 class GateResult:
     name: str
     passed: bool
@@ -24,9 +33,11 @@ def evaluate(
     champion_metrics: dict[str, float] | None,
     artifact_bytes: int,
     footprint: Comparison | None = None,
+    drift: MeasuredDrift | None = None,
 ) -> list[GateResult]:
-    """Every gate's verdict; a metric a gate names but the run did not log fails that gate, and
-    a ratio gate fails when its figure could not be measured (`footprint` None: not built)."""
+    """Every gate's verdict; a metric a gate names but the run did not log fails that gate, a
+    ratio gate fails when its figure could not be measured (`footprint` None: not built), and
+    so does the drift gate for a rebuild whose drift from its source could not be measured."""
     results = []
     for name, threshold in sorted(gates.metrics.items()):
         value = metrics.get(name)
@@ -77,7 +88,23 @@ def evaluate(
         results.append(_latency(gates.max_latency_ratio, footprint))
     if gates.max_complexity_ratio is not None:
         results.append(_complexity(gates.max_complexity_ratio, footprint))
+    if gates.max_drift_share is not None:
+        results.append(_drift_gate(gates.max_drift_share, drift))
     return results
+
+
+def _drift_gate(limit: float, drift: MeasuredDrift | None) -> GateResult:
+    if drift is None:
+        return GateResult("data drift", True, "a training: no source to compare with")
+    if drift.share is None:
+        return GateResult("data drift", False, f"not measured: {drift.problem}")
+    named = f": {', '.join(drift.drifted)}" if drift.drifted else ""
+    return GateResult(
+        "data drift",
+        drift.share <= limit,
+        f"{drift.share:.0%} of features drifted from the source's data{named}, "
+        f"at most {limit:.0%} allowed",
+    )
 
 
 def _latency(budget: float, footprint: Comparison | None) -> GateResult:

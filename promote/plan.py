@@ -14,7 +14,9 @@ from enum import Enum
 from pathlib import Path
 
 from promote.build import git, notebook
-from promote.errors import ApprovalRefused, BadReference, PromoteError
+from promote.build.data import resolve_uri
+from promote.build.listing import DataChange, RootListing, data_change, list_location, tag_digest
+from promote.errors import ApprovalRefused, BadReference, ExternalError, PromoteError
 from promote.github.checks import RequiredChecks
 from promote.manifests.repository import ModelSpec, Repository
 from promote.proof.cache import VerifiedCache, cache_path
@@ -24,6 +26,7 @@ from promote.registry.client import Registry
 from promote.registry.entities import (
     PREVIOUS,
     TAG_CHAMPION_FROM,
+    TAG_DATA_LISTING,
     TAG_EXPECTED_CHAMPION,
     TAG_EXPECTED_PREVIOUS,
     TAG_MANAGED,
@@ -83,6 +86,7 @@ class ModelState:
     refusal: PromoteError | None = None
     lock: str | None = None  # who holds this model's apply lock, if anyone
     reusable_run: str | None = None  # a finished training an interrupted apply left
+    data_change: DataChange | None = None  # the champion's data since its training, if changed
 
     @property
     def environment(self) -> str:
@@ -101,11 +105,18 @@ class ModelState:
     def status(self) -> str:
         if self.drift:
             return "drifted"
+        if self.data_changed and self.action.in_sync:
+            return "data changed"
         if self.action.in_sync:
             return "in sync"
         if self.action.blocked:
             return self.action.value
         return "pending"
+
+    @property
+    def data_changed(self) -> bool:
+        """The champion's data changed since its training (a root not listed is no change)."""
+        return self.data_change is not None and self.data_change.problem is None
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -121,6 +132,7 @@ class ModelState:
             "commit": self.spec.commit,
             "drift": self.drift,
             "lock": self.lock,
+            "data_change": self.data_change.to_json() if self.data_change else None,
         }
 
 
@@ -177,6 +189,9 @@ class Snapshot:
     keyring: Keyring | None = None  # None: the repository's own
     # Verifications made before on this machine; None (apply under the lock): verify all.
     verified: VerifiedCache | None = None
+    # Environment -> its data root and the root's listing (or why it could not be listed),
+    # each root listed once; None: freshness was not asked.
+    data_roots: dict[str, tuple[str, RootListing | str]] | None = None
     _proofs: dict[str, dict[int, Proof]] = field(default_factory=dict, repr=False)
 
     def registered(self, environment: str, model: str) -> RegisteredModel | None:
@@ -244,10 +259,12 @@ def gather(
     verify: bool = False,
     verified: VerifiedCache | None = None,
     listed: Iterable[str] = (),
+    freshness: bool = False,
 ) -> Snapshot:
     """Every read `decide` needs for `specs`, each made once; `verified`: signatures checked
     before on this machine, which a report may trust (apply's decision under the lock never
-    does); `listed`: name prefixes whose every registered name is read too."""
+    does); `listed`: name prefixes whose every registered name is read too; `freshness`: list
+    the data roots of champions that recorded a listing, each root once."""
     specs = list(specs)
     names = {repo.registered_name(s.environment, s.model) for s in specs}
     names |= {
@@ -292,7 +309,42 @@ def gather(
             champion = model.champion if model else None
             if champion is not None:
                 snapshot.stored_digests[champion.ref] = registry.stored_artifact(champion)[0]
+    if freshness:
+        snapshot.data_roots = _list_data_roots(snapshot, specs)
     return snapshot
+
+
+def _recorded_listing(spec: ModelSpec, snapshot: Snapshot) -> str | None:
+    """The champion's listing tag, if it has one, it is proven and it was trained on this
+    environment's data (a copy was trained on another's)."""
+    model = snapshot.registered(spec.environment, spec.model)
+    champion = model.champion if model else None
+    if champion is None:
+        return None
+    proof = snapshot.proofs(spec.environment, model).get(champion.version)
+    claims = proof.claims if proof else None
+    tag = champion.tags.get(TAG_DATA_LISTING)
+    return None if claims is None or claims.copied_from else tag
+
+
+def _list_data_roots(
+    snapshot: Snapshot, specs: list[ModelSpec]
+) -> dict[str, tuple[str, RootListing | str]]:
+    """The data root of every environment where a champion recorded a listing, each root
+    listed once for all the models under it (environments may share one)."""
+    listings: dict[str, RootListing | str] = {}
+    roots: dict[str, tuple[str, RootListing | str]] = {}
+    for spec in specs:
+        if spec.environment in roots or _recorded_listing(spec, snapshot) is None:
+            continue
+        root = resolve_uri(snapshot.repo.root, spec.config.data_root, "").rstrip("/")
+        if root not in listings:
+            try:
+                listings[root] = RootListing(list_location(root))
+            except ExternalError as exc:
+                listings[root] = exc.message
+        roots[spec.environment] = (root, listings[root])
+    return roots
 
 
 def _pending(spec: ModelSpec, snapshot: Snapshot) -> Version | None:
@@ -375,6 +427,34 @@ def drift_of(
         if stored is not None and signed is not None and stored != signed:
             problems.append(f"champion v{champion.version} artifact changed in storage")
     return problems
+
+
+def _data_change_of(spec: ModelSpec, snapshot: Snapshot) -> DataChange | None:
+    """How the champion's data location differs from its training's listing (no I/O: the
+    roots were listed in `gather`)."""
+    recorded = _recorded_listing(spec, snapshot) if snapshot.data_roots is not None else None
+    if recorded is None:
+        return None
+    assert snapshot.data_roots is not None
+    root, listing = snapshot.data_roots[spec.environment]
+    location = f"{root}/{spec.data_path}"
+    if isinstance(listing, str):
+        return DataChange(location, None, None, None, None, 0, 0, problem=listing)
+    return data_change(location, recorded, listing.under(spec.data_path))
+
+
+def _forged_listing(spec: ModelSpec, snapshot: Snapshot) -> str | None:
+    """Why the champion's listing tag is not the one its provenance signs, if it is not."""
+    recorded = _recorded_listing(spec, snapshot)
+    if recorded is None:
+        return None
+    model = snapshot.registered(spec.environment, spec.model)
+    assert model is not None and model.champion is not None
+    claims = snapshot.proofs(spec.environment, model)[model.champion.version].claims
+    assert claims is not None
+    if tag_digest(recorded) == claims.data_listing_digest:
+        return None
+    return f"champion v{model.champion.version}'s data listing tag is not the signed one"
 
 
 def _interrupted_move(model: RegisteredModel, expected: str | None, live: str | None) -> bool:
@@ -467,6 +547,11 @@ def _compare(spec: ModelSpec, snapshot: Snapshot) -> ModelState:
     state = ModelState(spec, name, Action.NONE, registered=model)
     proofs = snapshot.proofs(spec.environment, model)
     state.drift = drift_of(model, proofs, snapshot.stored_digests)
+    forged = _forged_listing(spec, snapshot)
+    if forged is not None:
+        state.drift.append(forged)
+    else:
+        state.data_change = _data_change_of(spec, snapshot)
     held = snapshot.models.get(lock_name(name))
     if held is not None:
         state.lock = f"locked by {held.tags.get(TAG_LOCK_OWNER, 'unknown')} until " + held.tags.get(
@@ -540,15 +625,16 @@ def compute(
     repo: Repository, registry: Registry, environment: str | None = None, verify: bool = False
 ) -> list[ModelState]:
     """The state of every manifest (of one environment, if given), in promotion order."""
-    return _states(repo, registry, environment, verify, {})[0]
+    return _states(repo, registry, environment, verify, {}, freshness=False)[0]
 
 
 def survey(
     repo: Repository, registry: Registry, environment: str | None = None, verify: bool = False
 ) -> tuple[list[ModelState], list[Unmanaged]]:
-    """`compute`, and the registered models no manifest declares, from the same read."""
+    """`compute`, and the registered models no manifest declares, from the same read; the
+    champions' data is checked against the listings their trainings recorded."""
     prefixes = _listed_prefixes(repo, environment)
-    return _states(repo, registry, environment, verify, prefixes)
+    return _states(repo, registry, environment, verify, prefixes, freshness=True)
 
 
 def _states(
@@ -557,12 +643,15 @@ def _states(
     environment: str | None,
     verify: bool,
     prefixes: dict[str, str],
+    freshness: bool,
 ) -> tuple[list[ModelState], list[Unmanaged]]:
     specs = selected_specs(repo, environment)
     if not specs and not prefixes:
         return [], []
     verified = VerifiedCache(cache_path())
-    snapshot = gather(repo, registry, specs, verify, verified, listed=prefixes.values())
+    snapshot = gather(
+        repo, registry, specs, verify, verified, listed=prefixes.values(), freshness=freshness
+    )
     states = [decide(spec, snapshot) for spec in specs]
     verified.save()
     listings = {env: snapshot.listed[prefix] for env, prefix in prefixes.items()}

@@ -42,6 +42,7 @@ from promote.build.lineage import (
     check_pins,
     resolve_libraries,
 )
+from promote.build.listing import list_location
 from promote.errors import TrainingError
 from promote.manifests.digest import canonical_digest
 from promote.registry import tracking
@@ -102,6 +103,8 @@ class TrainingRun:
         self.target = target
         pinned = snapshot_from_json(context.pinned_snapshot) if context.pinned_snapshot else None
         self._data = DataReader(context.data_uri, pinned)
+        # Listed before anything is read: a file changed during the run then shows as changed.
+        self._listing = list_location(context.data_uri)
         self._schemas: dict[str, list[list[str]]] = {}
         # By path, in the order first read: a file read again is profiled as read last.
         self._profiles: dict[str, dict[str, Any]] = {}
@@ -210,6 +213,7 @@ class TrainingRun:
             trained_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             metrics=dict(self._metrics),
             profile=training_profile(profiles, self.target),
+            data_listing=self._listing,
         )
 
 

@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 from support.world import MODEL, World
 
-from promote.gates import GateResult, evaluate
+from promote.gates import GateResult, MeasuredDrift, evaluate
 from promote.manifests.schema import Gates, NoRegression, Threshold
 from promote.registry.entities import CHAMPION, TAG_REASON, TAG_VERDICT, Version
 from promote.registry.footprint import (
@@ -413,3 +413,36 @@ def test_a_bigger_ensemble_is_rejected_by_max_complexity_ratio(world: World) -> 
     report = world.cli("report", "--env", "dev")
     assert report.returncode == 0, report.stderr
     assert "leaves in 5 trees (to champion: no champion)" in report.stdout  # the champion's row
+
+
+@pytest.mark.parametrize(
+    ("drift", "passed", "detail"),
+    [
+        (
+            MeasuredDrift(0.2, ["train.csv:age"]),
+            True,
+            "20% of features drifted from the source's data: train.csv:age, at most 25% allowed",
+        ),
+        (
+            MeasuredDrift(0.4, ["train.csv:age", "train.csv:income"]),
+            False,
+            "40% of features drifted from the source's data: train.csv:age, train.csv:income, "
+            "at most 25% allowed",
+        ),
+        (MeasuredDrift(None, [], "no profile"), False, "not measured: no profile"),
+        (None, True, "a training: no source to compare with"),
+    ],
+)
+def test_max_drift_share_rejects_a_rebuild_whose_data_drifted_too_far(
+    drift: MeasuredDrift | None, passed: bool, detail: str
+) -> None:
+    result = _only(evaluate(_gates(max_drift_share=0.25), {}, None, 0, drift=drift))
+    assert (result.name, result.passed, result.detail) == ("data drift", passed, detail)
+
+
+def test_a_manifests_max_drift_share_only_tightens_its_environments() -> None:
+    environment = _gates(max_drift_share=0.3)
+    assert _gates(max_drift_share=0.1).merged_over(environment).max_drift_share == 0.1
+    assert Gates().merged_over(environment).max_drift_share == 0.3
+    problem = _gates(max_drift_share=0.5).refinement_problem(environment, "prod")
+    assert problem is not None and problem[0] == "max_drift_share"

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from promote.build.data import FileSnapshot, is_under, snapshot_from_json, snapshot_to_json
+from promote.build.listing import listing_tag
 from promote.errors import CheckFailed
 from promote.manifests.digest import canonical_digest
 
@@ -61,6 +62,9 @@ class Lineage:
     copied_from: str | None = None
     # Per-column statistics of every dataset the training read (`promote.drift.profile`).
     profile: dict[str, Any] = field(default_factory=dict)
+    # Every file under `data_uri` before the training read any: relative path -> fingerprint
+    # (`promote.build.listing`), from which `promote status` tells that the data changed.
+    data_listing: dict[str, str] = field(default_factory=dict)
 
     @property
     def data_digest(self) -> str:
@@ -78,6 +82,15 @@ class Lineage:
         return canonical_digest({name: getattr(self, name) for name in MATCH_FIELDS})
 
     @property
+    def listing_tag(self) -> str | None:
+        """The registry tag restating the listing, with the rows of each table read; None for
+        a record without a listing."""
+        if not self.data_listing:
+            return None
+        rows = {dataset["path"]: dataset["rows"] for dataset in self.profile.get("datasets", [])}
+        return listing_tag(self.data_listing, rows)
+
+    @property
     def libraries_digest(self) -> str:
         return canonical_digest(self.libraries)
 
@@ -88,6 +101,8 @@ class Lineage:
         if not self.profile:
             # A record written before profiles existed keeps the digest it was signed with.
             del body["profile"]
+        if not self.data_listing:
+            del body["data_listing"]  # likewise for a record written before listings existed
         return body
 
     def to_json(self) -> str:

@@ -103,7 +103,7 @@ def check_drift(
         )
     champion, lineage = _proven_champion(repo, registry, spec)
     profile = _profile(champion, lineage)
-    rules = _rules(spec, profile, lineage)
+    rules = drift_rules(spec, profile, lineage)
     if data is None:
         source = resolve_uri(repo.root, spec.config.data_root, spec.manifest.data.path)
         current = _current_datasets(source, profile)
@@ -221,7 +221,7 @@ def _check_rules(
             )
 
 
-def _rules(spec: ModelSpec, profile: dict[str, Any], lineage: Lineage) -> DriftRules:
+def drift_rules(spec: ModelSpec, profile: dict[str, Any], lineage: Lineage) -> DriftRules:
     """The environment's rules, refined by the manifest's; each checked where it is written."""
     environment_rules = spec.config.drift
     _check_rules(environment_rules, environment_file(spec.environment), profile, lineage.metrics)

@@ -23,12 +23,16 @@ from promote.drift.profile import (
     bin_values,
     category_keys,
     finite_values,
+    profile_sample,
     reference_bins,
 )
 from promote.manifests.schema import P_VALUE_METHODS, DriftRules, FeatureDriftRule
 
 SMALL_SAMPLE = 1000
 FEW_VALUES = 5
+# Rows a dataset known only by its profile is compared as, at most: 100 columns of them stay
+# within tens of megabytes.
+PROFILE_SAMPLE_ROWS = 50_000
 # The bin of the categories that are not among the profile's most frequent, new ones included.
 OTHER_CATEGORIES = "(other)"
 
@@ -253,4 +257,22 @@ def compare_dataset(
         target=target_drift,
         drift_share=rules.drift_share,
         unprofiled=sorted(column for column in present if column not in profiled),
+    )
+
+
+def compare_profiles(
+    name: str,
+    current: dict[str, Any],
+    trained: dict[str, Any],
+    target: str | None,
+    rules: DriftRules,
+) -> DatasetDrift:
+    """A dataset known by its training profile (`current`) against another training profile,
+    by the same statistics as data read now: `current` is turned back into the values it
+    describes (`profile_sample`), up to `PROFILE_SAMPLE_ROWS` rows. Exact for numbers with few
+    distinct values and for categories; between quantile edges, as linear as the statistics
+    take the reference to be. Beyond that many rows the shares hold and p-values are those of
+    that many rows: a test is then no more sensitive than on them."""
+    return compare_dataset(
+        name, profile_sample(current, PROFILE_SAMPLE_ROWS), trained, target, rules
     )

@@ -44,6 +44,8 @@ CATEGORICAL = "categorical"
 # the code that wrote it: each distinct value, or quantiles with values spread between them.
 VALUE_GRID = "values"
 QUANTILE_GRID = "quantiles"
+# The categories a profile counts only as "other", when a profile is turned back into values.
+OTHER_VALUES = "(other values)"
 
 
 @dataclass(frozen=True)
@@ -198,3 +200,42 @@ def reference_bins(column: dict[str, Any]) -> Binned:
         np.array(column["counts"], dtype=int),
         spread=column["grid"] == QUANTILE_GRID,
     )
+
+
+def column_sample(column: dict[str, Any], rows: int, scale: float) -> pd.Series:
+    """The values a profiled column describes, as a column of `rows` rows: its counts scaled by
+    `scale`, numbers spread evenly within each quantile bin (the linear distribution the drift
+    statistics assume between edges) or repeated exactly on a grid of every value, categories
+    repeated, missing values as missing. Categories beyond the top ones are one placeholder:
+    none of the reference's top categories (those they were counted apart from)."""
+    if column["kind"] == NUMERIC:
+        counts = np.round(np.array(column["counts"], dtype=float) * scale).astype(int)
+        edges = np.array(column["edges"], dtype=float)
+        values = np.repeat(edges, counts)
+        if column["grid"] == QUANTILE_GRID and len(edges) > 1:
+            # Bin i holds (edges[i-1], edges[i]]: spread its values up to edges[i].
+            lower = np.repeat(np.concatenate([[edges[0]], edges[:-1]]), counts)
+            position = np.concatenate(
+                [np.arange(1, count + 1) / count for count in counts if count]
+            )
+            values = lower + (values - lower) * position
+        present: pd.Series = pd.Series(values, dtype=float)
+    else:
+        labels = [value for value, _ in column["top"]] + [OTHER_VALUES]
+        tallies = [count for _, count in column["top"]] + [column["other"]]
+        scaled = np.round(np.array(tallies, dtype=float) * scale).astype(int)
+        present = pd.Series(np.repeat(np.array(labels, dtype=object), scaled), dtype=object)
+    missing = max(rows - len(present), 0)
+    return pd.concat([present, pd.Series([None] * missing, dtype=present.dtype)], ignore_index=True)
+
+
+def profile_sample(dataset: dict[str, Any], max_rows: int) -> pd.DataFrame:
+    """A frame whose profile is `dataset`'s (up to `max_rows` rows, shares kept beyond): what
+    a dataset known only by its training profile is compared as."""
+    rows = max(int(dataset["rows"]), 1)
+    scale = min(1.0, max_rows / rows)
+    size = round(rows * scale)
+    columns = {
+        name: column_sample(column, size, scale) for name, column in dataset["columns"].items()
+    }
+    return pd.DataFrame({name: values.iloc[:size] for name, values in columns.items()})

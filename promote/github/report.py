@@ -6,6 +6,7 @@ against the current champion, and gate results.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from itertools import groupby
@@ -20,7 +21,7 @@ from promote.github.context import CiContext, pull_request_number, step_summary_
 from promote.manifests.repository import ModelSpec, Repository
 from promote.manifests.schema import BUDGETS, Gates
 from promote.plan import Action, ModelState, compute, decide, gather
-from promote.registry.entities import PREVIOUS, TAG_COMMIT, Version
+from promote.registry.entities import PREVIOUS, TAG_COMMIT, TAG_DATA_DRIFT, Version
 from promote.registry.footprint import recorded as recorded_footprint
 
 if TYPE_CHECKING:
@@ -30,8 +31,9 @@ if TYPE_CHECKING:
 # Found again on the next push, so the plan stays ONE comment, edited in place.
 COMMENT_MARKER = "<!-- promote:plan -->"
 SIZE_NOTE = (
-    "Artifact size, latency and complexity gates are checked on the built artifact, at apply; "
-    "Footprint is what was measured when the version shown was applied."
+    "Artifact size, latency and complexity gates are checked on the built artifact, and data "
+    "drift from the source on the rebuild's training data, at apply; Footprint is what was "
+    "measured when the version shown was applied."
 )
 # Gates on what only the built artifact shows: left to apply, not guessed in the plan.
 BUILT_ARTIFACT_GATES = dict.fromkeys(BUDGETS)
@@ -57,6 +59,7 @@ class Row:
     metrics: list[MetricLine] = field(default_factory=list)
     gates: list[GateResult] = field(default_factory=list)
     footprint: str = ""  # latency, size and complexity as the version's tags record them
+    data_drift: str = ""  # the candidate's drift from its source's data, as apply recorded it
 
 
 def _metrics_and_gates(
@@ -112,7 +115,20 @@ def row_for_state(registry: Registry, state: ModelState) -> Row:
         metrics,
         gate_results,
         recorded_footprint(candidate.tags) if candidate else "",
+        _recorded_drift(candidate),
     )
+
+
+def _recorded_drift(candidate: Version | None) -> str:
+    """What apply recorded of a rebuild's drift from its source (a tag, for the report only:
+    the gate was decided on the lineage records themselves)."""
+    text = candidate.tags.get(TAG_DATA_DRIFT) if candidate is not None else None
+    if not text:
+        return ""
+    try:
+        return str(json.loads(text)["summary"])
+    except (ValueError, KeyError, TypeError):
+        return "unreadable drift record"
 
 
 def _markdown() -> Any:

@@ -33,6 +33,7 @@ class ManifestFacts(NamedTuple):
     commit: str | None
     source: SourceRef | None
     digest: str
+    data_path: str  # the folder under the environment's data root: status lists it
 
     @classmethod
     def of(cls, manifest: Manifest, config: EnvironmentConfig) -> ManifestFacts:
@@ -42,27 +43,29 @@ class ManifestFacts(NamedTuple):
             manifest.code.commit,
             SourceRef(source.environment, source.version) if source else None,
             manifest_digest(manifest, config),
+            manifest.data.path,
         )
 
     @classmethod
     def from_json(cls, entry: Any) -> ManifestFacts | None:
         """Facts as `to_json` wrote them, or None for anything else (a damaged cache)."""
-        if type(entry) is not list or len(entry) != 5:
+        if type(entry) is not list or len(entry) != 6:
             return None
-        model, commit, source_environment, source_version, digest = entry
-        if type(model) is not str or type(digest) is not str:
+        model, commit, source_environment, source_version, digest, data_path = entry
+        if type(model) is not str or type(digest) is not str or type(data_path) is not str:
             return None
         if commit is not None and type(commit) is not str:
             return None
         if source_environment is None and source_version is None:
-            return cls(model, commit, None, digest)
+            return cls(model, commit, None, digest, data_path)
         if type(source_environment) is not str or type(source_version) is not int:
             return None
-        return cls(model, commit, SourceRef(source_environment, source_version), digest)
+        source = SourceRef(source_environment, source_version)
+        return cls(model, commit, source, digest, data_path)
 
     def to_json(self) -> list[Any]:
         environment, version = self.source or (None, None)
-        return [self.model, self.commit, environment, version, self.digest]
+        return [self.model, self.commit, environment, version, self.digest, self.data_path]
 
 
 @dataclass(frozen=True)
@@ -136,6 +139,10 @@ class ModelSpec:
     @property
     def digest(self) -> str:
         return self.facts.digest
+
+    @property
+    def data_path(self) -> str:
+        return self.facts.data_path
 
     @property
     def managed(self) -> bool:

@@ -139,6 +139,15 @@ class Gates(_Strict):
         allow_inf_nan=False,
         description="Highest complexity (coefficients, or leaves of trees) against the champion's",
     )
+    max_drift_share: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        strict=True,
+        allow_inf_nan=False,
+        description="Reject a rebuild when more than this share of its features drifted from "
+        "the source's training data",
+    )
 
     def merged_over(self, base: Gates) -> Gates:
         """A manifest's gates add to its environment's; where both bound a value, the stricter
@@ -196,7 +205,7 @@ class Gates(_Strict):
 
 
 # The gates that are one upper bound each: merged, the lower holds.
-BUDGETS = ("max_artifact_mb", "max_latency_ratio", "max_complexity_ratio")
+BUDGETS = ("max_artifact_mb", "max_latency_ratio", "max_complexity_ratio", "max_drift_share")
 
 
 def _lowest(*bounds: float | None) -> float | None:

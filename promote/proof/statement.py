@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from promote.build.lineage import LINEAGE_ARTIFACT, Lineage
+from promote.build.listing import tag_digest
 from promote.errors import ProofInvalid
 from promote.registry.entities import (
     TAG_ARTIFACT_DIGEST,
@@ -83,6 +84,8 @@ class Claims:
     lineage_digest: str
     invocation: str
     copied_from: str | None
+    # The sha256 of the listing tag (`TAG_DATA_LISTING`); None for a record without a listing.
+    data_listing_digest: str | None = None
 
     @classmethod
     def of(
@@ -115,6 +118,7 @@ class Claims:
             lineage_digest=lineage.lineage_digest,
             invocation=lineage.trained_by,
             copied_from=lineage.copied_from,
+            data_listing_digest=tag_digest(tag) if (tag := lineage.listing_tag) else None,
         )
 
     def tags(self) -> dict[str, str]:
@@ -174,11 +178,7 @@ class Claims:
                             "uri": "urn:promote:libraries",
                             "digest": {"sha256": self.libraries_digest},
                         },
-                        {
-                            "name": "data",
-                            "uri": self.data_uri,
-                            "digest": {"sha256": self.data_digest},
-                        },
+                        self._data_dependency(),
                     ],
                 },
                 "runDetails": {
@@ -200,6 +200,17 @@ class Claims:
                 },
             },
         }
+
+    def _data_dependency(self) -> dict[str, Any]:
+        dependency: dict[str, Any] = {
+            "name": "data",
+            "uri": self.data_uri,
+            "digest": {"sha256": self.data_digest},
+        }
+        if self.data_listing_digest is not None:
+            # Only when recorded: a statement signed before listings existed stays the same.
+            dependency["annotations"] = {"listingDigest": self.data_listing_digest}
+        return dependency
 
     @classmethod
     def from_statement(cls, statement: dict[str, Any]) -> Claims:
@@ -237,6 +248,7 @@ class Claims:
                 lineage_digest=str(lineage["digest"]["sha256"]),
                 invocation=str(run["metadata"]["invocationId"]),
                 copied_from=internal["copiedFrom"],
+                data_listing_digest=data.get("annotations", {}).get("listingDigest"),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ProofInvalid(f"provenance statement is malformed ({exc!r:.80})") from None

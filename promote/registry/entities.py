@@ -19,6 +19,10 @@ TAG_MANIFEST_DIGEST = "promote.manifest_digest"
 TAG_SOURCE = "promote.source"
 TAG_DATA_URI = "promote.data.uri"
 TAG_DATA_DIGEST = "promote.data.digest"
+# The files under the data URI at training, as listed (`promote.build.listing.listing_tag`).
+TAG_DATA_LISTING = "promote.data.listing"
+# How far a rebuild's training data is from its source's (`promote.drift.promotion`).
+TAG_DATA_DRIFT = "promote.data.drift"
 TAG_DIRTY = "promote.code.dirty"
 TAG_VERDICT = "promote.verdict"
 TAG_REASON = "promote.reason"

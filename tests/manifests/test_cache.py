@@ -128,7 +128,7 @@ def test_an_altered_cache_stops_apply_before_it_acts(repo: Path) -> None:
     path, body = cached_entries(repo)
     entries = body["entries"]
     assert isinstance(entries, dict)
-    entries.update({key: ["churn", None, None, None, "0" * 64] for key in entries})
+    entries.update({key: ["churn", None, None, None, "0" * 64, "churn"] for key in entries})
     path.write_text(json.dumps(body))
     altered = load_repository(repo).specs[("dev", "churn")]
     assert altered.digest == "0" * 64  # planning saw the altered facts...
