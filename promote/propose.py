@@ -6,11 +6,17 @@ Proposing reads only the source environment; it needs no access to the target.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from promote.build import git
 from promote.errors import BadReference, InputError
 from promote.manifests.digest import manifest_digest
-from promote.manifests.repository import ENVIRONMENTS_DIR, Repository, environment_file
+from promote.manifests.repository import (
+    ENVIRONMENTS_DIR,
+    ModelSpec,
+    Repository,
+    environment_file,
+)
 from promote.manifests.schema import (
     Code,
     Data,
@@ -23,7 +29,7 @@ from promote.manifests.schema import (
     parse_yaml,
 )
 from promote.proof.trust import Keyring
-from promote.proof.versions import prove_model
+from promote.proof.versions import prove_model, proven_claims
 from promote.registry.client import Registry
 from promote.registry.entities import (
     PREVIOUS,
@@ -31,6 +37,7 @@ from promote.registry.entities import (
     TAG_MANIFEST_DIGEST,
     TAG_PROVENANCE,
     TAG_VERDICT,
+    Version,
 )
 
 
@@ -170,4 +177,74 @@ def propose_rollback(
         "previous",
         f"no commit of {relative} under the current {config_file} builds "
         f"v{previous.version}: restore its manifest (and environment settings) by hand",
+    )
+
+
+@dataclass(frozen=True)
+class RetrainRequest:
+    """A retrain checked and ready to write: the manifest as merged, with `data.as_of` set."""
+
+    spec: ModelSpec
+    champion: Version
+    manifest: Manifest
+
+    @property
+    def branch(self) -> str:
+        # One branch per model and environment: asking again updates the same proposal.
+        return f"promote/{self.spec.environment}/{self.spec.model}-retrain"
+
+
+def request_retrain(
+    repo: Repository, registry: Registry, model: str, environment: str, as_of: datetime
+) -> RetrainRequest:
+    """Check that `model` may be retrained in `environment`, writing nothing: the environment
+    rebuilds from one below it, and its champion is genuine, passed, and built from the
+    manifest this checkout holds (so the retrain rebuilds what runs, not a pending change)."""
+    config = repo.environment(environment)
+    if config.promotes_from is None:
+        raise InputError(
+            "--env", None, f"{environment} promotes from no environment: retrain with promote train"
+        )
+    spec = repo.spec(environment, model)
+    name = repo.registered_name(environment, model)
+    registered = registry.model(name)
+    champion = registered.champion if registered else None
+    if registered is None or champion is None:
+        raise BadReference(name, "champion", "no champion to retrain: promote one first")
+    trust = Keyring(repo.environments).trust(environment)
+    claims = proven_claims(registered, champion, trust, passed=True)
+    if claims.manifest_digest != spec.digest:
+        raise BadReference(
+            spec.display,
+            None,
+            f"is not what champion {champion.ref} was built from: apply it (or revert it) first",
+        )
+    current = spec.manifest
+    data = Data(path=current.data.path, as_of=as_of)
+    return RetrainRequest(spec, champion, current.model_copy(update={"data": data}))
+
+
+def propose_retrain(repo: Repository, request: RetrainRequest) -> Proposal:
+    """Write the retrain's manifest on its branch, from the protected branch's tip."""
+    spec, manifest = request.spec, request.manifest
+    assert manifest.data.as_of is not None and manifest.code.commit is not None
+    relative = spec.display
+    base = git.resolve_ref(repo.root, spec.config.protected_branch) or git.head_commit(repo.root)
+    message = (
+        f"Retrain {spec.model} in {spec.environment} on its data as of "
+        f"{manifest.data.as_of:%Y-%m-%dT%H:%M:%SZ}\n\n"
+        f"Rebuilds {manifest.code.commit} (champion {request.champion.ref}) on "
+        f"{spec.environment}'s current data once merged and approved.\n"
+    )
+    commit = git.commit_files_on_branch(
+        repo.root, request.branch, base, {relative: dump_manifest(manifest)}, message
+    )
+    return Proposal(
+        spec.environment,
+        spec.model,
+        request.branch,
+        commit,
+        relative,
+        manifest,
+        request.champion.ref,
     )

@@ -1,4 +1,5 @@
-"""`promote model --open-pr`: push the proposal's branch and open (or update) its pull request."""
+"""`--open-pr`: push a proposal's branch (a promotion, a retrain) and open or update its pull
+request."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from dataclasses import dataclass
 from promote.build import git
 from promote.github.client import GitHubClient
 from promote.github.context import repository_name
-from promote.github.report import render_pull_request_body
+from promote.github.report import render_pull_request_body, render_retrain_body
 from promote.manifests.repository import Repository
 from promote.propose import Proposal
 from promote.registry.client import Registry
@@ -28,11 +29,36 @@ def open_pull_request(
     environ: Mapping[str, str] | None = None,
 ) -> OpenedPullRequest:
     """Push the proposal's branch and open its PR, or update the one already open for it."""
-    assert proposal.branch is not None
-    client = GitHubClient.from_environ(repository_name(repo.root, environ), environ)
-    client.require_token("--open-pr")
+    client = _client(repo, environ)
     body = render_pull_request_body(repo, registry, proposal)
     title = f"Promote {proposal.model} to {proposal.environment}: {proposal.source_ref}"
+    return _push_and_open(repo, client, proposal, title, body)
+
+
+def open_retrain_pull_request(
+    repo: Repository,
+    registry: Registry,
+    proposal: Proposal,
+    drift_report: str,
+    environ: Mapping[str, str] | None = None,
+) -> OpenedPullRequest:
+    """Push a retrain's branch and open its PR (or update the open one), the drift report of
+    the environment's current data in its body."""
+    client = _client(repo, environ)
+    body = render_retrain_body(repo, registry, proposal, drift_report)
+    title = f"Retrain {proposal.model} in {proposal.environment}: {proposal.source_ref}"
+    return _push_and_open(repo, client, proposal, title, body)
+
+
+def _client(repo: Repository, environ: Mapping[str, str] | None) -> GitHubClient:
+    client = GitHubClient.from_environ(repository_name(repo.root, environ), environ)
+    return client.require_token("--open-pr")
+
+
+def _push_and_open(
+    repo: Repository, client: GitHubClient, proposal: Proposal, title: str, body: str
+) -> OpenedPullRequest:
+    assert proposal.branch is not None
     # The branch is rebuilt from the protected branch on every proposal: it belongs to promote.
     branch_ref = f"refs/heads/{proposal.branch}"
     git.run_git(repo.root, "push", "--force", "--quiet", "origin", f"{branch_ref}:{branch_ref}")

@@ -23,6 +23,7 @@ from promote.plan import Action, ModelState, compute, decide, gather
 from promote.registry.entities import PREVIOUS, TAG_COMMIT, Version
 
 if TYPE_CHECKING:
+    from promote.build.lineage import Lineage
     from promote.propose import Proposal
     from promote.registry.client import Registry
 
@@ -139,18 +140,24 @@ def render_report(rows: list[Row], title: str) -> str:
     )
 
 
-def render_pull_request_body(repo: Repository, registry: Registry, proposal: Proposal) -> str:
+def _proposed_plan(repo: Repository, registry: Registry, proposal: Proposal) -> tuple[str, Lineage]:
+    """The plan the proposed manifest will have in its environment once merged, and the
+    lineage of the source version it names."""
     manifest = proposal.manifest
-    assert manifest.source is not None
-    # The row the proposed manifest will have in its environment's plan once merged.
     spec = ModelSpec.of(repo.environment(proposal.environment), manifest, repo.root / proposal.path)
     snapshot = gather(repo, registry, [spec])
     source = snapshot.source_version(spec)
     if source is None:
         raise InputError(proposal.path, "source.version", f"{proposal.source_ref} does not exist")
-    lineage = registry.lineage(source.run_id)
     row = row_for_state(registry, decide(spec, snapshot))
     plan = render_report([row], f"Plan for {proposal.environment}")
+    return plan.removeprefix(COMMENT_MARKER + "\n"), registry.lineage(source.run_id)
+
+
+def render_pull_request_body(repo: Repository, registry: Registry, proposal: Proposal) -> str:
+    manifest = proposal.manifest
+    assert manifest.source is not None
+    plan, lineage = _proposed_plan(repo, registry, proposal)
     return (
         _markdown()
         .get_template("pull_request.md.j2")
@@ -158,7 +165,33 @@ def render_pull_request_body(repo: Repository, registry: Registry, proposal: Pro
             proposal=proposal,
             source_environment=manifest.source.environment,
             lineage=lineage,
-            plan=plan.removeprefix(COMMENT_MARKER + "\n"),
+            plan=plan,
+        )
+    )
+
+
+def render_retrain_body(
+    repo: Repository, registry: Registry, proposal: Proposal, drift_report: str
+) -> str:
+    """A retrain's pull request: why (the drift report of the environment's current data),
+    what is rebuilt (the same commit, parameters and source), and its plan."""
+    manifest = proposal.manifest
+    assert manifest.source is not None and manifest.data.as_of is not None
+    plan, lineage = _proposed_plan(repo, registry, proposal)
+    # The report's own headings sit under this body's.
+    report = "\n".join(
+        f"#{line}" if line.startswith("#") else line for line in drift_report.splitlines()
+    )
+    return (
+        _markdown()
+        .get_template("retrain.md.j2")
+        .render(
+            proposal=proposal,
+            as_of=f"{manifest.data.as_of:%Y-%m-%dT%H:%M:%SZ}",
+            source_ref=f"{manifest.source.environment} v{manifest.source.version}",
+            lineage=lineage,
+            plan=plan,
+            drift_report=report,
         )
     )
 

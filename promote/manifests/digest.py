@@ -16,9 +16,11 @@ def manifest_digest(manifest: Manifest, config: EnvironmentConfig) -> str:
     rules: they judge the data a model sees, not how it is built, and changing them rebuilds
     nothing.
     """
+    # A manifest never retrained keeps the digest it had before `data.as_of` existed.
+    unset = {"data": {"as_of"}} if manifest.data.as_of is None else {}
     body = {
         "environment": config.name,
-        "manifest": manifest.model_dump(mode="json", exclude={"drift"}),
+        "manifest": manifest.model_dump(mode="json", exclude={"drift": True, **unset}),
         "data_root": config.data_root,
         "training": config.training,
         "gates": manifest.gates.merged_over(config.gates).model_dump(mode="json"),

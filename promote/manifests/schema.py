@@ -11,6 +11,7 @@ import re
 import string
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal
 
@@ -458,11 +459,26 @@ class Code(_Strict):
 
 class Data(_Strict):
     path: str = Field(description="Folder under the environment's data root")
+    as_of: datetime | None = Field(
+        default=None,
+        description="When a retrain on the environment's current data was asked for "
+        "(promote retrain): a new value rebuilds the same commit, on the data found then",
+    )
 
     @field_validator("path")
     @classmethod
     def _path(cls, value: str) -> str:
         return _relative_path(value, "data.path")
+
+    @field_validator("as_of")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        # A time without its zone names a different instant on every machine that reads it.
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError("must name its time zone, e.g. 2026-12-03T18:30:00Z")
+        return value.astimezone(timezone.utc)
 
 
 class Manifest(_Strict):
