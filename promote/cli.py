@@ -145,6 +145,7 @@ EXAMPLES = {
     "serve": "promote serve churn --env prod --port 8080",
     "drift": "promote drift churn --env prod --data s3://bucket/scored/ --labels churned",
     "retrain": "promote retrain churn --env prod --open-pr",
+    "watch": "promote watch --summary --notify",
     "rollback": "promote rollback churn --env prod",
     "unlock": "promote unlock churn --env staging --force",
     "keygen": "promote keygen --env prod",
@@ -700,6 +701,44 @@ def retrain(
         verb = "opened" if opened.created else "updated"
         echo(f"{verb} pull request #{opened.number} {opened.url}")
     echo(f"merged, `promote apply --env {env}` rebuilds on {env}'s current data")
+
+
+@command()
+def watch(
+    context: typer.Context,
+    env: Optional[str] = typer.Option(None, "--env", help="Only this environment."),  # noqa: UP045
+    summary: bool = typer.Option(
+        False, "--summary", help="Append the findings to the GitHub Actions job summary."
+    ),
+    notify: bool = typer.Option(
+        False,
+        "--notify",
+        help="Open or update one issue per drifted model (or its retrain pull request where "
+        "the environment's watch.on_drift is retrain); needs GITHUB_TOKEN.",
+    ),
+    as_json: bool = JsonOption,
+) -> None:
+    """Check every champion's current data for drift, as a schedule does (exit 1 on drift or a
+    check that could not run)."""
+    from promote.drift.watch import watch as watch_all
+
+    settings: Settings = context.obj
+    result = watch_all(settings.repository(), settings.registry(), env, notify, summary)
+    if as_json:
+        emit_json(result.to_json())
+        exit_with(result.ok)
+    for watched in result.watched:
+        echo(f"{watched.registered}: {watched.verdict}: {watched.detail}")
+        if watched.pull_request is not None:
+            echo(
+                f"  retrain pull request #{watched.pull_request.number} {watched.pull_request.url}"
+            )
+        elif watched.issue is not None:
+            verb = "opened" if watched.issue_created else "updated"
+            echo(f"  {verb} issue #{watched.issue.number} {watched.issue.url}")
+        for note in watched.notes:
+            echo(f"  {note}")
+    exit_with(result.ok)
 
 
 @command()

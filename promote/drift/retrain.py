@@ -19,7 +19,7 @@ from promote.drift.report import markdown, verdict
 from promote.errors import BadReference
 from promote.github.pull_request import OpenedPullRequest, open_retrain_pull_request
 from promote.manifests.repository import Repository
-from promote.propose import Proposal, propose_retrain, request_retrain
+from promote.propose import Proposal, RetrainRequest, propose_retrain, request_retrain
 from promote.registry.client import Registry
 
 
@@ -60,12 +60,24 @@ def retrain(
         if exc.field is not None or exc.source != request.champion.ref:
             raise
         # A champion without a training profile is one that retraining gives a profile.
-        drift, note, report = None, exc.message, f"No drift report: {exc.message}.\n"
-    else:
-        assert drift is not None
-        note, report = verdict(drift), markdown(drift)
+        return proposed(repo, registry, request, None, exc.message, open_pr, environ)
+    assert drift is not None
+    return proposed(repo, registry, request, drift, verdict(drift), open_pr, environ)
+
+
+def proposed(
+    repo: Repository,
+    registry: Registry,
+    request: RetrainRequest,
+    drift: DriftResult | None,
+    note: str,
+    open_pr: bool,
+    environ: Mapping[str, str] | None = None,
+) -> Retrain:
+    """The retrain's branch written (and its PR opened), the drift `note` and report with it."""
     proposal = propose_retrain(repo, request)
     outcome = Retrain(proposal, drift, note)
     if open_pr:
+        report = markdown(drift) if drift is not None else f"No drift report: {note}.\n"
         outcome.pull_request = open_retrain_pull_request(repo, registry, proposal, report, environ)
     return outcome

@@ -178,10 +178,6 @@ def render_retrain_body(
     manifest = proposal.manifest
     assert manifest.source is not None and manifest.data.as_of is not None
     plan, lineage = _proposed_plan(repo, registry, proposal)
-    # The report's own headings sit under this body's.
-    report = "\n".join(
-        f"#{line}" if line.startswith("#") else line for line in drift_report.splitlines()
-    )
     return (
         _markdown()
         .get_template("retrain.md.j2")
@@ -191,9 +187,14 @@ def render_retrain_body(
             source_ref=f"{manifest.source.environment} v{manifest.source.version}",
             lineage=lineage,
             plan=plan,
-            drift_report=report,
+            drift_report=demoted_headings(drift_report),
         )
     )
+
+
+def demoted_headings(markdown: str) -> str:
+    """`markdown` with every heading one level down: a report nested under a body's heading."""
+    return "\n".join(f"#{line}" if line.startswith("#") else line for line in markdown.splitlines())
 
 
 def report_states(repo: Repository, registry: Registry, environment: str | None, title: str) -> str:

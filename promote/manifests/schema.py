@@ -282,6 +282,16 @@ def _overlay(base: BaseModel, top: BaseModel) -> Any:
     return type(base).model_construct(**values)
 
 
+class WatchRules(_Strict):
+    """`watch:` in an environment file: what `promote watch` does when a model's data drifted."""
+
+    on_drift: Literal["issue", "retrain"] = Field(
+        default="issue",
+        description="issue: open (or update) one issue per drifted model; retrain: open (or "
+        "update) its retrain pull request, which still needs review and approval to merge",
+    )
+
+
 class ApprovalRule(_Strict):
     """Who must approve the pull request that changes this environment's manifests."""
 
@@ -384,6 +394,10 @@ class EnvironmentConfig(_Strict):
         default_factory=DriftRules,
         description="How `promote drift` judges this environment's data; manifests refine it",
     )
+    watch: WatchRules = Field(
+        default_factory=WatchRules,
+        description="What the scheduled `promote watch` does about drift in this environment",
+    )
 
     @field_validator("model_name")
     @classmethod
@@ -405,6 +419,15 @@ class EnvironmentConfig(_Strict):
                 "letter or digit"
             )
         return value
+
+    @model_validator(mode="after")
+    def _retrain_from_below(self) -> EnvironmentConfig:
+        if self.watch.on_drift == "retrain" and self.promotes_from is None:
+            raise ValueError(
+                "watch.on_drift: retrain rebuilds from the environment below: this one promotes "
+                "from none (use issue, and retrain with promote train)"
+            )
+        return self
 
     @field_validator("data_root", "artifact_root")
     @classmethod
