@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 import pytest
 from support.github_fake import FakeGitHub
+from support.workflows import ROOT, watch_command
 from support.world import MODEL, World
 
 from promote.build import git
@@ -83,19 +84,26 @@ def test_undrifted_models_get_no_issue(promoted: World, github: FakeGitHub) -> N
     assert github.issues == {} and _posts(github, "/issues") == 0
 
 
-def test_the_job_summary_lists_every_model_and_the_drifted_ones_report(
-    promoted: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_the_scheduled_workflows_command_writes_the_job_summary_and_the_issue(
+    promoted: World, github: FakeGitHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     summary = tmp_path / "summary.md"
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
     _shift_prod_age(promoted)
-    completed = promoted.cli("watch", "--summary")
+    argv, _ = watch_command(ROOT, "prod")  # exactly what the prod job runs
+    completed = promoted.cli(*argv[1:])
     assert completed.returncode == 1, completed.stderr
-    assert f"{PROD}: drift: {PROD}/1: DRIFT" in completed.stdout
+    [issue] = github.issues.values()
+    assert completed.stdout.splitlines()[:2] == [
+        f"{PROD}: drift: {PROD}/1: DRIFT (train.csv: 1 of 5 features; test.csv: 1 of 5 features)",
+        f"  opened issue #{issue['number']} {issue['html_url']}",
+    ]
     text = summary.read_text()
     assert text.startswith("# promote watch\n")
-    assert "| prod | churn | DRIFT |" in text and "| staging | churn | OK |" in text
+    assert f"| prod | churn | DRIFT | {PROD}/1: DRIFT" in text
+    assert f"[#{issue['number']}]({issue['html_url']}) |" in text
     assert f"## Drift of {PROD}" in text and "### Data: train.csv" in text
+    assert "| staging |" not in text  # --env prod: the staging job checks staging
 
 
 def test_where_the_environment_allows_it_the_drifted_model_gets_its_retrain_pull_request(
