@@ -159,3 +159,19 @@ def test_a_manifest_the_champion_was_not_built_from_is_applied_first(promoted: W
         "it) first"
     ]
     assert BRANCH not in git.run_git(promoted.repo, "branch", "--list")
+
+
+def test_an_unmerged_retrain_is_not_applied_in_ci(promoted: World, github: FakeGitHub) -> None:
+    """CI applies only the protected branch's tip: a retrain branch run as a checkout refuses."""
+    _age_shifted(promoted)
+    github.branches["main"] = git.head_commit(promoted.repo)
+    branch_commit = _retrain(promoted)["commit"]
+    git.run_git(promoted.repo, "checkout", "--quiet", BRANCH)
+    before = promoted.snapshot()
+    completed = promoted.cli("apply", "--env", "prod", env={"GITHUB_ACTIONS": "true"})
+    assert completed.returncode == 1, completed.stdout + completed.stderr
+    assert (
+        f"prod: refusing to apply {branch_commit[:12]}: main is now at "
+        f"{github.branches['main'][:12]}, and only its tip changes prod"
+    ) in completed.stderr
+    assert promoted.snapshot() == before
