@@ -20,11 +20,11 @@ from promote.drift.watch import DRIFT_LABEL
 PROD = f"prod.{MODEL}"
 
 
-def _shift_prod_age(world: World) -> None:
+def _shift_prod_age(world: World, years: int = 30) -> None:
     for name in ("train.csv", "test.csv"):
         path = world.sandbox.data("prod") / name
         frame = pd.read_csv(path)
-        frame["age"] += 30
+        frame["age"] += years
         frame.to_csv(path, index=False)
 
 
@@ -70,8 +70,17 @@ def test_a_drifted_model_gets_one_issue_updated_in_place_by_the_next_run(
     assert prod["issue"]["created"] is False
     assert github.issues[issue["number"]]["body"] != first_body  # this run's report
 
+    # Data back to what the champion trained on: the open issue says so, and stays open.
+    _shift_prod_age(promoted, -30)
+    code, result = _watch(promoted, "--notify")
+    assert code == 0, result
+    assert _posts(github, "/issues") == 1
+    assert f"found no drift in **{PROD}**" in github.issues[issue["number"]]["body"]
+    assert github.issues[issue["number"]]["state"] == "open"
+
     # Closed, it stays closed: drift found after it is a new episode, with an issue of its own.
     github.issues[issue["number"]]["state"] = "closed"
+    _shift_prod_age(promoted)
     _watch(promoted, "--notify")
     assert _posts(github, "/issues") == 2
     assert [i["state"] for i in github.issues.values()] == ["closed", "open"]
@@ -127,6 +136,19 @@ def test_where_the_environment_allows_it_the_drifted_model_gets_its_retrain_pull
     assert github.issues == {}
     _watch(promoted, "--notify")
     assert len(github.pulls) == 1 and _posts(github, "/pulls") == 1
+
+    # A pending change to prod's manifest: no retrain of it is proposed; the issue says why.
+    promoted.edit_yaml(
+        f"environments/prod/{MODEL}.yaml", lambda body: body["code"]["params"].update(C=0.25)
+    )
+    code, result = _watch(promoted, "--notify")
+    [prod] = [m for m in result["models"] if m["registered_model"] == PROD]
+    assert prod["pull_request"] is None and prod["issue"]["created"] is True
+    [issue] = github.issues.values()
+    assert (
+        "No retrain pull request: " in issue["body"]
+        and "apply it (or revert it)" in (issue["body"])
+    )
 
 
 def test_notify_without_a_token_is_refused_before_anything_runs(
