@@ -140,6 +140,24 @@ def propose(repo: Repository, registry: Registry, model: str, target: str) -> Pr
     return Proposal(target, model, branch, commit, relative, manifest, champion.ref)
 
 
+def _manifest_built_as(
+    repo: Repository, spec: ModelSpec, digest: str | None
+) -> tuple[str, str, Manifest] | None:
+    """The newest commit of `spec`'s file whose manifest, under the environment's current
+    settings, has `digest`: that commit, the file's text there, and its manifest."""
+    relative = repo.relative(spec.path)
+    history = git.run_git(repo.root, "log", "--format=%H", "--", relative).split()
+    for commit in history:
+        text = git.run_git(repo.root, "show", f"{commit}:{relative}", check=False)
+        if not text:
+            continue
+        display = f"{relative}@{commit[:12]}"
+        manifest: Manifest = parse(Manifest, parse_yaml(text, display), display)
+        if manifest_digest(manifest, spec.config) == digest:
+            return commit, text, manifest
+    return None
+
+
 def propose_rollback(
     repo: Repository, registry: Registry, model: str, environment: str
 ) -> Proposal:
@@ -154,30 +172,24 @@ def propose_rollback(
     wanted = previous.tags.get(TAG_MANIFEST_DIGEST)
     relative = repo.relative(spec.path)
     config_file = environment_file(environment)
-    history = git.run_git(repo.root, "log", "--format=%H", "--", relative).split()
-    for commit in history:
-        text = git.run_git(repo.root, "show", f"{commit}:{relative}", check=False)
-        if not text:
-            continue
-        display = f"{relative}@{commit[:12]}"
-        manifest: Manifest = parse(Manifest, parse_yaml(text, display), display)
-        if manifest_digest(manifest, spec.config) != wanted:
-            continue
-        branch = f"promote/{environment}/{model}-rollback-v{previous.version}"
-        config = spec.config
-        base = git.resolve_ref(repo.root, config.protected_branch) or git.head_commit(repo.root)
-        message = (
-            f"Roll back {model} in {environment} to v{previous.version}\n\n"
-            f"Restores {relative} as of {commit}; apply re-points champion, no rebuild.\n"
+    found = _manifest_built_as(repo, spec, wanted)
+    if found is None:
+        raise BadReference(
+            name,
+            "previous",
+            f"no commit of {relative} under the current {config_file} builds "
+            f"v{previous.version}: restore its manifest (and environment settings) by hand",
         )
-        created = git.commit_files_on_branch(repo.root, branch, base, {relative: text}, message)
-        return Proposal(environment, model, branch, created, relative, manifest, previous.ref)
-    raise BadReference(
-        name,
-        "previous",
-        f"no commit of {relative} under the current {config_file} builds "
-        f"v{previous.version}: restore its manifest (and environment settings) by hand",
+    commit, text, manifest = found
+    branch = f"promote/{environment}/{model}-rollback-v{previous.version}"
+    config = spec.config
+    base = git.resolve_ref(repo.root, config.protected_branch) or git.head_commit(repo.root)
+    message = (
+        f"Roll back {model} in {environment} to v{previous.version}\n\n"
+        f"Restores {relative} as of {commit}; apply re-points champion, no rebuild.\n"
     )
+    created = git.commit_files_on_branch(repo.root, branch, base, {relative: text}, message)
+    return Proposal(environment, model, branch, created, relative, manifest, previous.ref)
 
 
 @dataclass(frozen=True)
@@ -205,6 +217,13 @@ def request_retrain(
         raise InputError(
             "--env", None, f"{environment} promotes from no environment: retrain with promote train"
         )
+    if config.training == "copy":
+        raise InputError(
+            "--env",
+            None,
+            f"{environment} copies the artifact validated below (training: copy): it trains "
+            "on no data of its own",
+        )
     spec = repo.spec(environment, model)
     name = repo.registered_name(environment, model)
     registered = registry.model(name)
@@ -213,15 +232,24 @@ def request_retrain(
         raise BadReference(name, "champion", "no champion to retrain: promote one first")
     trust = Keyring(repo.environments).trust(environment)
     claims = proven_claims(registered, champion, trust, passed=True)
-    if claims.manifest_digest != spec.digest:
-        raise BadReference(
-            spec.display,
-            None,
-            f"is not what champion {champion.ref} was built from: apply it (or revert it) first",
-        )
     current = spec.manifest
+    if claims.manifest_digest != spec.digest:
+        # A retrain merged but rejected by its gates, or not applied yet, differs from the
+        # champion's manifest by `data.as_of` alone: asking again asks for newer data.
+        built = _manifest_built_as(repo, spec, claims.manifest_digest)
+        if built is None or _without_as_of(built[2]) != _without_as_of(current):
+            raise BadReference(
+                spec.display,
+                None,
+                f"is not what champion {champion.ref} was built from: apply it (or revert it) "
+                "first",
+            )
     data = Data(path=current.data.path, as_of=as_of)
     return RetrainRequest(spec, champion, current.model_copy(update={"data": data}))
+
+
+def _without_as_of(manifest: Manifest) -> Manifest:
+    return manifest.model_copy(update={"data": Data(path=manifest.data.path)})
 
 
 def propose_retrain(repo: Repository, request: RetrainRequest) -> Proposal:

@@ -427,6 +427,11 @@ class EnvironmentConfig(_Strict):
                 "watch.on_drift: retrain rebuilds from the environment below: this one promotes "
                 "from none (use issue, and retrain with promote train)"
             )
+        if self.watch.on_drift == "retrain" and self.training == "copy":
+            raise ValueError(
+                "watch.on_drift: retrain rebuilds on this environment's data: training: copy "
+                "trains on none (use issue)"
+            )
         return self
 
     @field_validator("data_root", "artifact_root")

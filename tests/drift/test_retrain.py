@@ -4,6 +4,7 @@ git, a real training, the drift report in the pull request, and refusals that wr
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -135,6 +136,14 @@ def test_refusals_are_one_line_exit_2_and_write_nothing(trained: World) -> None:
     assert refused(MODEL, "--env", "dev") == (
         "error: --env: dev promotes from no environment: retrain with promote train"
     )
+    trained.edit_yaml(
+        "environments/staging/environment.yaml", lambda body: body.update(training="copy")
+    )
+    assert refused(MODEL, "--env", "staging") == (
+        "error: --env: staging copies the artifact validated below (training: copy): it trains "
+        "on no data of its own"
+    )
+    git.run_git(trained.repo, "reset", "--quiet", "--hard", "HEAD~1")
     assert refused("fraud", "--env", "staging") == (
         "error: environments/staging/fraud.yaml: no such manifest"
     )
@@ -175,3 +184,17 @@ def test_an_unmerged_retrain_is_not_applied_in_ci(promoted: World, github: FakeG
         f"{github.branches['main'][:12]}, and only its tip changes prod"
     ) in completed.stderr
     assert promoted.snapshot() == before
+
+
+def test_a_merged_retrain_not_built_yet_can_be_asked_again_for_newer_data(
+    promoted: World,
+) -> None:
+    """Merged but not applied (or rejected by its gates), a retrain differs from the champion's
+    manifest by data.as_of alone: asking again proposes a newer as_of, not a refusal."""
+    first = _retrain(promoted)
+    merge(promoted.repo, BRANCH, f"Merge {BRANCH}")
+    time.sleep(1)  # as_of counts seconds
+    second = _retrain(promoted)
+    assert second["manifest"]["data"]["as_of"] > first["manifest"]["data"]["as_of"]
+    proposed = yaml.safe_load(git.run_git(promoted.repo, "show", f"{BRANCH}:{MANIFEST}"))
+    assert proposed["data"]["as_of"] == second["manifest"]["data"]["as_of"]
