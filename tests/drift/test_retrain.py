@@ -92,6 +92,14 @@ def test_a_merged_retrain_rebuilds_the_same_commit_on_the_current_data(promoted:
     assert registered.aliases.get("previous") == 1
     # The retrained champion watches the data it was retrained on: no drift now.
     assert promoted.cli("drift", MODEL, "--env", "prod").returncode == 0
+    # And a rollback brings the champion before the retrain back, without rebuilding.
+    rollback = promoted.cli("rollback", MODEL, "--env", "prod", "--json")
+    assert rollback.returncode == 0, rollback.stderr
+    merge(promoted.repo, json.loads(rollback.stdout)["branch"], "Merge the rollback")
+    assert promoted.pipeline().apply("prod").ok
+    registered = promoted.registry.model(PROD)
+    assert registered is not None and registered.champion is not None
+    assert registered.champion.version == 1
 
 
 def test_the_pull_request_carries_the_drift_report_and_asking_again_updates_it(
