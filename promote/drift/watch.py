@@ -25,7 +25,12 @@ from promote.errors import CheckFailed, InputError
 from promote.github.client import GitHubClient, Issue
 from promote.github.context import repository_name, step_summary_path
 from promote.github.pull_request import OpenedPullRequest
-from promote.github.report import append_job_summary, demoted_headings, table_cell
+from promote.github.report import (
+    append_job_summary,
+    demoted_headings,
+    table_cell,
+    within_body_limit,
+)
 from promote.manifests.repository import ModelSpec, Repository
 from promote.plan import selected_specs
 from promote.propose import request_retrain
@@ -143,7 +148,8 @@ def _issue_body(spec: ModelSpec, drift: DriftResult, note: str = "") -> str:
         lines += ["The last check found none: close this issue once the cause is understood."]
     if note:
         lines += ["", note]
-    return "\n".join([*lines, "", demoted_headings(markdown(drift))]) + "\n"
+    body = "\n".join([*lines, "", demoted_headings(markdown(drift))]) + "\n"
+    return within_body_limit(body, f"the whole report is logged to {drift.logged_to}")
 
 
 def _check(repo: Repository, registry: Registry, spec: ModelSpec) -> Watched:

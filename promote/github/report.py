@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
 # Found again on the next push, so the plan stays ONE comment, edited in place.
 COMMENT_MARKER = "<!-- promote:plan -->"
+# GitHub refuses an issue or pull request body over 65,536 characters.
+MAX_BODY_CHARS = 65_536
 SIZE_NOTE = "Artifact size budgets are checked on the built artifact, at apply."
 
 
@@ -178,7 +180,7 @@ def render_retrain_body(
     manifest = proposal.manifest
     assert manifest.source is not None and manifest.data.as_of is not None
     plan, lineage = _proposed_plan(repo, registry, proposal)
-    return (
+    body = (
         _markdown()
         .get_template("retrain.md.j2")
         .render(
@@ -190,6 +192,15 @@ def render_retrain_body(
             drift_report=demoted_headings(drift_report),
         )
     )
+    return within_body_limit(body, "the whole report is logged to the champion's run")
+
+
+def within_body_limit(body: str, elsewhere: str) -> str:
+    """`body`, cut to what GitHub accepts, saying where the rest is (`elsewhere`)."""
+    if len(body) <= MAX_BODY_CHARS:
+        return body
+    note = f"\n\n… cut here: GitHub takes {MAX_BODY_CHARS:,} characters; {elsewhere}.\n"
+    return body[: MAX_BODY_CHARS - len(note)] + note
 
 
 def demoted_headings(markdown: str) -> str:
