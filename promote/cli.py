@@ -145,6 +145,8 @@ EXAMPLES = {
     "predict": "promote predict churn --env prod --input s3://bucket/in/ --output out.parquet",
     "serve": "promote serve churn --env prod --port 8080",
     "drift": "promote drift churn --env prod --data s3://bucket/scored/ --labels churned",
+    "retrain": "promote retrain churn --env prod --open-pr",
+    "watch": "promote watch --summary --notify",
     "rollback": "promote rollback churn --env prod",
     "unlock": "promote unlock churn --env staging --force",
     "keygen": "promote keygen --env prod",
@@ -697,6 +699,78 @@ def drift(
         files = ", ".join(path.name for path in result.report_files)
         echo(f"report: {result.report_files[0].parent} ({files}; logged to {result.logged_to})")
     exit_with(not result.drifted)
+
+
+@command()
+def retrain(
+    context: typer.Context,
+    name: str = typer.Argument(..., help="Model name."),
+    env: str = EnvOption,
+    open_pr: bool = typer.Option(
+        False,
+        "--open-pr",
+        help="Push the branch and open (or update) its pull request; needs GITHUB_TOKEN.",
+    ),
+    as_json: bool = JsonOption,
+) -> None:
+    """Propose a retrain: the champion's commit rebuilt on ENV's current data once the branch
+    (its manifest's data.as_of set, the drift report in its PR) is merged and approved."""
+    from promote.drift.retrain import retrain as propose
+
+    settings: Settings = context.obj
+    outcome = propose(settings.repository(), settings.registry(), name, env, open_pr)
+    if as_json:
+        emit_json(outcome.to_json())
+        return
+    proposal, opened = outcome.proposal, outcome.pull_request
+    echo(outcome.drift_note)
+    echo(
+        f"wrote {proposal.path} (data.as_of) for {proposal.source_ref} on branch {proposal.branch}"
+    )
+    if opened is None:
+        echo(f"next: git push origin {proposal.branch} and open a pull request")
+    else:
+        verb = "opened" if opened.created else "updated"
+        echo(f"{verb} pull request #{opened.number} {opened.url}")
+    echo(f"merged, `promote apply --env {env}` rebuilds on {env}'s current data")
+
+
+@command()
+def watch(
+    context: typer.Context,
+    env: Optional[str] = typer.Option(None, "--env", help="Only this environment."),  # noqa: UP045
+    summary: bool = typer.Option(
+        False, "--summary", help="Append the findings to the GitHub Actions job summary."
+    ),
+    notify: bool = typer.Option(
+        False,
+        "--notify",
+        help="Open or update one issue per drifted model (or its retrain pull request where "
+        "the environment's watch.on_drift is retrain); needs GITHUB_TOKEN.",
+    ),
+    as_json: bool = JsonOption,
+) -> None:
+    """Check every champion's current data for drift, as a schedule does (exit 1 on drift or a
+    check that could not run)."""
+    from promote.drift.watch import watch as watch_all
+
+    settings: Settings = context.obj
+    result = watch_all(settings.repository(), settings.registry(), env, notify, summary)
+    if as_json:
+        emit_json(result.to_json())
+        exit_with(result.ok)
+    for watched in result.watched:
+        echo(f"{watched.registered}: {watched.verdict}: {watched.detail}")
+        if watched.pull_request is not None:
+            echo(
+                f"  retrain pull request #{watched.pull_request.number} {watched.pull_request.url}"
+            )
+        elif watched.issue is not None:
+            verb = "opened" if watched.issue_created else "updated"
+            echo(f"  {verb} issue #{watched.issue.number} {watched.issue.url}")
+        for note in watched.notes:
+            echo(f"  {note}")
+    exit_with(result.ok)
 
 
 @command()

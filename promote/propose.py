@@ -6,11 +6,17 @@ Proposing reads only the source environment; it needs no access to the target.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from promote.build import git
 from promote.errors import BadReference, InputError
 from promote.manifests.digest import manifest_digest
-from promote.manifests.repository import ENVIRONMENTS_DIR, Repository, environment_file
+from promote.manifests.repository import (
+    ENVIRONMENTS_DIR,
+    ModelSpec,
+    Repository,
+    environment_file,
+)
 from promote.manifests.schema import (
     Code,
     Data,
@@ -23,7 +29,7 @@ from promote.manifests.schema import (
     parse_yaml,
 )
 from promote.proof.trust import Keyring
-from promote.proof.versions import prove_model
+from promote.proof.versions import prove_model, proven_claims
 from promote.registry.client import Registry
 from promote.registry.entities import (
     PREVIOUS,
@@ -31,6 +37,7 @@ from promote.registry.entities import (
     TAG_MANIFEST_DIGEST,
     TAG_PROVENANCE,
     TAG_VERDICT,
+    Version,
 )
 
 
@@ -133,6 +140,24 @@ def propose(repo: Repository, registry: Registry, model: str, target: str) -> Pr
     return Proposal(target, model, branch, commit, relative, manifest, champion.ref)
 
 
+def _manifest_built_as(
+    repo: Repository, spec: ModelSpec, digest: str | None
+) -> tuple[str, str, Manifest] | None:
+    """The newest commit of `spec`'s file whose manifest, under the environment's current
+    settings, has `digest`: that commit, the file's text there, and its manifest."""
+    relative = repo.relative(spec.path)
+    history = git.run_git(repo.root, "log", "--format=%H", "--", relative).split()
+    for commit in history:
+        text = git.run_git(repo.root, "show", f"{commit}:{relative}", check=False)
+        if not text:
+            continue
+        display = f"{relative}@{commit[:12]}"
+        manifest: Manifest = parse(Manifest, parse_yaml(text, display), display)
+        if manifest_digest(manifest, spec.config) == digest:
+            return commit, text, manifest
+    return None
+
+
 def propose_rollback(
     repo: Repository, registry: Registry, model: str, environment: str
 ) -> Proposal:
@@ -147,27 +172,107 @@ def propose_rollback(
     wanted = previous.tags.get(TAG_MANIFEST_DIGEST)
     relative = repo.relative(spec.path)
     config_file = environment_file(environment)
-    history = git.run_git(repo.root, "log", "--format=%H", "--", relative).split()
-    for commit in history:
-        text = git.run_git(repo.root, "show", f"{commit}:{relative}", check=False)
-        if not text:
-            continue
-        display = f"{relative}@{commit[:12]}"
-        manifest: Manifest = parse(Manifest, parse_yaml(text, display), display)
-        if manifest_digest(manifest, spec.config) != wanted:
-            continue
-        branch = f"promote/{environment}/{model}-rollback-v{previous.version}"
-        config = spec.config
-        base = git.resolve_ref(repo.root, config.protected_branch) or git.head_commit(repo.root)
-        message = (
-            f"Roll back {model} in {environment} to v{previous.version}\n\n"
-            f"Restores {relative} as of {commit}; apply re-points champion, no rebuild.\n"
+    found = _manifest_built_as(repo, spec, wanted)
+    if found is None:
+        raise BadReference(
+            name,
+            "previous",
+            f"no commit of {relative} under the current {config_file} builds "
+            f"v{previous.version}: restore its manifest (and environment settings) by hand",
         )
-        created = git.commit_files_on_branch(repo.root, branch, base, {relative: text}, message)
-        return Proposal(environment, model, branch, created, relative, manifest, previous.ref)
-    raise BadReference(
-        name,
-        "previous",
-        f"no commit of {relative} under the current {config_file} builds "
-        f"v{previous.version}: restore its manifest (and environment settings) by hand",
+    commit, text, manifest = found
+    branch = f"promote/{environment}/{model}-rollback-v{previous.version}"
+    config = spec.config
+    base = git.resolve_ref(repo.root, config.protected_branch) or git.head_commit(repo.root)
+    message = (
+        f"Roll back {model} in {environment} to v{previous.version}\n\n"
+        f"Restores {relative} as of {commit}; apply re-points champion, no rebuild.\n"
+    )
+    created = git.commit_files_on_branch(repo.root, branch, base, {relative: text}, message)
+    return Proposal(environment, model, branch, created, relative, manifest, previous.ref)
+
+
+@dataclass(frozen=True)
+class RetrainRequest:
+    """A retrain checked and ready to write: the manifest as merged, with `data.as_of` set."""
+
+    spec: ModelSpec
+    champion: Version
+    manifest: Manifest
+
+    @property
+    def branch(self) -> str:
+        # One branch per model and environment: asking again updates the same proposal.
+        return f"promote/{self.spec.environment}/{self.spec.model}-retrain"
+
+
+def request_retrain(
+    repo: Repository, registry: Registry, model: str, environment: str, as_of: datetime
+) -> RetrainRequest:
+    """Check that `model` may be retrained in `environment`, writing nothing: the environment
+    rebuilds from one below it, and its champion is genuine, passed, and built from the
+    manifest this checkout holds (so the retrain rebuilds what runs, not a pending change)."""
+    config = repo.environment(environment)
+    if config.promotes_from is None:
+        raise InputError(
+            "--env", None, f"{environment} promotes from no environment: retrain with promote train"
+        )
+    if config.training == "copy":
+        raise InputError(
+            "--env",
+            None,
+            f"{environment} copies the artifact validated below (training: copy): it trains "
+            "on no data of its own",
+        )
+    spec = repo.spec(environment, model)
+    name = repo.registered_name(environment, model)
+    registered = registry.model(name)
+    champion = registered.champion if registered else None
+    if registered is None or champion is None:
+        raise BadReference(name, "champion", "no champion to retrain: promote one first")
+    trust = Keyring(repo.environments).trust(environment)
+    claims = proven_claims(registered, champion, trust, passed=True)
+    current = spec.manifest
+    if claims.manifest_digest != spec.digest:
+        # A retrain merged but rejected by its gates, or not applied yet, differs from the
+        # champion's manifest by `data.as_of` alone: asking again asks for newer data.
+        built = _manifest_built_as(repo, spec, claims.manifest_digest)
+        if built is None or _without_as_of(built[2]) != _without_as_of(current):
+            raise BadReference(
+                spec.display,
+                None,
+                f"is not what champion {champion.ref} was built from: apply it (or revert it) "
+                "first",
+            )
+    data = Data(path=current.data.path, as_of=as_of)
+    return RetrainRequest(spec, champion, current.model_copy(update={"data": data}))
+
+
+def _without_as_of(manifest: Manifest) -> Manifest:
+    return manifest.model_copy(update={"data": Data(path=manifest.data.path)})
+
+
+def propose_retrain(repo: Repository, request: RetrainRequest) -> Proposal:
+    """Write the retrain's manifest on its branch, from the protected branch's tip."""
+    spec, manifest = request.spec, request.manifest
+    assert manifest.data.as_of is not None and manifest.code.commit is not None
+    relative = spec.display
+    base = git.resolve_ref(repo.root, spec.config.protected_branch) or git.head_commit(repo.root)
+    message = (
+        f"Retrain {spec.model} in {spec.environment} on its data as of "
+        f"{manifest.data.as_of:%Y-%m-%dT%H:%M:%SZ}\n\n"
+        f"Rebuilds {manifest.code.commit} (champion {request.champion.ref}) on "
+        f"{spec.environment}'s current data once merged and approved.\n"
+    )
+    commit = git.commit_files_on_branch(
+        repo.root, request.branch, base, {relative: dump_manifest(manifest)}, message
+    )
+    return Proposal(
+        spec.environment,
+        spec.model,
+        request.branch,
+        commit,
+        relative,
+        manifest,
+        request.champion.ref,
     )

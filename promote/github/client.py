@@ -9,6 +9,7 @@ sent only to the API's own scheme and host, in the Authorization header, never i
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import random
@@ -67,6 +68,22 @@ class PullRequest:
             raise GitHubError(
                 "GitHub API: a pull request without number, user, head or base"
             ) from None
+
+
+@dataclass(frozen=True)
+class Issue:
+    number: int
+    title: str
+    body: str
+    url: str
+
+    @classmethod
+    def from_api(cls, body: Any) -> Issue:
+        fields = body if isinstance(body, dict) else {}
+        number, title = fields.get("number"), fields.get("title")
+        if type(number) is not int or not isinstance(title, str):
+            raise GitHubError("GitHub API: an issue without number or title")
+        return cls(number, title, str(fields.get("body") or ""), str(fields.get("html_url") or ""))
 
 
 @dataclass(frozen=True)
@@ -339,6 +356,15 @@ class GitHubClient:
             raise GitHubError(f"{where} failed: {answer.problem()}: {hint}")
         return _decode(answer, where, missing_ok=False)
 
+    def git_push_header(self) -> str:
+        """The HTTP header git sends to push to this repository as these credentials, as
+        actions/checkout configures it (the token needs contents: write)."""
+        token = self._installation_token(write=True) if self._app else self._token
+        if not token:
+            raise InputError("GITHUB_TOKEN", None, "not set: pushing a branch needs a token")
+        basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
+        return f"AUTHORIZATION: basic {basic}"
+
     def identity(self) -> str:
         """The login the credentials act as: comments it wrote carry it."""
         if self._identity is None:
@@ -425,6 +451,20 @@ class GitHubClient:
         return PullRequest.from_api(
             self.request("PATCH", f"{self.repo_path}/pulls/{number}", payload)
         )
+
+    def open_issues(self, label: str) -> list[Issue]:
+        """GET /repos/{owner}/{repo}/issues: the open issues that carry `label`; the pull
+        requests GitHub lists among issues are left out."""
+        path = f"{self.repo_path}/issues?state=open&labels={urllib.parse.quote(label)}"
+        return [Issue.from_api(item) for item in self._list(path) if "pull_request" not in item]
+
+    def create_issue(self, title: str, body: str, labels: list[str]) -> Issue:
+        payload = {"title": title, "body": body, "labels": labels}
+        return Issue.from_api(self.request("POST", f"{self.repo_path}/issues", payload))
+
+    def update_issue(self, number: int, title: str, body: str) -> Issue:
+        payload = {"title": title, "body": body}
+        return Issue.from_api(self.request("PATCH", f"{self.repo_path}/issues/{number}", payload))
 
     def upsert_comment(self, number: int, marker: str, body: str) -> int:
         """Edit in place the comment on issue/PR `number` that holds `marker` and that these

@@ -25,11 +25,14 @@ from promote.registry.entities import PREVIOUS, TAG_COMMIT, TAG_DATA_DRIFT, Vers
 from promote.registry.footprint import recorded as recorded_footprint
 
 if TYPE_CHECKING:
+    from promote.build.lineage import Lineage
     from promote.propose import Proposal
     from promote.registry.client import Registry
 
 # Found again on the next push, so the plan stays ONE comment, edited in place.
 COMMENT_MARKER = "<!-- promote:plan -->"
+# GitHub refuses an issue or pull request body over 65,536 characters.
+MAX_BODY_CHARS = 65_536
 SIZE_NOTE = (
     "Artifact size, latency and complexity gates are checked on the built artifact, and data "
     "drift from the source on the rebuild's training data, at apply; Footprint is what was "
@@ -163,18 +166,24 @@ def render_report(rows: list[Row], title: str) -> str:
     )
 
 
-def render_pull_request_body(repo: Repository, registry: Registry, proposal: Proposal) -> str:
+def _proposed_plan(repo: Repository, registry: Registry, proposal: Proposal) -> tuple[str, Lineage]:
+    """The plan the proposed manifest will have in its environment once merged, and the
+    lineage of the source version it names."""
     manifest = proposal.manifest
-    assert manifest.source is not None
-    # The row the proposed manifest will have in its environment's plan once merged.
     spec = ModelSpec.of(repo.environment(proposal.environment), manifest, repo.root / proposal.path)
     snapshot = gather(repo, registry, [spec])
     source = snapshot.source_version(spec)
     if source is None:
         raise InputError(proposal.path, "source.version", f"{proposal.source_ref} does not exist")
-    lineage = registry.lineage(source.run_id)
     row = row_for_state(registry, decide(spec, snapshot))
     plan = render_report([row], f"Plan for {proposal.environment}")
+    return plan.removeprefix(COMMENT_MARKER + "\n"), registry.lineage(source.run_id)
+
+
+def render_pull_request_body(repo: Repository, registry: Registry, proposal: Proposal) -> str:
+    manifest = proposal.manifest
+    assert manifest.source is not None
+    plan, lineage = _proposed_plan(repo, registry, proposal)
     return (
         _markdown()
         .get_template("pull_request.md.j2")
@@ -182,9 +191,45 @@ def render_pull_request_body(repo: Repository, registry: Registry, proposal: Pro
             proposal=proposal,
             source_environment=manifest.source.environment,
             lineage=lineage,
-            plan=plan.removeprefix(COMMENT_MARKER + "\n"),
+            plan=plan,
         )
     )
+
+
+def render_retrain_body(
+    repo: Repository, registry: Registry, proposal: Proposal, drift_report: str
+) -> str:
+    """A retrain's pull request: why (the drift report of the environment's current data),
+    what is rebuilt (the same commit, parameters and source), and its plan."""
+    manifest = proposal.manifest
+    assert manifest.source is not None and manifest.data.as_of is not None
+    plan, lineage = _proposed_plan(repo, registry, proposal)
+    body = (
+        _markdown()
+        .get_template("retrain.md.j2")
+        .render(
+            proposal=proposal,
+            as_of=f"{manifest.data.as_of:%Y-%m-%dT%H:%M:%SZ}",
+            source_ref=f"{manifest.source.environment} v{manifest.source.version}",
+            lineage=lineage,
+            plan=plan,
+            drift_report=demoted_headings(drift_report),
+        )
+    )
+    return within_body_limit(body, "the whole report is logged to the champion's run")
+
+
+def within_body_limit(body: str, elsewhere: str) -> str:
+    """`body`, cut to what GitHub accepts, saying where the rest is (`elsewhere`)."""
+    if len(body) <= MAX_BODY_CHARS:
+        return body
+    note = f"\n\n… cut here: GitHub takes {MAX_BODY_CHARS:,} characters; {elsewhere}.\n"
+    return body[: MAX_BODY_CHARS - len(note)] + note
+
+
+def demoted_headings(markdown: str) -> str:
+    """`markdown` with every heading one level down: a report nested under a body's heading."""
+    return "\n".join(f"#{line}" if line.startswith("#") else line for line in markdown.splitlines())
 
 
 def report_states(repo: Repository, registry: Registry, environment: str | None, title: str) -> str:

@@ -11,6 +11,7 @@ import re
 import string
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal
 
@@ -313,6 +314,16 @@ def _overlay(base: BaseModel, top: BaseModel) -> Any:
     return type(base).model_construct(**values)
 
 
+class WatchRules(_Strict):
+    """`watch:` in an environment file: what `promote watch` does when a model's data drifted."""
+
+    on_drift: Literal["issue", "retrain"] = Field(
+        default="issue",
+        description="issue: open (or update) one issue per drifted model; retrain: open (or "
+        "update) its retrain pull request, which still needs review and approval to merge",
+    )
+
+
 class ApprovalRule(_Strict):
     """Who must approve the pull request that changes this environment's manifests."""
 
@@ -485,6 +496,10 @@ class EnvironmentConfig(_Strict):
         default=None,
         description="Notified after every champion move: a signed webhook, a GitHub deployment",
     )
+    watch: WatchRules = Field(
+        default_factory=WatchRules,
+        description="What the scheduled `promote watch` does about drift in this environment",
+    )
 
     @field_validator("model_name")
     @classmethod
@@ -506,6 +521,20 @@ class EnvironmentConfig(_Strict):
                 "letter or digit"
             )
         return value
+
+    @model_validator(mode="after")
+    def _retrain_from_below(self) -> EnvironmentConfig:
+        if self.watch.on_drift == "retrain" and self.promotes_from is None:
+            raise ValueError(
+                "watch.on_drift: retrain rebuilds from the environment below: this one promotes "
+                "from none (use issue, and retrain with promote train)"
+            )
+        if self.watch.on_drift == "retrain" and self.training == "copy":
+            raise ValueError(
+                "watch.on_drift: retrain rebuilds on this environment's data: training: copy "
+                "trains on none (use issue)"
+            )
+        return self
 
     @field_validator("data_root", "artifact_root")
     @classmethod
@@ -560,11 +589,26 @@ class Code(_Strict):
 
 class Data(_Strict):
     path: str = Field(description="Folder under the environment's data root")
+    as_of: datetime | None = Field(
+        default=None,
+        description="When a retrain on the environment's current data was asked for "
+        "(promote retrain): a new value rebuilds the same commit, on the data found then",
+    )
 
     @field_validator("path")
     @classmethod
     def _path(cls, value: str) -> str:
         return _relative_path(value, "data.path")
+
+    @field_validator("as_of")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        # A time without its zone names a different instant on every machine that reads it.
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError("must name its time zone, e.g. 2026-12-03T18:30:00Z")
+        return value.astimezone(timezone.utc)
 
 
 class Manifest(_Strict):

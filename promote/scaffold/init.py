@@ -1,6 +1,6 @@
 """`promote init DIR`: a new GitOps repository rendered from the jinja2 templates.
 
-Environment configs, the plan and apply workflows, CODEOWNERS, an example manifest and a
+Environment configs, the plan, apply and watch workflows, CODEOWNERS, an example manifest and a
 training stub. The same templates render this repository's own `.github/` files.
 """
 
@@ -32,6 +32,7 @@ ROLE_ARN = r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}"
 TEMPLATE_FILES = {
     ".github/workflows/promote-plan.yml": "workflows/promote-plan.yml.j2",
     ".github/workflows/promote-apply.yml": "workflows/promote-apply.yml.j2",
+    ".github/workflows/promote-watch.yml": "workflows/promote-watch.yml.j2",
     ".github/CODEOWNERS": "CODEOWNERS.j2",
 }
 

@@ -12,7 +12,13 @@ from support.github_fake import FakeGitHub
 from support.world import MODEL, World
 
 from promote.build import git
-from promote.github.report import COMMENT_MARKER, report_states, table_cell
+from promote.github.report import (
+    COMMENT_MARKER,
+    MAX_BODY_CHARS,
+    report_states,
+    table_cell,
+    within_body_limit,
+)
 from promote.manifests.loader import load_repository
 from promote.registry.entities import TAG_COMMIT
 
@@ -119,3 +125,13 @@ def test_open_pr_pushes_the_branch_and_updates_the_same_pull_request(
     assert "#### staging" in body and "**build**" in body  # the plan table
     assert re.search(r"roc_auc 0\.\d{4}", body) and "✅ metric" in body
     assert COMMENT_MARKER not in body
+
+
+def test_a_body_over_githubs_limit_is_cut_saying_where_the_rest_is() -> None:
+    short = "| a | b |\n"
+    assert within_body_limit(short, "elsewhere") == short
+    cut = within_body_limit("x" * (MAX_BODY_CHARS + 10), "the report is logged to runs:/r/p")
+    assert len(cut) == MAX_BODY_CHARS
+    assert cut.endswith(
+        "cut here: GitHub takes 65,536 characters; the report is logged to runs:/r/p.\n"
+    )

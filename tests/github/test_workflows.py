@@ -10,6 +10,7 @@ from support.workflows import (
     OWN_SETTINGS,
     assert_hardened,
     assert_promotion_workflows,
+    assert_watch_workflow,
     zizmor_executable,
     zizmor_findings,
 )
@@ -25,6 +26,10 @@ def test_own_workflows_are_hardened() -> None:
 
 def test_own_workflows_plan_on_pull_requests_and_apply_in_order_on_merge() -> None:
     assert_promotion_workflows(ROOT, OWN_SETTINGS)
+
+
+def test_own_watch_workflow_runs_every_environment_on_a_schedule() -> None:
+    assert_watch_workflow(ROOT, OWN_SETTINGS)
 
 
 def test_own_workflows_have_no_zizmor_findings() -> None:

@@ -85,6 +85,36 @@ def test_manifest_digest_is_stable_and_sensitive(layout: Path) -> None:
     assert load_repository(layout).spec("prod", "churn").digest != first
 
 
+# prod's churn manifest's digest before `data.as_of` and the footprint and drift gates existed:
+# upgrading promote must keep it, or every model would rebuild.
+DIGEST_BEFORE_LATER_FIELDS = "8fc7da490de40bf54d563fe96c1bd8be48b991a103402b004614dad201408215"
+
+
+def test_a_retrain_time_enters_the_digest_and_its_absence_keeps_the_digest_of_old(
+    layout: Path,
+) -> None:
+    assert load_repository(layout).spec("prod", "churn").digest == DIGEST_BEFORE_LATER_FIELDS
+    path = layout / "environments/prod/churn.yaml"
+    body = yaml.safe_load(path.read_text())
+    digests = set()
+    for as_of in ("2026-12-03T06:17:00Z", "2026-12-03T07:17:00+01:00", "2026-12-04T06:17:00Z"):
+        body["data"]["as_of"] = as_of
+        path.write_text(yaml.safe_dump(body))
+        digests.add(load_repository(layout).spec("prod", "churn").digest)
+    # The same instant in two zones is one digest; another day is another.
+    assert len(digests) == 2
+
+
+@pytest.mark.parametrize("gate", ["max_latency_ratio", "max_complexity_ratio", "max_drift_share"])
+def test_a_later_gate_enters_the_digest_only_once_it_is_set(layout: Path, gate: str) -> None:
+    assert load_repository(layout).spec("prod", "churn").digest == DIGEST_BEFORE_LATER_FIELDS
+    path = layout / "environments/prod/churn.yaml"
+    body = yaml.safe_load(path.read_text())
+    body.setdefault("gates", {})[gate] = 0.5
+    path.write_text(yaml.safe_dump(body))
+    assert load_repository(layout).spec("prod", "churn").digest != DIGEST_BEFORE_LATER_FIELDS
+
+
 @pytest.mark.parametrize(
     ("relative", "change", "message"),
     [
@@ -117,6 +147,29 @@ def test_manifest_digest_is_stable_and_sensitive(layout: Path) -> None:
             "environments/prod/environment.yaml",
             {"data_root": "https://example.invalid/data"},
             "environments/prod/environment.yaml: data_root: must be a local folder or an s3:// URI",
+        ),
+        (
+            "environments/prod/churn.yaml",
+            {"data": {"path": "churn", "as_of": "2026-12-03T06:17:00"}},
+            "environments/prod/churn.yaml: data.as_of: must name its time zone",
+        ),
+        (
+            "environments/prod/environment.yaml",
+            {"watch": {"on_drift": "page"}},
+            "environments/prod/environment.yaml: watch.on_drift: Input should be 'issue' or "
+            "'retrain'",
+        ),
+        (
+            "environments/dev/environment.yaml",
+            {"watch": {"on_drift": "retrain"}},
+            "environments/dev/environment.yaml: watch.on_drift: retrain rebuilds from the "
+            "environment below: this one promotes from none",
+        ),
+        (
+            "environments/prod/environment.yaml",
+            {"training": "copy", "watch": {"on_drift": "retrain"}},
+            "environments/prod/environment.yaml: watch.on_drift: retrain rebuilds on this "
+            "environment's data: training: copy trains on none",
         ),
     ],
 )

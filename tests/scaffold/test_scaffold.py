@@ -10,7 +10,12 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
-from support.workflows import assert_hardened, assert_promotion_workflows, zizmor_findings
+from support.workflows import (
+    assert_hardened,
+    assert_promotion_workflows,
+    assert_watch_workflow,
+    zizmor_findings,
+)
 
 from promote.build import git
 from promote.manifests.loader import load_repository
@@ -75,6 +80,7 @@ def test_init_renders_a_repository_promote_loads_with_hardened_workflows(tmp_pat
     settings = ScaffoldSettings("acme", "ml-release", "https://mlflow.acme.internal", roles=ROLES)
     assert_hardened(target)
     assert_promotion_workflows(target, settings)
+    assert_watch_workflow(target, settings)
     assert zizmor_findings(target) == []
     assert git.head_commit(target) and not git.is_dirty(target)
 

@@ -93,6 +93,7 @@ class FakeGitHub:
     reviews: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     teams: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
     comments: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    issues: dict[int, dict[str, Any]] = field(default_factory=dict)
     branches: dict[str, str] = field(default_factory=dict)
     check_runs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     statuses: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # newest first
@@ -177,6 +178,39 @@ class FakeGitHub:
         for sha in {head_sha, *commits, *([merge_commit_sha] if merge_commit_sha else [])}:
             self.commit_pulls.setdefault(sha, []).append(number)
         return pull
+
+    def add_issue(
+        self, title: str, body: str, labels: list[str], state: str = "open"
+    ) -> dict[str, Any]:
+        # Issues and pull requests share one sequence of numbers, as on GitHub.
+        number = max([0, *self.pulls, *self.issues]) + 1
+        issue = {
+            "id": self.next_id(),
+            "number": number,
+            "html_url": f"https://github.com/{self.full_name}/issues/{number}",
+            "title": title,
+            "body": body,
+            "state": state,
+            "labels": [{"name": name} for name in labels],
+            "user": user(self.user_login or self.bot_login),
+        }
+        self.issues[number] = issue
+        return issue
+
+    def _issues_listed(self, query: dict[str, str]) -> list[dict[str, Any]]:
+        """GET /issues: issues and, as GitHub lists them there too, pull requests (marked with a
+        `pull_request` key), filtered by state and by every label asked."""
+        wanted = set(filter(None, query.get("labels", "").split(",")))
+        state = query.get("state", "open")
+        pulls = [
+            {**p, "labels": p.get("labels", []), "pull_request": {}} for p in self.pulls.values()
+        ]
+        return [
+            item
+            for item in [*self.issues.values(), *pulls]
+            if state in ("all", item["state"])
+            and wanted <= {label["name"] for label in item["labels"]}
+        ]
 
     def add_review(self, number: int, reviewer: str, state: str, commit_id: str) -> None:
         reviews = self.reviews.setdefault(number, [])
@@ -343,6 +377,17 @@ class FakeGitHub:
                 and p["state"] == query.get("state", "open")
             ]
             return 200, self._page(route, found, query)
+        if re.fullmatch(rf"{repo}/issues", route):
+            if method == "POST":
+                return 201, self.add_issue(body["title"], body["body"], body.get("labels", []))
+            return 200, self._page(route, self._issues_listed(query), query)
+        if m := re.fullmatch(rf"{repo}/issues/(\d+)", route):
+            issue = self.issues.get(int(m[1]))
+            if issue is None:
+                return 404, NOT_FOUND
+            if method == "PATCH":
+                issue.update({k: body[k] for k in ("title", "body", "state") if k in body})
+            return 200, issue
         if m := re.fullmatch(rf"{repo}/issues/(\d+)/comments", route):
             if method == "POST":
                 return 201, self.add_comment(int(m[1]), self._login_of(permissions), body["body"])
@@ -433,7 +478,7 @@ class FakeGitHub:
                 "message": "Validation Failed",
                 "errors": [{"message": "A pull request already exists"}],
             }
-        number = max([0, *self.pulls]) + 1
+        number = max([0, *self.pulls, *self.issues]) + 1
         pull = self.add_pull(
             number, "promote-bot", "f" * 40, head_ref=body["head"], base_ref=body["base"]
         )

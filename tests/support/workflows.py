@@ -1,5 +1,5 @@
 """The workflow rules every promotion repository's GitHub workflows must pass: hardened,
-pinned, zizmor-clean, and plan on pull requests / apply in order on merge.
+pinned, zizmor-clean, plan on pull requests / apply in order on merge, watch on a schedule.
 
 tests/github/test_workflows.py holds this repository's own workflows to them, and
 tests/scaffold/test_scaffold.py the ones `promote init` writes. This repository's .github/ files
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -140,6 +141,39 @@ def assert_promotion_workflows(directory: Path, settings: ScaffoldSettings) -> N
             assert [s["with"]["role-to-assume"] for s in credentials] == [settings.roles[name]]
         else:
             assert credentials == []
+
+
+def watch_command(directory: Path, environment: str) -> tuple[list[str], dict[str, str]]:
+    """The watch workflow's promote command for `environment`, as argv, and its step's env."""
+    job = load(directory / ".github" / "workflows" / "promote-watch.yml")["jobs"][environment]
+    [step] = [s for s in steps(job) if str(s.get("run", "")).startswith("promote watch")]
+    return shlex.split(step["run"]), dict(step["env"])
+
+
+def assert_watch_workflow(directory: Path, settings: ScaffoldSettings) -> None:
+    """On a schedule and on demand, one job per environment, in the `watch` GitHub environment
+    (never an environment whose reviewers would hold it), that may write issues and no code."""
+    watch = load(directory / ".github" / "workflows" / "promote-watch.yml")
+    assert set(watch["on"]) == {"schedule", "workflow_dispatch"}
+    [schedule] = watch["on"]["schedule"]
+    assert len(schedule["cron"].split()) == 5
+    jobs = watch["jobs"]
+    assert list(jobs) == ENVIRONMENT_ORDER
+    for name, job in jobs.items():
+        assert job["environment"] == "watch" and "needs" not in job
+        expected = {"contents": "read", "issues": "write"}
+        if name in settings.roles:
+            expected["id-token"] = "write"
+        assert job["permissions"] == expected, name
+        argv, env = watch_command(directory, name)
+        assert argv == ["promote", "watch", "--env", name, "--summary", "--notify"]
+        assert env["MLFLOW_TRACKING_URI"] == settings.registry_uri
+        assert "GITHUB_TOKEN" in env
+        credentials = [
+            s for s in steps(job) if "configure-aws-credentials" in str(s.get("uses", ""))
+        ]
+        roles = [s["with"]["role-to-assume"] for s in credentials]
+        assert roles == ([settings.roles[name]] if name in settings.roles else [])
 
 
 def zizmor_executable() -> str:
