@@ -1,9 +1,9 @@
 """Real `mlflow server`s on loopback.
 
 `MlflowAuthServer`: `--app-name basic-auth`, the way a team would run it. Backend store: a
-sqlite file in the test's folder. Artifact store: S3 (the moto server), written by clients
-directly with their own credentials (`--no-serve-artifacts`), so MLflow permissions govern the
-registry and IAM governs the artifacts.
+sqlite file in the test's folder, or the database given (PostgreSQL). Artifact store: S3 (the
+moto server), written by clients directly with their own credentials (`--no-serve-artifacts`),
+so MLflow permissions govern the registry and IAM governs the artifacts.
 
 `PlainMlflowServer`: no auth, restartable in place (outages), or serving the UI over a
 sandbox's own registry (the browser test).
@@ -31,7 +31,9 @@ STARTUP_SECONDS = 90
 class MlflowAuthServer:
     """The server process, its admin, and the users the tests create on it."""
 
-    def __init__(self, folder: Path, artifact_root: str) -> None:
+    def __init__(
+        self, folder: Path, artifact_root: str, backend_store_uri: str | None = None
+    ) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         self.folder = folder
         self.url = f"http://127.0.0.1:{free_port()}"
@@ -61,7 +63,7 @@ class MlflowAuthServer:
             "--workers",
             "1",
             "--backend-store-uri",
-            f"sqlite:///{folder / 'mlflow.db'}",
+            backend_store_uri or f"sqlite:///{folder / 'mlflow.db'}",
             "--default-artifact-root",
             artifact_root,
             "--no-serve-artifacts",
