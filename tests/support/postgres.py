@@ -22,6 +22,19 @@ from typing import Any
 from support.processes import free_port
 
 SUPERUSER = "promote_admin"
+# Every table promote's direct reads select from (promote/registry/sql.py): the five of the
+# registry, then experiments, runs and their tags for the runs an interrupted apply left. The
+# README's grant for a read replica's user names exactly these.
+MLFLOW_READ_TABLES = (
+    "registered_models",
+    "registered_model_aliases",
+    "registered_model_tags",
+    "model_versions",
+    "model_version_tags",
+    "experiments",
+    "runs",
+    "tags",
+)
 # The account Debian's package creates; PostgreSQL's programs run as it when we are root.
 SERVICE_ACCOUNT = "postgres"
 START_SECONDS = 120
@@ -140,6 +153,19 @@ class PostgresServer:
 
     def create_database(self, name: str) -> None:
         self.execute("postgres", f'CREATE DATABASE "{name}"')
+
+    def create_reader(self, database: str, role: str) -> str:
+        """A login granted SELECT on MLflow's tables that promote reads, and nothing else (the
+        grant the README gives a platform team); its password."""
+        password = secrets.token_urlsafe(16)
+        self.execute(
+            database,
+            f"CREATE ROLE {role} LOGIN PASSWORD '{password}'",
+            f"GRANT CONNECT ON DATABASE {database} TO {role}",
+            f"GRANT USAGE ON SCHEMA public TO {role}",
+            f"GRANT SELECT ON {', '.join(MLFLOW_READ_TABLES)} TO {role}",
+        )
+        return password
 
     def stop(self) -> None:
         if self.started:
