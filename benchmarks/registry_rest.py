@@ -71,12 +71,22 @@ def ask_for_rebuilds(root: Path, models: int) -> int:
     return changed
 
 
-def cli(root: Path, uri: str, command: str) -> float:
-    """The best of three runs of `promote COMMAND` in a subprocess, as a user runs it."""
+def cli(root: Path, uri: str, command: str, *options: str) -> float:
+    """The best of three runs of `promote COMMAND [OPTIONS]` in a subprocess, as a user runs it."""
 
     def run() -> None:
         subprocess.run(
-            [sys.executable, "-m", "promote", "--repo", str(root), "--registry", uri, command],
+            [
+                sys.executable,
+                "-m",
+                "promote",
+                "--repo",
+                str(root),
+                "--registry",
+                uri,
+                command,
+                *options,
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             check=False,
@@ -131,14 +141,19 @@ def raw_client_read(uri: str) -> int:
     return listed
 
 
-@contextmanager
-def mlflow_server(database: Path, work: Path) -> Iterator[str]:
-    """The tests' `mlflow server` on loopback, over this registry's database."""
+def tests_support() -> None:
+    """Make the tests' helpers (tests/support: servers on loopback) importable as `support`."""
     sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
+
+
+@contextmanager
+def mlflow_server(backend_store_uri: str, work: Path) -> Iterator[str]:
+    """The tests' `mlflow server` on loopback, over this registry's database."""
+    tests_support()
     from support import mlflow_server as servers
 
     servers.STARTUP_SECONDS = 600  # a loaded machine starts it slowly; the figures are ratios
-    server = servers.PlainMlflowServer(work, f"sqlite:///{database}")
+    server = servers.PlainMlflowServer(work, backend_store_uri)
     server.start()
     try:
         yield server.url
@@ -174,7 +189,7 @@ def measure(models: int, work: Path, rest: bool) -> None:
             ratio <= PENDING_RATIO_TARGET,
         )
     if rest:
-        with mlflow_server(database, work) as server:
+        with mlflow_server(f"sqlite:///{database}", work) as server:
             raw_client_read(server)  # warm the server's caches as the others will find them
             listed, raw_time, raw_sent = in_process(lambda: raw_client_read(server))
             table.add(

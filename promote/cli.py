@@ -68,6 +68,14 @@ REGISTRY_RETRY_DEFAULTS = {
 JsonOption = typer.Option(False, "--json", help="Print the result as JSON.")
 Command = TypeVar("Command", bound=Callable[..., Any])
 EnvOption = typer.Option(..., "--env", help="Environment name (dev, staging, prod, ...).")
+RegistryDbOption = typer.Option(
+    None,
+    "--registry-db",
+    envvar="PROMOTE_REGISTRY_DB",
+    metavar="URI",
+    help="Read the registry from this read-only copy of the tracking server's database (a "
+    "replica, as an SQLAlchemy URI); writes still go through --registry.",
+)
 
 
 @dataclass
@@ -81,10 +89,10 @@ class Settings:
 
         return load_repository(self.repo)
 
-    def registry(self) -> Registry:
+    def registry(self, replica: str | None = None) -> Registry:
         from promote.registry.client import Registry
 
-        return Registry.for_repository(self.repo, self.registry_uri)
+        return Registry.for_repository(self.repo, self.registry_uri, replica)
 
 
 def print_version(asked: bool) -> None:
@@ -330,6 +338,7 @@ def model_command(
 def plan(
     context: typer.Context,
     env: Optional[str] = typer.Option(None, "--env", help="Only this environment."),  # noqa: UP045
+    registry_db: Optional[str] = RegistryDbOption,  # noqa: UP045
     as_json: bool = JsonOption,
 ) -> None:
     """Desired state (manifests) against actual state (registry), per environment."""
@@ -337,7 +346,7 @@ def plan(
 
     settings: Settings = context.obj
     with long_lived():
-        states = compute(settings.repository(), settings.registry(), env)
+        states = compute(settings.repository(), settings.registry(registry_db), env)
     if as_json:
         emit_json([s.to_json() for s in states])
     elif not states:
@@ -426,6 +435,7 @@ def status(
     verify: bool = typer.Option(
         False, "--verify", help="Also recompute champions' artifact digests."
     ),
+    registry_db: Optional[str] = RegistryDbOption,  # noqa: UP045
     as_json: bool = JsonOption,
 ) -> None:
     """Every model in every environment: in sync, pending, drifted or data changed (exit 1 on
@@ -434,7 +444,8 @@ def status(
 
     settings: Settings = context.obj
     with long_lived():
-        states, strays = survey(settings.repository(), settings.registry(), env, verify=verify)
+        registry = settings.registry(registry_db)
+        states, strays = survey(settings.repository(), registry, env, verify=verify)
     if as_json:
         emit_json([*(s.to_json() for s in states), *(u.to_json() for u in strays)])
     else:

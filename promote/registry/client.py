@@ -41,7 +41,7 @@ from promote.registry.entities import (
 )
 from promote.registry.loading import import_mlflow
 from promote.registry.paged import VERSIONS_PER_PAGE, PagedReader, name_filter, pages
-from promote.registry.sql import SqlReader, is_sql_store
+from promote.registry.sql import SqlReader, is_sql_store, replica_reader
 from promote.runtime.collector import long_lived
 from promote.runtime.faults import failpoint
 from promote.runtime.redact import redact, redact_mapping
@@ -50,6 +50,9 @@ from promote.runtime.redact import redact, redact_mapping
 _UNREACHABLE_MARKERS = re.compile(
     r"Max retries exceeded|Connection refused|Failed to establish|timed out|ConnectionError"
 )
+
+# Where a read replica of the registry's database is named (the CLI's option and variable).
+REPLICA_SETTING = "--registry-db (PROMOTE_REGISTRY_DB)"
 
 # The longest description MLflow's stores keep (a column of 5000 characters).
 DESCRIPTION_LIMIT = 5000
@@ -67,23 +70,29 @@ def local_artifact_root(root: Path) -> Path:
 class Registry:
     """Reads and writes the registry. Every write the pipeline makes goes through here."""
 
-    def __init__(self, tracking_uri: str, default_artifact_root: Path) -> None:
+    def __init__(
+        self, tracking_uri: str, default_artifact_root: Path, replica: str | None = None
+    ) -> None:
         self.tracking_uri = tracking_uri
         self.default_artifact_root = default_artifact_root
         # One bulk reader, chosen by the URI as MLflow picks its store: the tables where the
-        # store is a database, the paged search API anywhere else (a server over http).
+        # store is a database, the paged search API anywhere else (a server over http). Given a
+        # read replica of the server's database, bulk reads go there; writes, single reads and
+        # artifacts still go through `tracking_uri`.
         paged_reader = PagedReader(lambda: self.client, self._call)
-        self.reader: PagedReader | SqlReader = (
-            SqlReader(tracking_uri, fallback=paged_reader)
-            if is_sql_store(tracking_uri)
-            else paged_reader
-        )
+        self.reader: PagedReader | SqlReader = paged_reader
+        if replica is not None:
+            self.reader = replica_reader(replica, REPLICA_SETTING)
+        elif is_sql_store(tracking_uri):
+            self.reader = SqlReader(tracking_uri, fallback=paged_reader)
 
     @classmethod
-    def for_repository(cls, root: Path, tracking_uri: str | None = None) -> Registry:
+    def for_repository(
+        cls, root: Path, tracking_uri: str | None = None, replica: str | None = None
+    ) -> Registry:
         """The registry a GitOps repository uses: `tracking_uri`, else sqlite inside it."""
         root = root.resolve()
-        return cls(tracking_uri or default_tracking_uri(root), local_artifact_root(root))
+        return cls(tracking_uri or default_tracking_uri(root), local_artifact_root(root), replica)
 
     @cached_property
     def client(self) -> Any:

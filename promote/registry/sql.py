@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from promote.errors import SchemaUnknown
+from promote.errors import ExternalError, InputError, SchemaUnknown
 from promote.registry.entities import (
     EVENT_PREFIX,
     TAG_MANIFEST_DIGEST,
@@ -35,6 +35,7 @@ from promote.registry.entities import (
     Survey,
 )
 from promote.registry.paged import PagedReader
+from promote.runtime.redact import redact
 
 SQL_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
 
@@ -290,36 +291,68 @@ def read_unregistered_runs_sql(
 
 class SqlReader:
     """Bulk reads from MLflow's own tables; the paged reader answers where they are not (yet)
-    the tables this MLflow version writes."""
+    the tables this MLflow version writes.
 
-    def __init__(self, tracking_uri: str, fallback: PagedReader) -> None:
+    Without a fallback, the tables are a read replica of a tracking server's database
+    (`replica_reader`): there, tables that cannot be read are an error, never a silent read through
+    the server, and a missing sqlite file is a wrong path, not an empty registry.
+    """
+
+    def __init__(self, tracking_uri: str, fallback: PagedReader | None) -> None:
         self.tracking_uri = tracking_uri
         self.fallback = fallback
 
+    def _nothing_registered_yet(self) -> bool:
+        return self.fallback is not None and sqlite_file_missing(self.tracking_uri)
+
+    def _fallback(self, problem: SchemaUnknown) -> PagedReader:
+        if self.fallback is None:
+            first_line = (str(problem).splitlines() or ["unknown tables"])[0]
+            raise ExternalError(
+                f"registry database {redact(self.tracking_uri)} could not be read: {first_line}"
+            )
+        return self.fallback
+
     def models(self, names: list[str]) -> dict[str, RegisteredModel]:
-        if sqlite_file_missing(self.tracking_uri):
+        if self._nothing_registered_yet():
             return {}
         try:
             return read_sql(self.tracking_uri, names)
-        except SchemaUnknown:
-            return self.fallback.models(names)
+        except SchemaUnknown as problem:
+            return self._fallback(problem).models(names)
 
     def names(self, prefix: str) -> list[str]:
-        if sqlite_file_missing(self.tracking_uri):
+        if self._nothing_registered_yet():
             return []
         try:
             return read_names_sql(self.tracking_uri, prefix)
-        except SchemaUnknown:
-            return self.fallback.names(prefix)
+        except SchemaUnknown as problem:
+            return self._fallback(problem).names(prefix)
 
     def survey(self, names: list[str], listed: Iterable[str]) -> Survey:
         # A listing is one cheap statement here: no reason to read more rows to get it.
         return Survey(self.models(names), {prefix: self.names(prefix) for prefix in listed})
 
     def unregistered_runs(self, experiment: str, digests: set[str]) -> dict[str, list[str]]:
-        if sqlite_file_missing(self.tracking_uri):
+        if self._nothing_registered_yet():
             return {}
         try:
             return read_unregistered_runs_sql(self.tracking_uri, experiment, digests)
-        except SchemaUnknown:
-            return self.fallback.unregistered_runs(experiment, digests)
+        except SchemaUnknown as problem:
+            return self._fallback(problem).unregistered_runs(experiment, digests)
+
+
+def replica_reader(database_uri: str, setting: str) -> SqlReader:
+    """The reader of a read-only copy of the tracking server's database, named by `setting`.
+
+    Reads only, in read transactions: the database user needs SELECT on MLflow's tables and
+    nothing else. Nothing is cached, so what the server wrote and the replica has is seen at once.
+    """
+    if not is_sql_store(database_uri):
+        raise InputError(
+            setting,
+            None,
+            f"{redact(database_uri)} is not a database URI MLflow's tables can be read from"
+            f" (schemes: {', '.join(SQL_SCHEMES)})",
+        )
+    return SqlReader(database_uri, fallback=None)

@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 from support.mlflow_server import ADMIN, MlflowAuthServer
+from support.moto import moto_environment
 from support.processes import Environ
 from support.world import MODEL, World
 from typer.testing import CliRunner
@@ -55,16 +55,8 @@ class ServerStory:
 def story(moto_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerStory]:
     import boto3
 
-    aws = {
-        "AWS_ENDPOINT_URL": moto_server,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_SESSION_TOKEN": None,
-        "AWS_PROFILE": None,
-    }
     base = tmp_path_factory.mktemp("registry")
-    with Environ(aws):
+    with Environ(moto_environment(moto_server)):
         boto3.client("s3").create_bucket(Bucket=BUCKET)
         server = MlflowAuthServer(base / "server", f"s3://{BUCKET}/default")
         try:
@@ -73,19 +65,11 @@ def story(moto_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             server.stop()
 
 
-def _use_artifact_root(body: dict[str, Any], env: str) -> None:
-    body.update(artifact_root=f"s3://{BUCKET}/{env}")
-
-
 def _run_story(server: MlflowAuthServer, base: Path) -> ServerStory:
     for user in (SCIENTIST, "promote-ci-dev", "promote-ci-staging", "promote-ci-prod"):
         server.create_user(user)
     world = World(create_sandbox(base / "sandbox"))
-    for env in ("dev", "staging", "prod"):
-        world.edit_yaml(
-            f"environments/{env}/environment.yaml",
-            partial(_use_artifact_root, env=env),
-        )
+    world.use_s3_artifacts(BUCKET)
     world.registry = Registry.for_repository(world.repo, server.url)
     story = ServerStory(world, server)
     with server.as_user(SCIENTIST):

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from promote.errors import ExternalError, InputError
 from promote.registry import entities, paged, sql
 from promote.registry.client import Registry
 from promote.registry.entities import CHAMPION, PREVIOUS, RegisteredModel, Version
@@ -223,3 +224,24 @@ def test_a_file_that_is_not_mlflows_registry_is_left_to_the_client(tmp_path: Pat
         with pytest.raises(sql.SchemaUnknown):
             sql.read_sql(f"sqlite:///{path}", ["prod.churn"])
         assert path.read_bytes() == before
+
+
+def test_a_replica_answers_bulk_reads_without_the_tracking_server(registry: Registry) -> None:
+    names = names_of(*ENVIRONMENTS)
+    # Nothing listens on the tracking URI: every answer comes from the replica's tables.
+    nowhere = "http://127.0.0.1:9"
+    replicated = Registry(nowhere, registry.default_artifact_root, registry.tracking_uri)
+    assert replicated.models(names) == per_model(registry, names)
+    listed = paged.PagedReader(lambda: registry.client, registry._call).names("prod.")
+    assert replicated.names("prod.") == listed and listed
+    assert "client" not in vars(replicated)
+
+
+def test_a_replica_that_cannot_be_read_is_an_error_not_an_empty_registry(tmp_path: Path) -> None:
+    absent = tmp_path / "replica.db"
+    replicated = Registry("http://127.0.0.1:9", tmp_path / "artifacts", f"sqlite:///{absent}")
+    with pytest.raises(ExternalError, match="could not be read"):
+        replicated.models(["prod.churn"])
+    assert not absent.exists(), "a read created the replica"
+    with pytest.raises(InputError, match="is not a database URI"):
+        Registry("http://127.0.0.1:9", tmp_path / "artifacts", "https://replica.example")

@@ -1,9 +1,9 @@
 """Real `mlflow server`s on loopback.
 
 `MlflowAuthServer`: `--app-name basic-auth`, the way a team would run it. Backend store: a
-sqlite file in the test's folder. Artifact store: S3 (the moto server), written by clients
-directly with their own credentials (`--no-serve-artifacts`), so MLflow permissions govern the
-registry and IAM governs the artifacts.
+sqlite file in the test's folder, or the database given (PostgreSQL). Artifact store: S3 (the
+moto server), written by clients directly with their own credentials (`--no-serve-artifacts`),
+so MLflow permissions govern the registry and IAM governs the artifacts.
 
 `PlainMlflowServer`: no auth, restartable in place (outages), or serving the UI over a
 sandbox's own registry (the browser test).
@@ -26,7 +26,7 @@ from support.processes import Environ, free_port
 
 ADMIN = "admin"
 # Only a failing start waits this long; a CI runner busy with trainings starts a server slowly.
-STARTUP_SECONDS = 240
+STARTUP_SECONDS = 300
 # MLflow 3 starts a job runner (a second interpreter, a huey consumer) beside every server;
 # promote runs no server-side jobs, and on two cores that process slows every test's start.
 WITHOUT_JOB_RUNNER = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
@@ -35,7 +35,9 @@ WITHOUT_JOB_RUNNER = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 class MlflowAuthServer:
     """The server process, its admin, and the users the tests create on it."""
 
-    def __init__(self, folder: Path, artifact_root: str) -> None:
+    def __init__(
+        self, folder: Path, artifact_root: str, backend_store_uri: str | None = None
+    ) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         self.folder = folder
         self.url = f"http://127.0.0.1:{free_port()}"
@@ -65,7 +67,7 @@ class MlflowAuthServer:
             "--workers",
             "1",
             "--backend-store-uri",
-            f"sqlite:///{folder / 'mlflow.db'}",
+            backend_store_uri or f"sqlite:///{folder / 'mlflow.db'}",
             "--default-artifact-root",
             artifact_root,
             "--no-serve-artifacts",

@@ -61,6 +61,14 @@ class World:
         path.write_text(yaml.safe_dump(body, sort_keys=False))
         self.commit(f"Edit {relative}")
 
+    def use_s3_artifacts(self, bucket: str) -> None:
+        """Every environment stores its artifacts under its own prefix of `bucket`, committed."""
+        for env in ("dev", "staging", "prod"):
+            self.edit_yaml(
+                f"environments/{env}/environment.yaml",
+                lambda body, env=env: body.update(artifact_root=f"s3://{bucket}/{env}"),
+            )
+
     def commit(self, message: str) -> str:
         return git.commit_all(self.repo, message)
 
