@@ -322,8 +322,8 @@ class Handoffs:
             backoff = retry.backoff_seconds * 2 ** (len(delivery.replies) - 1)
             wait = reply.retry_after if reply.retry_after is not None else backoff
             wait *= 1 + random.random() * JITTER
-            if time.monotonic() - started + wait > retry.max_seconds:
-                break  # the next try would start after the hand-off's time is up
+            if time.monotonic() - started + wait + retry.timeout_seconds > retry.max_seconds:
+                break  # the next try could end after the hand-off's time is up
             self.sleep(wait)
         if delivery.delivered:
             self.report(f"{notice.registered_name}: hand-off {delivery.summary()}")

@@ -296,3 +296,26 @@ def test_a_deployment_that_could_never_be_made_is_refused_before_anything_is_wri
     assert result.returncode == 2
     assert result.stderr.startswith(message), result.stderr
     assert trained.snapshot() == before
+
+
+def test_the_tries_end_within_max_seconds_however_many_attempts_are_allowed(
+    trained: World, receiver: Receiver
+) -> None:
+    receiver.failures = 100
+    receiver.start()
+    _configure(
+        trained,
+        "dev",
+        receiver.url,
+        attempts=20,
+        backoff_seconds=0.5,
+        max_seconds=4,
+        timeout_seconds=1,
+    )
+    [delivery] = trained.pipeline().hand_off_again("dev", MODEL)
+    assert not delivery.delivered
+    # Tries at 0, 0.5 and 1.5 s; the next (after a 2 s wait, then up to 1 s) could end too late.
+    assert [r.status for r in delivery.replies] == [503, 503, 503]
+    events = _handoff_events(trained, "dev")
+    first, last = (datetime.fromisoformat(e["attempted_at"]) for e in (events[0], events[-1]))
+    assert len(events) == 3 and (last - first).total_seconds() < 4.0
