@@ -210,8 +210,9 @@ def request_retrain(
     repo: Repository, registry: Registry, model: str, environment: str, as_of: datetime
 ) -> RetrainRequest:
     """Check that `model` may be retrained in `environment`, writing nothing: the environment
-    rebuilds from one below it, and its champion is genuine, passed, and built from the
-    manifest this checkout holds (so the retrain rebuilds what runs, not a pending change)."""
+    rebuilds from one below it on its own data, and its champion is genuine, passed, and built
+    from the manifest this checkout holds, `data.as_of` aside (so the retrain rebuilds what
+    runs, not a pending change)."""
     config = repo.environment(environment)
     if config.promotes_from is None:
         raise InputError(
