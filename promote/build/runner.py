@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import getpass
 import os
-import shutil
 import socket
 import tempfile
 from collections.abc import Callable, Mapping
@@ -19,14 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from promote.build import git
-from promote.build.compute import Engine, TrainingJob, engine_for, local_engine
+from promote.build.compute import Engine, TrainingJob
+from promote.build.compute.local import LocalEngine
 from promote.build.data import resolve_uri
 from promote.build.digest import artifact_digest
 from promote.build.lineage import Lineage
-from promote.errors import BadReference, ExternalError, InputError
+from promote.errors import BadReference, ExternalError
 from promote.github.context import run_description
-from promote.manifests.repository import ModelSpec, environment_file
-from promote.manifests.schema import EnvironmentConfig
+from promote.manifests.repository import ModelSpec
+from promote.manifests.schema import EnvironmentConfig, RayCompute
 from promote.proof.trust import Signer
 from promote.registry.client import Registry
 from promote.registry.entities import TAG_RUN_ENVIRONMENT, TAG_RUN_MODEL
@@ -163,16 +163,6 @@ def who_runs() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
-def check_interpreter(config: EnvironmentConfig) -> None:
-    """Refuse, before anything is written, to train with an interpreter this machine lacks."""
-    if config.python is not None and shutil.which(config.python) is None:
-        raise InputError(
-            environment_file(config.name),
-            "python",
-            f"{config.python!r} is not an executable on this machine",
-        )
-
-
 def build_at_commit(
     repo_root: Path, request: BuildRequest, registry: Registry, signer: Signer | None
 ) -> str:
@@ -197,7 +187,7 @@ def build_in_working_tree(
     """Dev training at HEAD from the user's checkout, always here; a dirty tree is recorded,
     not hidden."""
     tree = git.tree_of(repo_root, request.commit)
-    return _run(repo_root, request, tree, registry, signer, local_engine(request.environment))
+    return _run(repo_root, request, tree, registry, signer, LocalEngine(request.environment))
 
 
 def entrypoint_path(checkout: Path, request: BuildRequest) -> Path:
@@ -220,6 +210,16 @@ def _requirements_file(checkout: Path, entrypoint: Path) -> Path | None:
         if candidate.is_file() and candidate.resolve().is_relative_to(checkout.resolve()):
             return candidate
     return None
+
+
+def engine_for(config: EnvironmentConfig) -> Engine:
+    """The engine `config.compute` names; Ray's module is imported only when it is used."""
+    compute = config.compute
+    if isinstance(compute, RayCompute):
+        from promote.build.compute.ray_jobs import RayEngine
+
+        return RayEngine(config.name, compute)
+    return LocalEngine(config)
 
 
 def check_ready(config: EnvironmentConfig) -> None:

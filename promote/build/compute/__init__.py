@@ -3,7 +3,8 @@
 An engine runs one training of an exported commit, streams its log lines, and hands back the
 folder the training wrote (the model and its lineage record). Nothing else: the runner checks
 that folder (`build.runner._checked_output`), signs and logs it, whichever engine produced it.
-`local` runs a subprocess on this machine (the default); `ray` submits a Ray job.
+`local` runs a subprocess on this machine (the default); `ray` submits a Ray job;
+`runner.engine_for` chooses.
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ from typing import Protocol
 
 from promote.build import notebook
 from promote.errors import ExternalError
-from promote.manifests.schema import EnvironmentConfig, RayCompute
 from promote.runtime.redact import redact
 from promote.training import TrainingContext
 
 OUTPUT_TAIL_LINES = 15
+# The first line a cluster job prints (`compute.remote`): what comes before it is the cluster's.
+TRAINING_STARTS = "promote: the training starts"
 
 
 @dataclass(frozen=True)
@@ -89,20 +91,3 @@ def runnable_script(entrypoint: Path, scratch: Path) -> tuple[Path, dict[str, st
 
 def interpreter(job: TrainingJob) -> str:
     return job.python or sys.executable
-
-
-def engine_for(config: EnvironmentConfig) -> Engine:
-    """The engine `config.compute` names; Ray's module is imported only when it is used."""
-    compute = config.compute
-    if isinstance(compute, RayCompute):
-        from promote.build.compute.ray_jobs import RayEngine
-
-        return RayEngine(config.name, compute)
-    return local_engine(config)
-
-
-def local_engine(config: EnvironmentConfig) -> Engine:
-    """A subprocess of this process: every dev training, and rebuilds by default."""
-    from promote.build.compute.local import LocalEngine
-
-    return LocalEngine(config)

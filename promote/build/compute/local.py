@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from pathlib import Path
 
 from promote.build.compute import LogStream, TrainingJob, interpreter, runnable_script
-from promote.build.runner import check_interpreter
+from promote.errors import InputError
+from promote.manifests.repository import environment_file
 from promote.manifests.schema import EnvironmentConfig
+
+
+def check_interpreter(config: EnvironmentConfig) -> None:
+    """Refuse, before anything is written, to train with an interpreter this machine lacks."""
+    if config.python is not None and shutil.which(config.python) is None:
+        raise InputError(
+            environment_file(config.name),
+            "python",
+            f"{config.python!r} is not an executable on this machine",
+        )
 
 
 class LocalEngine:

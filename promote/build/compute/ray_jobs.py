@@ -16,8 +16,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
-from promote.build.compute import LogStream, TrainingJob, handoff
-from promote.build.compute.remote import TRAINING_STARTS
+from promote.build.compute import TRAINING_STARTS, LogStream, TrainingJob, handoff
 from promote.errors import ExternalError, InputError
 from promote.manifests.repository import environment_file
 from promote.manifests.schema import RayCompute

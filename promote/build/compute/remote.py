@@ -15,12 +15,9 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from promote.build.compute import handoff, runnable_script
+from promote.build.compute import TRAINING_STARTS, handoff, runnable_script
 from promote.build.runner import training_environment
 from promote.training import TrainingContext
-
-# The first line the job prints: what comes before it in the job's log is Ray's.
-TRAINING_STARTS = "promote: the training starts"
 
 
 def main() -> int:
