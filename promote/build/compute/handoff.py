@@ -24,12 +24,18 @@ def pack(folder: Path, archive: Path) -> None:
             tar.add(entry, arcname=entry.name)
 
 
-def unpack(archive: Path, folder: Path) -> None:
+def unpack(archive: Path, folder: Path, what: str) -> None:
     """The archive's files under `folder`; the "data" filter refuses links and paths that
-    would leave it: the archive comes from training code."""
+    would leave it: the archive comes from training code, which `what` names."""
     folder.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(archive, "r:gz") as tar:
-        tar.extractall(folder, filter="data")
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            tar.extractall(folder, filter="data")
+    except (tarfile.TarError, OSError) as exc:
+        raise ExternalError(
+            f"{what} left an output archive that was refused ({type(exc).__name__}: {exc}); "
+            "nothing was logged"
+        ) from None
 
 
 def _s3_location(uri: str) -> tuple[str, str]:

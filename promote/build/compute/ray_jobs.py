@@ -146,7 +146,7 @@ class RayEngine:
         local_archive = scratch / f"output{handoff.ARCHIVE_SUFFIX}"
         handoff.fetch(archive_uri, local_archive, job.description)
         output = Path(job.context.output_dir)
-        handoff.unpack(local_archive, output)
+        handoff.unpack(local_archive, output, job.description)
         local_archive.unlink()
         return output
 
