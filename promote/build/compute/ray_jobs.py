@@ -116,27 +116,32 @@ class RayEngine:
             else None,
         )
         python = shlex.quote(job.python or "python")
-        client.submit_job(
-            submission_id=submission,
-            entrypoint=f"{python} -m promote.build.compute.remote",
-            runtime_env={
-                "working_dir": str(checkout),
-                "env_vars": {
-                    **job_environment(job.environment),
-                    **context.to_env(),
-                    handoff.OUTPUT_VARIABLE: archive_uri,
+        try:
+            client.submit_job(
+                submission_id=submission,
+                entrypoint=f"{python} -m promote.build.compute.remote",
+                runtime_env={
+                    "working_dir": str(checkout),
+                    "env_vars": {
+                        **job_environment(job.environment),
+                        **context.to_env(),
+                        handoff.OUTPUT_VARIABLE: archive_uri,
+                    },
                 },
-            },
-            entrypoint_num_cpus=TRAINING_CPUS,
-            metadata={"promote": job.label},
-        )
+                entrypoint_num_cpus=TRAINING_CPUS,
+                metadata={"promote": job.label},
+            )
+        except Exception as exc:  # Ray's and requests' errors: the job was not taken
+            raise self._failed(job, "did not take the job", exc) from None
         stream = LogStream(job)
         try:
             asyncio.run(_follow(client, submission, stream))
             details = client.get_job_info(submission)
-        except BaseException:
+        except BaseException as exc:
             # Interrupted, or the dashboard went away: the job must not train on unwatched.
             _stop_quietly(client, submission)
+            if isinstance(exc, Exception):
+                raise self._failed(job, f"stopped answering about job {submission}", exc) from None
             raise
         status = str(getattr(details.status, "value", details.status))
         if status != "SUCCEEDED":
@@ -149,6 +154,13 @@ class RayEngine:
         handoff.unpack(local_archive, output, job.description)
         local_archive.unlink()
         return output
+
+    def _failed(self, job: TrainingJob, what: str, exc: Exception) -> ExternalError:
+        first_line = (str(exc).splitlines() or [""])[0]
+        return ExternalError(
+            f"{job.description}: the Ray cluster at {self.compute.address} {what} "
+            f"({type(exc).__name__}: {first_line[:200]}); nothing was logged"
+        )
 
 
 async def _follow(client: Any, submission: str, stream: LogStream) -> None:
