@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -110,6 +111,7 @@ class RayHead:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 continue
+        shutil.rmtree(self.folder, ignore_errors=True)
 
     def _processes_in_folder(self) -> list[int]:
         """Processes whose command line or working directory is inside this head's folder."""
