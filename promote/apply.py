@@ -18,13 +18,13 @@ from promote.build import runner
 from promote.build.data import resolve_uri
 from promote.build.lineage import Lineage, compare
 from promote.description import Conclusion, version_description
-from promote.errors import CheckFailed, InputError, ProofInvalid
+from promote.errors import CheckFailed, InputError, PromoteError, ProofInvalid
 from promote.github.approval import Approvals, Authorization
 from promote.github.context import CiContext
 from promote.manifests.repository import ModelSpec, Repository, environment_file
 from promote.plan import Action, ModelState, compute, decide, gather
 from promote.proof.statement import Claims, verification_summary
-from promote.proof.trust import Keyring
+from promote.proof.trust import Keyring, Signer
 from promote.proof.versions import prove_model, proven_claims, require_signed_digest
 from promote.registry import footprint, lock
 from promote.registry.client import Registry
@@ -48,7 +48,9 @@ from promote.registry.entities import (
     RegisteredModel,
     Version,
 )
+from promote.registry.loading import import_for_threads
 from promote.runtime.faults import failpoint
+from promote.runtime.parallel import bounded
 from promote.serving.handoff import RESENT, Delivery, Handoffs, Notice
 
 if TYPE_CHECKING:
@@ -91,6 +93,15 @@ class Verified:
     size: int
 
 
+def only_model(states: list[ModelState], model: str, environment: str | None) -> list[ModelState]:
+    """The states of `model`; an `InputError` when no manifest declares it."""
+    chosen = [state for state in states if state.model == model]
+    if not chosen:
+        where = f"environments/{environment}" if environment else "environments/"
+        raise InputError("--model", None, f"no manifest of {model!r} under {where}")
+    return chosen
+
+
 class Pipeline:
     """The write side: every registry change a promotion makes."""
 
@@ -100,11 +111,13 @@ class Pipeline:
         registry: Registry,
         report: Report = lambda _: None,
         lock_wait: float = 900.0,
+        jobs: int = 1,
     ) -> None:
         self.repo = repo
         self.registry = registry
         self.report = report
         self.lock_wait = lock_wait
+        self.jobs = jobs  # how many models are acted on at once, each under its own lock
         self.keyring = Keyring(repo.environments)
         self.handoffs = Handoffs(repo, registry, report)
         self.promoter = Promoter(registry, report, self.keyring, handoffs=self.handoffs)
@@ -116,9 +129,13 @@ class Pipeline:
         environment: str | None = None,
         break_glass: str | None = None,
         context: CiContext | None = None,
+        model: str | None = None,
     ) -> ApplyResult:
-        """`break_glass` (a reason) bypasses approval rules and is recorded; `context` is CI's."""
+        """`break_glass` (a reason) bypasses approval rules and is recorded; `context` is CI's;
+        `model`: only that model's manifest (one job of the apply workflow's matrix)."""
         states = compute(self.repo, self.registry, environment)
+        if model is not None:
+            states = only_model(states, model, environment)
         # Approval comes first: a change nobody approved reads and writes nothing.
         approvals = Approvals(self.repo, context or CiContext.from_environ(), break_glass)
         approvals.check_run(s.environment for s in states)
@@ -143,13 +160,34 @@ class Pipeline:
             self.handoffs.check(environment)  # a hand-off that could never be sent: bad input
         for state in states:
             if state.action is Action.BUILD and state.spec.config.training == "retrain":
-                runner.check_interpreter(state.spec.config)
+                runner.check_ready(state.spec.config)
         # Credentials that cannot read the data or write the artifact store stop here, unwritten.
         preflight(self.repo, [s.spec for s in states if s.action is Action.BUILD], self.registry)
-        result = ApplyResult()
-        for state in states:
-            result.outcomes.append(self._act(state, approvals))
-        return result
+        if self.jobs <= 1:
+            return ApplyResult([self._act(state, approvals) for state in states])
+        import_for_threads()
+        Signer.import_libraries()
+        return ApplyResult(
+            bounded(states, lambda state: self._isolated(state, approvals), self.jobs, self._ended)
+        )
+
+    def _isolated(self, planned: ModelState, approvals: Approvals) -> Outcome:
+        """`_act`, with any failure this model's own outcome: the builds beside it go on."""
+        try:
+            return self._act(planned, approvals)
+        except PromoteError as exc:
+            return Outcome(
+                planned.environment,
+                planned.model,
+                planned.action.value,
+                planned.target,
+                False,
+                exc.message,
+            )
+
+    def _ended(self, outcome: Outcome) -> None:
+        verdict = "ok" if outcome.ok else "FAILED"
+        self.report(f"{outcome.environment}.{outcome.model}: {verdict}: {outcome.detail}")
 
     def _act(self, planned: ModelState, approvals: Approvals) -> Outcome:
         if not planned.action.writes:

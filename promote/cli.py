@@ -375,6 +375,17 @@ def apply(
     lock_wait: float = typer.Option(
         900.0, "--lock-wait", metavar="SECONDS", help="How long to wait for another apply's lock."
     ),
+    model: Optional[str] = typer.Option(  # noqa: UP045
+        None, "--model", metavar="NAME", help="Only this model (one job of a workflow's matrix)."
+    ),
+    jobs: int = typer.Option(
+        1,
+        "--jobs",
+        min=1,
+        metavar="N",
+        help="Act on up to N models at once, each under its own lock; one failing does not "
+        "stop the others.",
+    ),
     as_json: bool = JsonOption,
 ) -> None:
     """Make the registry match the manifests: rebuild, check lineage and gates, move champion."""
@@ -382,9 +393,13 @@ def apply(
 
     settings: Settings = context.obj
     pipeline = Pipeline(
-        settings.repository(), settings.registry(), reporter(as_json), lock_wait=lock_wait
+        settings.repository(),
+        settings.registry(),
+        reporter(as_json),
+        lock_wait=lock_wait,
+        jobs=jobs,
     )
-    result = pipeline.apply(env, break_glass=break_glass)
+    result = pipeline.apply(env, break_glass=break_glass, model=model)
     if as_json:
         emit_json({"ok": result.ok, "outcomes": [o.to_json() for o in result.outcomes]})
     else:

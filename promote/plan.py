@@ -125,6 +125,8 @@ class ModelState:
             "registered_model": self.registered_name,
             "status": self.status,
             "action": self.action.value,
+            # Whether apply would write for it: the apply workflow gives each such model a job.
+            "writes": self.action.writes,
             "detail": self.detail,
             "champion": self.champion,
             "target_version": self.target,

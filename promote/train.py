@@ -11,6 +11,7 @@ from typing import Any
 
 from promote.apply import Outcome, Promoter, Report
 from promote.build import git, runner
+from promote.build.compute.local import check_interpreter
 from promote.errors import InputError
 from promote.manifests.repository import Repository
 from promote.manifests.schema import EnvironmentConfig
@@ -67,7 +68,7 @@ def train(
     request = runner.BuildRequest.of_spec(
         repo.root, spec, commit, params, dirty=dirty, on_output=report
     )
-    runner.check_interpreter(config)
+    check_interpreter(config)
     runner.entrypoint_path(repo.root, request)  # bad input refused before the lock is written
     keyring = Keyring(repo.environments)
     signer = keyring.signer(environment)

@@ -139,7 +139,7 @@ def reproduce(
     if original.code_dirty:
         raise BadReference(version.ref, TAG_DIRTY, "trained from a dirty tree: not reproducible")
     config = repo.environment(environment)
-    runner.check_interpreter(config)
+    runner.check_ready(config)
     request = runner.BuildRequest(
         origin=version.ref,
         model=model,

@@ -1,4 +1,5 @@
-"""Shared fixtures: sandbox git repositories, the sqlite registry, a moto S3 server on loopback.
+"""Shared fixtures: sandbox git repositories, the sqlite registry, a moto S3 server and a Ray
+head on loopback.
 
 The helpers they use (World, the story's stages, free ports, servers) live in tests/support/.
 """
@@ -80,6 +81,18 @@ def s3(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> Any:
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     return boto3.client("s3")
+
+
+@pytest.fixture(scope="session")
+def ray_head() -> Iterator[str]:
+    """A local Ray head on loopback (two CPUs), its dashboard's address; stopped by its ids."""
+    from support.ray_head import RayHead
+
+    head = RayHead(cpus=2)
+    try:
+        yield head.start()
+    finally:
+        head.stop()
 
 
 @pytest.fixture

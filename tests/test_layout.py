@@ -146,13 +146,18 @@ def test_github_variables_are_read_in_one_module() -> None:
     )
 
 
+# Besides the CLI, the one program promote runs elsewhere: a Ray job's entrypoint, which exits
+# with its training's own code.
+TRAINING_EXIT = ("promote.build.compute.remote", "sys.exit(main())")
+
+
 def test_exit_codes_are_named_once_and_used_by_the_cli_only() -> None:
     offenders = []
     for name, (path, tree) in _sources().items():
         for node in ast.walk(tree):
             text = ast.unparse(node) if isinstance(node, ast.Call) else ""
             exits = text.startswith(("typer.Exit(", "sys.exit(", "SystemExit(", "exit("))
-            if exits and name != "promote.cli":
+            if exits and name != "promote.cli" and (name, text) != TRAINING_EXIT:
                 offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}: {text}")
             literal = any(
                 isinstance(part, ast.Constant) and isinstance(part.value, int)

@@ -1,40 +1,37 @@
-"""Runs a training entrypoint as a subprocess, from a pinned commit or the dev working tree.
+"""Runs a training entrypoint, from a pinned commit or the dev working tree, on an engine.
 
-The subprocess gets an allowlisted environment (`TRAINING_ENVIRONMENT`) and an output folder.
-It never talks to the registry: this process checks what it wrote there and logs the run.
+The training gets an allowlisted environment (`TRAINING_ENVIRONMENT`) and an output folder, as
+a subprocess here or as a job on a cluster (`build.compute`). It never talks to the registry:
+this process checks what it wrote there and logs the run.
 """
 
 from __future__ import annotations
 
 import getpass
 import os
-import shutil
 import socket
-import subprocess
-import sys
 import tempfile
-from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
-from promote.build import git, notebook
+from promote.build import git
+from promote.build.compute import Engine, TrainingJob
+from promote.build.compute.local import LocalEngine
 from promote.build.data import resolve_uri
 from promote.build.digest import artifact_digest
 from promote.build.lineage import Lineage
-from promote.errors import BadReference, ExternalError, InputError
+from promote.errors import BadReference, ExternalError
 from promote.github.context import run_description
-from promote.manifests.repository import ModelSpec, environment_file
-from promote.manifests.schema import EnvironmentConfig
+from promote.manifests.repository import ModelSpec
+from promote.manifests.schema import EnvironmentConfig, RayCompute
 from promote.proof.trust import Signer
 from promote.registry.client import Registry
 from promote.registry.entities import TAG_RUN_ENVIRONMENT, TAG_RUN_MODEL
 from promote.runtime.redact import redact
 from promote.training import TrainingContext
-
-OUTPUT_TAIL_LINES = 15
 
 # The variables a training subprocess inherits from this process: these names, and the names a
 # pattern ending in `*` matches. Nothing else reaches training code, whatever the CI job
@@ -166,20 +163,11 @@ def who_runs() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
-def check_interpreter(config: EnvironmentConfig) -> None:
-    """Refuse, before anything is written, to train with an interpreter this machine lacks."""
-    if config.python is not None and shutil.which(config.python) is None:
-        raise InputError(
-            environment_file(config.name),
-            "python",
-            f"{config.python!r} is not an executable on this machine",
-        )
-
-
 def build_at_commit(
     repo_root: Path, request: BuildRequest, registry: Registry, signer: Signer | None
 ) -> str:
-    """Rebuild in an isolated export of the pinned commit; the user's checkout is never used."""
+    """Rebuild in an isolated export of the pinned commit, on the environment's engine
+    (`compute:`); the user's checkout is never used."""
     code_repo = git.resolve_code_repository(repo_root, request.code_repo)
     if not git.commit_exists(code_repo, request.commit):
         raise BadReference(
@@ -189,15 +177,17 @@ def build_at_commit(
     with tempfile.TemporaryDirectory(prefix="promote-build-") as scratch:
         checkout = Path(scratch) / "code"
         git.export_commit(code_repo, request.commit, checkout, request.origin)
-        return _run(checkout, request, tree, registry, signer)
+        engine = engine_for(request.environment)
+        return _run(checkout, request, tree, registry, signer, engine)
 
 
 def build_in_working_tree(
     repo_root: Path, request: BuildRequest, registry: Registry, signer: Signer
 ) -> str:
-    """Dev training at HEAD from the user's checkout; a dirty tree is recorded, not hidden."""
+    """Dev training at HEAD from the user's checkout, always here; a dirty tree is recorded,
+    not hidden."""
     tree = git.tree_of(repo_root, request.commit)
-    return _run(repo_root, request, tree, registry, signer)
+    return _run(repo_root, request, tree, registry, signer, LocalEngine(request.environment))
 
 
 def entrypoint_path(checkout: Path, request: BuildRequest) -> Path:
@@ -222,15 +212,38 @@ def _requirements_file(checkout: Path, entrypoint: Path) -> Path | None:
     return None
 
 
+def engine_for(config: EnvironmentConfig) -> Engine:
+    """The engine `config.compute` names; Ray's module is imported only when it is used."""
+    compute = config.compute
+    if isinstance(compute, RayCompute):
+        from promote.build.compute.ray_jobs import RayEngine
+
+        return RayEngine(config.name, compute)
+    return LocalEngine(config)
+
+
+def check_ready(config: EnvironmentConfig) -> None:
+    """Refuse, before anything is written, a rebuild its engine cannot run: a missing
+    interpreter here, a cluster that does not answer."""
+    engine_for(config).check()
+
+
 def _run(
-    checkout: Path, request: BuildRequest, tree: str, registry: Registry, signer: Signer | None
+    checkout: Path,
+    request: BuildRequest,
+    tree: str,
+    registry: Registry,
+    signer: Signer | None,
+    engine: Engine,
 ) -> str:
-    """Train in a subprocess, check its output, sign the model folder (`signer`: None only for
-    a reproduction, which is compared, never registered), and log it as one run."""
+    """Train on `engine`, check its output, sign the model
+    folder (`signer`: None only for a reproduction, which is compared, never registered), and
+    log it as one run."""
     entrypoint = entrypoint_path(checkout, request)
     requirements = _requirements_file(checkout, entrypoint)
     config = request.environment
-    training = f"training {config.name}.{request.model} ({request.entrypoint})"
+    label = f"{config.name}.{request.model}"
+    training = f"training {label} ({request.entrypoint})"
     experiment_id = registry.experiment_id(config.name, config.artifact_root)
     with tempfile.TemporaryDirectory(prefix="promote-run-") as scratch:
         output = Path(scratch) / "output"
@@ -250,44 +263,18 @@ def _run(
             trained_by=who_runs(),
             pinned_snapshot=request.pinned_snapshot,
         )
-        python = config.python or sys.executable
-        script, search_path = entrypoint, {}
-        if notebook.is_notebook(request.entrypoint):
-            # A notebook runs as its code cells, importing its neighbours as a script would.
-            script = Path(scratch) / "notebook.py"
-            script.write_text(notebook.as_script(entrypoint.read_text(encoding="utf-8")))
-            search_path = {"PYTHONPATH": str(entrypoint.parent)}
-        # Arguments go as a list and parameters as JSON: nothing from a manifest reaches a shell.
-        # Output is streamed (a long rebuild is not silent), one prefixed line at a time, merged
-        # in the order the training wrote it; the tail is kept for the error.
-        with subprocess.Popen(
-            [python, str(script)],
-            cwd=str(checkout),
-            env={**training_environment(os.environ), **context.to_env(), **search_path},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            errors="replace",
-        ) as process:
-            assert process.stdout is not None
-            tail: deque[str] = deque(maxlen=OUTPUT_TAIL_LINES)
-            for raw in process.stdout:
-                # Training output can echo credentials (a URI, a failed client's request).
-                line = redact(raw.rstrip("\n"))
-                tail.append(line)
-                if request.on_output is not None:
-                    request.on_output(f"{config.name}.{request.model} | {line}")
-            returncode = process.wait()
-        if returncode != 0 or not context.lineage_file.is_file():
-            lines = [line for line in tail if line.strip()]
-            # The last line first: for a Python training, the exception and its message.
-            last = lines[-1].strip() if lines else "no output"
-            detail = "\n  ".join(lines)
-            raise ExternalError(
-                f"{training} failed with exit code {returncode}: {last}"
-                + (f"\n  {detail}" if detail else "")
-            )
-        lineage = _checked_output(context, training)
+        job = TrainingJob(
+            label=label,
+            description=training,
+            checkout=checkout,
+            entrypoint=entrypoint,
+            python=config.python,
+            environment=training_environment(os.environ),
+            context=context,
+            on_output=request.on_output,
+        )
+        produced = engine.run(job, Path(scratch))
+        lineage = _checked_output(replace(context, output_dir=str(produced)), training)
         signature = None
         if signer is not None:
             signature = Path(scratch) / "model.sig"

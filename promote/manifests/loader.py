@@ -156,8 +156,9 @@ def _check_environment(config: EnvironmentConfig, root: Path, display: str) -> N
         )
     python = config.python
     # Training runs in an export of the pinned commit: a relative path would point into it.
-    # Whether the interpreter exists is asked only before a training (`runner.check_interpreter`):
-    # a laptop's plan need not have the interpreter CI trains prod with.
+    # Whether the interpreter exists is asked only before a training
+    # (`compute.local.check_interpreter`): a laptop's plan need not have the interpreter CI
+    # trains prod with.
     if python is not None and os.sep in python and not os.path.isabs(python):
         raise InputError(
             display, "python", f"{python!r} must be an absolute path or a command on PATH"

@@ -431,6 +431,47 @@ class Handoff(_Strict):
         return self
 
 
+class LocalCompute(_Strict):
+    """Rebuilds run as a subprocess of `promote apply`, on its machine."""
+
+    engine: Literal["local"] = "local"
+
+
+class RayCompute(_Strict):
+    """Rebuilds run as jobs on an existing Ray cluster, submitted through its dashboard."""
+
+    engine: Literal["ray"]
+    address: str = Field(
+        description="The Ray dashboard that takes job submissions, e.g. http://ray-head:8265"
+    )
+    output_root: str = Field(
+        description="Where each job leaves its packed output for promote to fetch: s3://bucket/"
+        "prefix, or an absolute folder that the cluster and promote both mount",
+    )
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        if not re.fullmatch(r"https?://[A-Za-z0-9.\[\]:_-]+(:\d{1,5})?/?", value):
+            raise ValueError("must be the dashboard's http:// or https:// address, host and port")
+        return value
+
+    @field_validator("output_root")
+    @classmethod
+    def _output_root(cls, value: str) -> str:
+        # A relative folder would name one folder here and another on each cluster node.
+        if not (value.startswith("s3://") and len(value) > len("s3://")) and not (
+            value.startswith("/") and ".." not in PurePosixPath(value).parts
+        ):
+            raise ValueError("must be s3://bucket/prefix or an absolute folder without '..'")
+        return value.rstrip("/")
+
+
+Compute = Annotated[LocalCompute | RayCompute, Field(discriminator="engine")]
+# Fields whose value is a union chosen by a tag (`engine`).
+_TAGGED_UNIONS = frozenset({"compute"})
+
+
 class EnvironmentConfig(_Strict):
     """`environments/<env>/environment.yaml`: how one environment trains and where its data is."""
 
@@ -499,6 +540,10 @@ class EnvironmentConfig(_Strict):
     watch: WatchRules = Field(
         default_factory=WatchRules,
         description="What the scheduled `promote watch` does about drift in this environment",
+    )
+    compute: Compute = Field(
+        default_factory=LocalCompute,
+        description="Where rebuilds train: local (a subprocess of apply) or ray (a Ray cluster)",
     )
 
     @field_validator("model_name")
@@ -753,14 +798,21 @@ def _safe_load_or_refuse(text: str, display: str) -> Any:
 
 def _validation_message(exc: ValidationError) -> tuple[str | None, str]:
     error = exc.errors()[0]
-    location = (
-        ".".join(_printable(str(part)) for part in error["loc"] if part != "__root__") or None
-    )
+    parts = [str(part) for part in error["loc"] if part != "__root__"]
+    # A tagged union's errors name the tag after the field (compute.ray.address): no such key
+    # is in the file.
+    parts = [part for i, part in enumerate(parts) if i == 0 or parts[i - 1] not in _TAGGED_UNIONS]
     kind = error["type"]
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        parts.append(str(error["ctx"]["discriminator"]).strip("'"))
+    location = ".".join(_printable(part) for part in parts) or None
     if kind == "extra_forbidden":
         return location, "unknown field"
-    if kind == "missing":
+    if kind in ("missing", "union_tag_not_found"):
         return location, "required field is missing"
+    if kind == "union_tag_invalid":
+        context = error["ctx"]
+        return location, f"{context['tag']!r} is none of {context['expected_tags']}"
     message = str(error["msg"]).removeprefix("Value error, ")
     return location, " ".join(message.split())
 

@@ -201,6 +201,13 @@ class Signer:
         with context.signer(IdentityToken(self._keyless_credential())) as signer:
             return str(signer.sign_dsse(Statement(payload)).to_json())
 
+    @staticmethod
+    def import_libraries() -> None:
+        """The model-signing library, imported before builds sign in several threads (see
+        `registry.loading.import_for_threads`)."""
+        import model_signing.hashing
+        import model_signing.signing  # noqa: F401
+
     def sign_model(self, model_dir: Path, signature: Path) -> None:
         from model_signing import hashing, signing
 

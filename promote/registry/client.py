@@ -270,14 +270,21 @@ class Registry:
         if existing is not None:
             return str(existing.experiment_id)
         location = artifact_root or (self.default_artifact_root / environment).resolve().as_uri()
-        return str(
-            self._call(
-                "creating experiment",
-                self.client.create_experiment,
-                name,
-                artifact_location=location,
+        try:
+            return str(
+                self._call(
+                    "creating experiment",
+                    self.client.create_experiment,
+                    name,
+                    artifact_location=location,
+                )
             )
-        )
+        except ExternalError:
+            # Concurrent builds (`apply --jobs`) of a new environment: another one created it.
+            created = self._pipeline_experiment(environment)
+            if created is None:
+                raise
+            return str(created.experiment_id)
 
     def experiments(self, environments: Iterable[str]) -> dict[str, Experiment]:
         """The pipeline's experiment of each environment that has one, by experiment name."""

@@ -3,6 +3,7 @@ what a loaded model holds beyond its pyfunc interface."""
 
 from __future__ import annotations
 
+import importlib
 import sys
 from typing import Any
 
@@ -14,6 +15,29 @@ def import_mlflow() -> None:
     if "mlflow" not in sys.modules:
         with long_lived():
             import mlflow  # noqa: F401
+
+
+# What the write path of a build imports from MLflow lazily (`Registry`, `tracking`).
+_WRITE_PATH_MODULES = (
+    "mlflow.artifacts",
+    "mlflow.entities",
+    "mlflow.exceptions",
+    "mlflow.models",
+    "mlflow.pyfunc",
+    "mlflow.tracking",
+    "mlflow.utils.mlflow_tags",
+    "mlflow.utils.validation",
+)
+
+
+def import_for_threads() -> None:
+    """MLflow's modules of the write path, imported in this thread before builds run in
+    several (`apply --jobs`): threads importing the same nested modules at once can deadlock
+    on Python's import locks (`_DeadlockError`)."""
+    import_mlflow()
+    with long_lived():
+        for name in _WRITE_PATH_MODULES:
+            importlib.import_module(name)
 
 
 def class_probabilities(pyfunc_model: Any, frame: Any) -> Any:

@@ -22,8 +22,8 @@ import pytest
 from support.world import MODEL, World, link_script_outside
 
 from promote.build import git, runner
+from promote.build.compute import OUTPUT_TAIL_LINES
 from promote.build.runner import (
-    OUTPUT_TAIL_LINES,
     BuildRequest,
     build_at_commit,
     training_environment,

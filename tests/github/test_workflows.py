@@ -11,9 +11,13 @@ from support.workflows import (
     assert_hardened,
     assert_promotion_workflows,
     assert_watch_workflow,
+    load,
+    pending_models,
+    pending_models_script,
     zizmor_executable,
     zizmor_findings,
 )
+from support.world import MODEL, World
 
 from promote.scaffold.init import render_github_files
 
@@ -34,6 +38,31 @@ def test_own_watch_workflow_runs_every_environment_on_a_schedule() -> None:
 
 def test_own_workflows_have_no_zizmor_findings() -> None:
     assert zizmor_findings(ROOT) == []
+
+
+def test_the_apply_matrix_is_what_a_real_plan_says_to_write(trained: World, tmp_path: Path) -> None:
+    """The step that builds each environment's matrix, run on `promote plan --json` of a real
+    repository and registry; then one matrix job's command applies that model alone."""
+    world = trained
+    world.propose_and_merge("staging")  # staging's rebuild pending; dev trained, prod empty
+    apply = load(ROOT / ".github" / "workflows" / "promote-apply.yml")
+
+    matrices = {
+        env: pending_models(pending_models_script(apply, env), world.repo, tmp_path)
+        for env in ("dev", "staging", "prod")
+    }
+
+    assert matrices == {"dev": [], "staging": [MODEL], "prod": []}
+    unknown = world.cli("apply", "--env", "staging", "--model", "nonesuch")
+    assert unknown.returncode == 2
+    assert unknown.stderr.splitlines() == [
+        "error: --model: no manifest of 'nonesuch' under environments/staging"
+    ]
+    applied = world.cli("apply", "--env", "staging", "--model", MODEL)
+    assert applied.returncode == 0, applied.stderr
+    registered = world.registry.model(f"staging.{MODEL}")
+    assert registered is not None and registered.champion is not None
+    assert pending_models(pending_models_script(apply, "staging"), world.repo, tmp_path) == []
 
 
 def test_own_github_files_are_the_rendered_templates() -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from promote.build import runner
+from promote.build.compute.local import check_interpreter
 from promote.errors import InputError
 from promote.manifests.loader import load_repository
 from promote.manifests.schema import MAX_YAML_BYTES, EnvironmentConfig, Gates
@@ -599,7 +599,7 @@ def test_an_interpreter_this_machine_lacks_loads_but_is_refused_before_training(
     _write(layout, "environments/staging/environment.yaml", body)
     config = load_repository(layout).environment("staging")
     with pytest.raises(InputError) as refused:
-        runner.check_interpreter(config)
+        check_interpreter(config)
     assert str(refused.value) == (
         f"environments/staging/environment.yaml: python: {python!r} is not an executable "
         "on this machine"
@@ -617,11 +617,11 @@ def test_an_interpreter_is_an_executable_file_or_a_command_on_path(
     script = layout / "python"
     script.write_text("#!/bin/sh\n")
     with pytest.raises(InputError):  # there, but not executable
-        runner.check_interpreter(set_python(str(script)))
+        check_interpreter(set_python(str(script)))
     script.chmod(0o755)
-    runner.check_interpreter(set_python(str(script)))
+    check_interpreter(set_python(str(script)))
     monkeypatch.setenv("PATH", str(Path(sys.executable).parent))
-    runner.check_interpreter(set_python(Path(sys.executable).name))
+    check_interpreter(set_python(Path(sys.executable).name))
 
 
 @pytest.mark.parametrize("data_root", ["../data", "/srv/data", "data/../../data", "."])

@@ -9,6 +9,7 @@ are OWN_SETTINGS rendered: `python tests/support/workflows.py` regenerates them.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import shutil
@@ -123,12 +124,30 @@ def assert_promotion_workflows(directory: Path, settings: ScaffoldSettings) -> N
     }
     assert apply["concurrency"]["cancel-in-progress"] is False
     jobs = apply["jobs"]
-    assert list(jobs) == ENVIRONMENT_ORDER
+    # Per environment, in order: its plan, then one apply job per model with something to write.
+    assert list(jobs) == [job for env in ENVIRONMENT_ORDER for job in (f"plan-{env}", env)]
     for index, name in enumerate(ENVIRONMENT_ORDER):
-        job = jobs[name]
+        planner, job = jobs[f"plan-{name}"], jobs[name]
+        assert planner["environment"] == "plan"
+        assert planner["permissions"] == {"contents": "read"}
+        assert planner.get("needs") == (ENVIRONMENT_ORDER[index - 1] if index else None)
+        if index:
+            # The environment before may have had nothing to apply: its skipped jobs do not
+            # skip this one, its failed ones do.
+            assert planner["if"] == "${{ !failure() && !cancelled() }}"
+        assert f"promote plan --env {name} --json" in pending_models_script(apply, name)
+        assert planner["outputs"]["models"] == "${{ steps.pending.outputs.models }}"
         assert job["environment"] == name
-        assert job.get("needs") == (ENVIRONMENT_ORDER[index - 1] if index else None)
-        [apply_step] = [s for s in steps(job) if s.get("run") == f"promote apply --env {name}"]
+        assert job["needs"] == f"plan-{name}"
+        assert job["if"] == "${{ needs.plan-" + name + ".outputs.models != '[]' }}"
+        assert job["strategy"] == {
+            "fail-fast": False,
+            "matrix": {"model": "${{ fromJSON(needs.plan-" + name + ".outputs.models) }}"},
+        }
+        [apply_step] = [
+            s for s in steps(job) if s.get("run") == f'promote apply --env {name} --model "$MODEL"'
+        ]
+        assert apply_step["env"]["MODEL"] == "${{ matrix.model }}"
         for secret in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
             assert apply_step["env"][secret] == "${{ secrets." + secret + " }}"
         credentials = [
@@ -174,6 +193,38 @@ def assert_watch_workflow(directory: Path, settings: ScaffoldSettings) -> None:
         ]
         roles = [s["with"]["role-to-assume"] for s in credentials]
         assert roles == ([settings.roles[name]] if name in settings.roles else [])
+
+
+def pending_models_script(apply: dict[str, Any], environment: str) -> str:
+    """The shell script of the apply workflow's step that writes `environment`'s matrix."""
+    [step] = [s for s in steps(apply["jobs"][f"plan-{environment}"]) if s.get("id") == "pending"]
+    return str(step["run"])
+
+
+def pending_models(script: str, repo: Path, scratch: Path) -> list[str]:
+    """The models `script` (`pending_models_script`) puts in the matrix, run as the runner
+    would run it: bash, in `repo`, with `promote` on PATH and a GITHUB_OUTPUT file."""
+    output = scratch / "github_output"
+    output.write_text("")
+    environ = {name: value for name, value in os.environ.items() if name != "MLFLOW_TRACKING_URI"}
+    completed = subprocess.run(
+        ["bash", "-e", "-c", script],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={
+            **environ,
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{environ.get('PATH', '')}",
+            "GITHUB_OUTPUT": str(output),
+            "RUNNER_TEMP": str(scratch),
+        },
+    )
+    assert completed.returncode == 0, completed.stderr
+    [line] = output.read_text().splitlines()
+    name, _, value = line.partition("=")
+    assert name == "models"
+    return list(json.loads(value))
 
 
 def zizmor_executable() -> str:
