@@ -228,8 +228,11 @@ def measure(models: int, work: Path, rest: bool) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", type=int, default=10_000)
+    parser.add_argument("--quick", action="store_true", help="1,000 models x 3")
     parser.add_argument("--no-rest", action="store_true", help="sqlite only")
     options = parser.parse_args()
+    if options.quick:
+        options.models = 1_000
     os.environ["MLFLOW_SQLALCHEMYSTORE_POOLCLASS"] = "NullPool"
     work = Path(tempfile.mkdtemp(prefix="promote-bench-rest-"))
     os.environ["XDG_CACHE_HOME"] = str(work / "cache")
