@@ -176,14 +176,7 @@ class Pipeline:
         try:
             return self._act(planned, approvals)
         except PromoteError as exc:
-            return Outcome(
-                planned.environment,
-                planned.model,
-                planned.action.value,
-                planned.target,
-                False,
-                exc.message,
-            )
+            return _failed(planned, exc.message)
 
     def _ended(self, outcome: Outcome) -> None:
         verdict = "ok" if outcome.ok else "FAILED"
@@ -217,14 +210,7 @@ class Pipeline:
                 return self._settled(state)
         except CheckFailed as exc:
             self.report(f"{name}: {exc.message}")
-            return Outcome(
-                planned.environment,
-                planned.model,
-                planned.action.value,
-                planned.target,
-                False,
-                exc.message,
-            )
+            return _failed(planned, exc.message)
 
     def hand_off_again(self, environment: str, model: str) -> list[Delivery]:
         """`promote handoff`: the current champion's notice, sent again (for a receiver that was
@@ -734,3 +720,10 @@ class Promoter:
     def _authorization_fields(self, spec: ModelSpec) -> dict[str, Any]:
         authorization = self.authorizations.get((spec.environment, spec.model))
         return authorization.event_fields() if authorization else {}
+
+
+def _failed(planned: ModelState, reason: str) -> Outcome:
+    """The outcome of a model whose action did not complete, for `reason`."""
+    return Outcome(
+        planned.environment, planned.model, planned.action.value, planned.target, False, reason
+    )

@@ -122,23 +122,20 @@ class NoRegression(_Strict):
         return None
 
 
+def _ratio_budget(description: str) -> Any:
+    """An optional upper bound on a candidate's figure over its champion's."""
+    return Field(default=None, gt=0, strict=True, allow_inf_nan=False, description=description)
+
+
 class Gates(_Strict):
     metrics: dict[str, Threshold] = Field(default_factory=dict)
     no_regression: NoRegression | None = None
     max_artifact_mb: float | None = Field(default=None, gt=0, strict=True, allow_inf_nan=False)
-    max_latency_ratio: float | None = Field(
-        default=None,
-        gt=0,
-        strict=True,
-        allow_inf_nan=False,
-        description="Highest p50 prediction latency against the champion's, measured side by side",
+    max_latency_ratio: float | None = _ratio_budget(
+        "Highest p50 prediction latency against the champion's, measured side by side"
     )
-    max_complexity_ratio: float | None = Field(
-        default=None,
-        gt=0,
-        strict=True,
-        allow_inf_nan=False,
-        description="Highest complexity (coefficients, or leaves of trees) against the champion's",
+    max_complexity_ratio: float | None = _ratio_budget(
+        "Highest complexity (coefficients, or leaves of trees) against the champion's"
     )
     max_drift_share: float | None = Field(
         default=None,
