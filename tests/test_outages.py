@@ -126,7 +126,8 @@ def test_s3_stopped_mid_apply(
     release.touch()
     stdout, stderr = process.communicate(timeout=600)
     assert process.returncode == 1, stdout + stderr
-    assert "cannot read s3://staging-data/churn/" in stderr
+    # A training lists its data location before reading it: that is the first call to fail.
+    assert "cannot list s3://staging-data/churn/" in stderr
     # The failed training logged no run; no version, alias or tag changed.
     assert trained.snapshot() == before
 
