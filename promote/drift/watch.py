@@ -152,11 +152,12 @@ def _issue_body(spec: ModelSpec, drift: DriftResult, note: str = "") -> str:
     return within_body_limit(body, f"the whole report is logged to {drift.logged_to}")
 
 
-def _check(repo: Repository, registry: Registry, spec: ModelSpec) -> Watched:
+def _check(
+    repo: Repository, registry: Registry, spec: ModelSpec, with_champion: set[str]
+) -> Watched:
     registered = repo.registered_name(spec.environment, spec.model)
     watched = Watched(spec.environment, spec.model, registered, "skipped", "no champion yet")
-    model = registry.model(registered)
-    if model is None or model.champion is None:
+    if registered not in with_champion:
         return watched
     try:
         drift = check_drift(repo, registry, spec.environment, spec.model, None, None, None)
@@ -243,7 +244,10 @@ def watch(
     if notify:
         name = repository_name(repo.root, environ)
         client = GitHubClient.from_environ(name, environ).require_token("--notify")
-    result = WatchResult([_check(repo, registry, spec) for spec in specs])
+    # One bulk read says which models have a champion; only those are read again, to check.
+    names = [repo.registered_name(spec.environment, spec.model) for spec in specs]
+    with_champion = {n for n, m in registry.models(names).items() if m.champion is not None}
+    result = WatchResult([_check(repo, registry, spec, with_champion) for spec in specs])
     if client is not None:
         issues = _Issues(client)
         for spec, watched in zip(specs, result.watched, strict=True):
