@@ -63,7 +63,10 @@ def save_model(
     elif trusted_types:
         raise TrainingError("trusted_types apply to scikit-learn models saved with skops only")
     # The example is saved with the model: apply times its predictions against the champion's.
+    # The signature is inferred below, once, from the model as it loads back; MLflow's own
+    # inference at save would predict the example again and repeat its warnings.
     options["input_example"] = input_example
+    options["signature"] = False
     if flavor == "pyfunc":
         # pyfunc saves a path first; the model is one of its keyword arguments.
         module.save_model(
