@@ -108,7 +108,7 @@ def counted_requests() -> Iterator[list[str]]:
         sent.append(f"{method} {url.split('/api/', 1)[-1]}")
         return original(self, method, url, *args, **kwargs)
 
-    requests.Session.request = request  # type: ignore[method-assign]
+    requests.Session.request = request  # type: ignore[method-assign,assignment]
     try:
         yield sent
     finally:

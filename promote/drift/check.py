@@ -9,22 +9,27 @@ the batch. The report is saved and logged to the champion's run.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from promote.build.data import DataReader, resolve_uri
 from promote.build.lineage import Lineage
 from promote.drift.compare import DatasetDrift, compare_dataset
 from promote.drift.concept import METRICS, MetricDrift, computable, concept_drift
-from promote.drift.profile import NUMERIC, PROFILE_FORMAT
+from promote.drift.profile import CATEGORICAL, NUMERIC, PROFILE_FORMAT
 from promote.drift.report import write_report
+from promote.drift.tally import DatasetTally
 from promote.errors import BadReference, CheckFailed, InputError, ProofInvalid
 from promote.manifests.repository import ModelSpec, Repository, environment_file
 from promote.manifests.schema import DriftRules
@@ -40,6 +45,10 @@ from promote.serving.verified import load_verified
 DRIFT_ARTIFACT_DIR = "promote/drift"
 # Methods that need numbers; the others compare binned counts of any column.
 NUMERIC_METHODS = frozenset({"ks", "wasserstein"})
+# Rows read and tallied at a time: memory holds one such chunk, whatever the batch's size.
+CHUNK_ROWS = 65_536
+# The dtypes pandas gives a column of text.
+TEXT_DTYPES = frozenset({"object", "str", "string"})
 
 
 @dataclass
@@ -109,8 +118,23 @@ def check_drift(
         current = _current_datasets(source, profile)
     else:
         source, reference = data, _reference(profile, rules)
-        current = [(data, _read_batch(data, reference), reference)]
+        current = [(data, batch_chunks(data, reference), reference)]
     target = profile["target"] or labels
+    with contextlib.ExitStack() as stack:
+        scoring = None
+        if labels is not None:
+            scoring = _Scoring.start(repo, registry, spec, champion, lineage, labels, stack)
+        datasets = []
+        for name, chunks, trained in current:
+            tally = DatasetTally(trained)
+            for chunk in chunks:
+                tally.add(chunk)
+                if scoring is not None:
+                    scoring.add(chunk)
+            if data is not None and tally.rows == 0:
+                raise InputError("--data", None, f"{data}: has no rows")
+            datasets.append(compare_dataset(name, tally, target, rules))
+        concept, left_out = scoring.outcome(rules) if scoring is not None else ([], [])
     now = datetime.now(timezone.utc)
     result = DriftResult(
         registered=champion.name,
@@ -118,15 +142,11 @@ def check_drift(
         run_id=champion.run_id,
         source=source,
         checked_at=now.isoformat(timespec="seconds"),
-        datasets=[
-            compare_dataset(name, frame, trained, target, rules) for name, frame, trained in current
-        ],
+        datasets=datasets,
         labels=labels,
+        concept=concept,
+        left_out=left_out,
     )
-    if labels is not None:
-        result.concept, result.left_out = _concept(
-            repo, registry, spec, champion, lineage, current[0][1], labels, rules
-        )
     stamp = now.strftime("%Y%m%dT%H%M%SZ")
     folder = report_dir or repo.root / ".promote" / "drift" / champion.name / stamp
     result.report_files = write_report(result, folder)
@@ -239,12 +259,28 @@ def _reference(profile: dict[str, Any], rules: DriftRules) -> dict[str, Any]:
     return next((d for d in datasets if d["path"] == rules.reference), datasets[0])
 
 
-def _table(stream: BinaryIO, data_format: str, read_options: dict[str, Any]) -> pd.DataFrame:
-    """A Parquet table, or a CSV read as the training read it. Raises ValueError (as pandas'
-    and pyarrow's errors are) when the bytes are no such table."""
+def _text_columns(trained: dict[str, Any]) -> dict[str, type]:
+    """The columns a training read as text, to be read as text in every chunk: left to
+    inference, a chunk of digits only would be read as numbers, and counted as other categories."""
+    return {
+        name: str
+        for name, column in trained["columns"].items()
+        if column["kind"] == CATEGORICAL and column["dtype"] in TEXT_DTYPES
+    }
+
+
+def read_chunks(
+    stream: BinaryIO, data_format: str, trained: dict[str, Any]
+) -> Iterator[pd.DataFrame]:
+    """A Parquet table, or a CSV read as the training read it, `CHUNK_ROWS` rows at a time.
+    Raises ValueError (as pandas' and pyarrow's errors are) when the bytes are no such table."""
     if data_format == "parquet":
-        return pd.read_parquet(stream)
-    return pd.read_csv(stream, **read_options)
+        for batch in pq.ParquetFile(stream).iter_batches(batch_size=CHUNK_ROWS):
+            yield batch.to_pandas()
+        return
+    options = {"dtype": _text_columns(trained), **trained["read_options"]}
+    with pd.read_csv(stream, chunksize=CHUNK_ROWS, **options) as reader:
+        yield from reader
 
 
 def _first_line(exc: Exception) -> str:
@@ -253,44 +289,39 @@ def _first_line(exc: Exception) -> str:
 
 def _current_datasets(
     source: str, profile: dict[str, Any]
-) -> list[tuple[str, pd.DataFrame, dict[str, Any]]]:
+) -> list[tuple[str, Iterator[pd.DataFrame], dict[str, Any]]]:
     """Each dataset the training read, read again where it was: what the model would train on
-    now. Data that no longer parses is a finding about the data, not bad input."""
+    now. Each is read whole, as the training read it, and parsed a chunk at a time. Data that
+    no longer parses is a finding about the data, not bad input."""
     reader = DataReader(source)
-    current = []
-    for trained in profile["datasets"]:
+
+    def chunks(trained: dict[str, Any]) -> Iterator[pd.DataFrame]:
         path = trained["path"]
         try:
-            payload = io.BytesIO(reader.read_bytes(path))
-            frame = _table(payload, "csv", trained["read_options"])
+            yield from read_chunks(io.BytesIO(reader.read_bytes(path)), "csv", trained)
         except ValueError as exc:
             raise CheckFailed(
                 f"{source}/{path}: no longer reads as a table: {_first_line(exc)}"
             ) from None
-        current.append((path, frame, trained))
-    return current
+
+    return [(trained["path"], chunks(trained), trained) for trained in profile["datasets"]]
 
 
-def _read_batch(uri: str, reference: dict[str, Any]) -> pd.DataFrame:
-    """The batch `--data` names: a file, or every data file under a folder or S3 prefix, as
-    `promote predict` reads its input."""
+def batch_chunks(uri: str, reference: dict[str, Any]) -> Iterator[pd.DataFrame]:
+    """The batch `--data` names, a chunk at a time: a file, or every data file under a folder or
+    S3 prefix, as `promote predict` reads its input."""
     try:
         files = list_inputs(uri)
     except InputError as exc:  # worded for predict's --input; here it is --data
         raise InputError("--data", None, exc.problem) from None
-    frames = []
     for file in files:
         try:
             with file.open() as stream:
-                frames.append(_table(stream, file.format, reference["read_options"]))
+                yield from read_chunks(stream, file.format, reference)
         except ValueError as exc:
             raise InputError(
                 "--data", None, f"{file.uri}: not a {file.format} table: {_first_line(exc)}"
             ) from None
-    frame = pd.concat(frames, ignore_index=True)
-    if frame.empty:
-        raise InputError("--data", None, f"{uri}: has no rows")
-    return frame
 
 
 def _input_columns(signature: dict[str, Any] | None) -> list[str] | None:
@@ -301,41 +332,76 @@ def _input_columns(signature: dict[str, Any] | None) -> list[str] | None:
     return names if all(isinstance(name, str) for name in names) else None
 
 
-def _concept(
-    repo: Repository,
-    registry: Registry,
-    spec: ModelSpec,
-    champion: Version,
-    lineage: Lineage,
-    batch: pd.DataFrame,
-    labels: str,
-    rules: DriftRules,
-) -> tuple[list[MetricDrift], list[str]]:
-    """The champion's metrics on the labelled batch against those recorded at training. It is
-    loaded as serving loads it: only from files whose digest and signatures verify."""
-    if labels not in batch.columns:
-        raise InputError("--labels", None, f"the batch has no column {labels!r}")
-    if not computable(lineage.metrics):
-        raise InputError(
-            "--labels",
-            None,
-            "the champion records no metric promote can recompute (it records "
-            f"{_listed(sorted(lineage.metrics))}; promote knows {_listed(sorted(METRICS))})",
-        )
-    labelled = batch[batch[labels].notna()]
-    if labelled.empty:
-        raise InputError("--labels", None, f"column {labels!r} holds no labels")
-    inputs = _input_columns(lineage.signature) or [c for c in labelled.columns if c != labels]
-    absent = [column for column in inputs if column not in labelled.columns]
-    if absent:
-        # The data drift reports the missing inputs; the model cannot score without them.
-        return [], [f"all: the batch lacks the model's inputs {_listed(absent)}"]
-    features = labelled[inputs]
-    wants_scores = any(METRICS[name].reads_scores for name in computable(lineage.metrics))
-    with tempfile.TemporaryDirectory(prefix="promote-drift-") as scratch:
+class _Scoring:
+    """The champion scoring a labelled batch a chunk at a time, for concept drift. It is loaded
+    as serving loads it: only from files whose digest and signatures verify. Kept across chunks:
+    each labelled row's label, prediction and class probabilities, which the metrics need all
+    of (an AUC is no sum of per-chunk parts)."""
+
+    def __init__(self, model: Any, lineage: Lineage, labels: str, wants_scores: bool) -> None:
+        self.model, self.lineage, self.labels = model, lineage, labels
+        self.wants_scores = wants_scores
+        self.inputs = _input_columns(lineage.signature)
+        self.truth: list[pd.Series] = []
+        self.predictions: list[Any] = []
+        self.scores: list[Any] = []
+        self.absent: list[str] = []
+
+    @classmethod
+    def start(
+        cls,
+        repo: Repository,
+        registry: Registry,
+        spec: ModelSpec,
+        champion: Version,
+        lineage: Lineage,
+        labels: str,
+        stack: contextlib.ExitStack,
+    ) -> _Scoring:
+        if not computable(lineage.metrics):
+            raise InputError(
+                "--labels",
+                None,
+                "the champion records no metric promote can recompute (it records "
+                f"{_listed(sorted(lineage.metrics))}; promote knows {_listed(sorted(METRICS))})",
+            )
+        scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="promote-drift-"))
         model = load_verified(
             repo, registry, spec.environment, spec.model, Path(scratch), champion.version
         )
-        predictions = model.loaded.predict(features)
-        scores = class_probabilities(model.loaded.pyfunc, features) if wants_scores else None
-    return concept_drift(lineage.metrics, labelled[labels], predictions, scores, rules.concept)
+        wants_scores = any(METRICS[name].reads_scores for name in computable(lineage.metrics))
+        return cls(model, lineage, labels, wants_scores)
+
+    def add(self, chunk: pd.DataFrame) -> None:
+        if self.labels not in chunk.columns:
+            raise InputError("--labels", None, f"the batch has no column {self.labels!r}")
+        labelled = chunk[chunk[self.labels].notna()]
+        inputs = self.inputs or [c for c in labelled.columns if c != self.labels]
+        absent = [column for column in inputs if column not in labelled.columns]
+        if absent:
+            # The data drift reports the missing inputs; the model cannot score without them.
+            self.absent = self.absent or absent
+            return
+        if labelled.empty:
+            return
+        features = labelled[inputs]
+        self.truth.append(labelled[self.labels])
+        self.predictions.append(np.asarray(self.model.loaded.predict(features)))
+        if self.wants_scores:
+            self.scores.append(class_probabilities(self.model.loaded.pyfunc, features))
+
+    def outcome(self, rules: DriftRules) -> tuple[list[MetricDrift], list[str]]:
+        if self.absent:
+            return [], [f"all: the batch lacks the model's inputs {_listed(self.absent)}"]
+        if not self.truth:
+            raise InputError("--labels", None, f"column {self.labels!r} holds no labels")
+        scores = None
+        if self.wants_scores and all(score is not None for score in self.scores):
+            scores = np.concatenate(self.scores)
+        return concept_drift(
+            self.lineage.metrics,
+            pd.concat(self.truth, ignore_index=True),
+            np.concatenate(self.predictions),
+            scores,
+            rules.concept,
+        )

@@ -18,13 +18,13 @@ import numpy as np
 import pandas as pd
 
 from promote.drift import statistics
-from promote.drift.profile import (
-    NUMERIC,
-    bin_values,
-    category_keys,
-    finite_values,
-    profile_sample,
-    reference_bins,
+from promote.drift.profile import NUMERIC, profile_sample
+from promote.drift.tally import (
+    CategoryTally,
+    ColumnTally,
+    DatasetTally,
+    NumericTally,
+    tally_frame,
 )
 from promote.manifests.schema import P_VALUE_METHODS, DriftRules, FeatureDriftRule
 
@@ -126,40 +126,36 @@ def _verdict(method: str, score: float, threshold: float) -> tuple[bool, str]:
 
 
 def _category_counts(
-    trained: dict[str, Any], keys: pd.Series
+    trained: dict[str, Any], current: CategoryTally
 ) -> tuple[np.ndarray, np.ndarray, Distribution]:
-    labels = [value for value, _ in trained["top"]]
     reference = np.array([count for _, count in trained["top"]] + [trained["other"]])
-    counted = keys.value_counts()
-    top = np.array([int(counted.get(label, 0)) for label in labels], dtype=int)
-    current = np.append(top, len(keys) - top.sum())
+    counts = np.append(current.counts, current.others)
     distribution = Distribution(
-        [*labels, OTHER_CATEGORIES],
+        [*current.labels, OTHER_CATEGORIES],
         (reference / reference.sum()).tolist(),
-        (current / current.sum()).tolist(),
+        (counts / counts.sum()).tolist(),
         cumulative=False,
     )
-    return reference, current, distribution
+    return reference, counts, distribution
 
 
 def _scores(
-    trained: dict[str, Any], present: Any
+    trained: dict[str, Any], tally: ColumnTally
 ) -> tuple[dict[str, Callable[[], float]], Distribution]:
     """Each method's score of the column's present values against its profile, computed when
     asked, and the two distributions to plot."""
     numeric: dict[str, Callable[[], float]] = {}
-    if trained["kind"] == NUMERIC:
-        reference = reference_bins(trained)
-        current = bin_values(present, reference.edges, reference.spread)
+    if isinstance(tally, NumericTally):
+        reference, current = tally.reference, tally.binned
         trained_counts, current_counts = reference.bin_counts(), current.bin_counts()
         numeric = {
             "ks": lambda: statistics.ks_p_value(
-                statistics.ks_distance(reference, present), reference.total, len(present)
+                statistics.ks_distance(reference, tally.sample()), reference.total, tally.present
             ),
             # A constant training column (a rule may ask) has no spread to norm by: any
             # distance from it is then vast: any shift at all is drift.
             "wasserstein": lambda: (
-                statistics.wasserstein(reference, present)
+                statistics.wasserstein(reference, tally.sample())
                 / max(trained["std"], np.finfo(float).tiny)
             ),
         }
@@ -170,7 +166,7 @@ def _scores(
             cumulative=True,
         )
     else:
-        trained_counts, current_counts, distribution = _category_counts(trained, present)
+        trained_counts, current_counts, distribution = _category_counts(trained, tally)
     return {
         **numeric,
         "chisquare": lambda: statistics.chi_square_p_value(trained_counts, current_counts),
@@ -182,25 +178,24 @@ def _scores(
 def compare_column(
     column: str,
     trained: dict[str, Any],
-    series: pd.Series | None,
+    tally: ColumnTally | None,
     rule: FeatureDriftRule | None,
     rules: DriftRules,
 ) -> FeatureDrift:
-    """One column now against its profile; `series` None: the column is gone from the data."""
+    """One column now against its profile; `tally` None: the column is gone from the data."""
     kind, was_missing = trained["kind"], trained["missing_share"]
-    if series is None:
+    if tally is None:
         return FeatureDrift(
             column, kind, None, None, None, None, (was_missing, 1.0), True, "missing from the data"
         )
-    present = finite_values(series) if kind == NUMERIC else category_keys(series)
-    rows = len(series)
-    missing = (was_missing, (rows - len(present)) / rows if rows else 1.0)
-    if trained["count"] == 0 or len(present) == 0:
+    rows = tally.rows
+    missing = (was_missing, (rows - tally.present) / rows if rows else 1.0)
+    if trained["count"] == 0 or tally.present == 0:
         # Nothing to compare on one side; values that are gone are the finding.
         gone = trained["count"] > 0
         reason = "no values now" if gone else "no values at training: not compared"
         return FeatureDrift(column, kind, None, None, None, None, missing, gone, reason)
-    scores, distribution = _scores(trained, present)
+    scores, distribution = _scores(trained, tally)
     method = rule.method if rule is not None else default_method(trained)
     threshold = rule.threshold if rule is not None else None
     if threshold is None:
@@ -224,27 +219,23 @@ def compare_column(
 
 
 def compare_dataset(
-    name: str,
-    frame: pd.DataFrame,
-    trained: dict[str, Any],
-    target: str | None,
-    rules: DriftRules,
+    name: str, current: DatasetTally, target: str | None, rules: DriftRules
 ) -> DatasetDrift:
-    """A dataset now against one dataset of the training profile, under `rules`.
+    """A dataset now, tallied against one dataset of the training profile, under `rules`.
 
     The target is judged apart from the features, and only where the data has it: a batch of
     scoring inputs has no labels.
     """
-    present = {str(column): frame[column] for column in frame.columns}
+    trained = current.trained
     profiled = trained["columns"]
     compared = [
         column
         for column in profiled
-        if column not in rules.ignore and (column != target or column in present)
+        if column not in rules.ignore and (column != target or current.column(column) is not None)
     ]
     results = {
         column: compare_column(
-            column, profiled[column], present.get(column), rules.features.get(column), rules
+            column, profiled[column], current.column(column), rules.features.get(column), rules
         )
         for column in compared
     }
@@ -252,12 +243,19 @@ def compare_dataset(
     return DatasetDrift(
         name=name,
         reference=trained["path"],
-        rows=len(frame),
+        rows=current.rows,
         features=list(results.values()),
         target=target_drift,
         drift_share=rules.drift_share,
-        unprofiled=sorted(column for column in present if column not in profiled),
+        unprofiled=current.unprofiled,
     )
+
+
+def compare_frame(
+    name: str, frame: pd.DataFrame, trained: dict[str, Any], target: str | None, rules: DriftRules
+) -> DatasetDrift:
+    """A dataset held in memory against one dataset of the training profile."""
+    return compare_dataset(name, tally_frame(frame, trained), target, rules)
 
 
 def compare_profiles(
@@ -273,6 +271,4 @@ def compare_profiles(
     distinct values and for categories; between quantile edges, as linear as the statistics
     take the reference to be. Beyond that many rows the shares hold and p-values are those of
     that many rows: a test is then no more sensitive than on them."""
-    return compare_dataset(
-        name, profile_sample(current, PROFILE_SAMPLE_ROWS), trained, target, rules
-    )
+    return compare_frame(name, profile_sample(current, PROFILE_SAMPLE_ROWS), trained, target, rules)

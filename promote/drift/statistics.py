@@ -1,13 +1,15 @@
 """Two-sample statistics between a training profile and current data, on the profile's grid.
 
-The Kolmogorov-Smirnov and Wasserstein statistics compare the current values themselves with
-the profile's distribution: exact when every training value is an edge (a column with few
-distinct values), linear between quantile edges otherwise. PSI, chi-square and Jensen-Shannon
-compare counts per bin: the profile's edges for numbers, its top categories and the rest for
-categories.
+The Kolmogorov-Smirnov and Wasserstein statistics compare the current values (a `Sample`: each
+value exactly, or counts in narrow cells of a batch too large to keep) with the profile's
+distribution: exact when every training value is an edge (a column with few distinct values),
+linear between quantile edges otherwise. PSI, chi-square and Jensen-Shannon compare counts per
+bin: the profile's edges for numbers, its top categories and the rest for categories.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -39,24 +41,55 @@ def _reference_cdf(reference: Binned, points: np.ndarray, left_limit: bool) -> n
     return np.where(points <= edges[0], 0.0, linear) if left_limit else linear
 
 
-def _gaps(reference: Binned, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The gap between the profile's distribution and the values', piece by piece.
+@dataclass(frozen=True)
+class Sample:
+    """The current values of a column as a distribution: `cumulative[i]` is the share at or under
+    `points[i]`. Exact values are steps at each point; counts in cells (`linear`) are spread
+    evenly within each cell, `points` holding every cell's bounds."""
 
-    The pieces run between the edges and the values, sorted: on each, the values' distribution
-    is constant and the profile's linear (or constant), so each gap is linear, from its `start`
-    to its `end` across `widths`.
+    points: np.ndarray
+    cumulative: np.ndarray
+    total: int
+    linear: bool = False
+
+    @classmethod
+    def of_values(cls, values: np.ndarray) -> Sample:
+        distinct, counts = np.unique(values, return_counts=True)
+        return cls.of_counts(distinct, counts)
+
+    @classmethod
+    def of_counts(cls, distinct: np.ndarray, counts: np.ndarray) -> Sample:
+        total = int(counts.sum())
+        return cls(distinct, np.cumsum(counts) / max(total, 1), total)
+
+    def cdf(self, points: np.ndarray, left_limit: bool) -> np.ndarray:
+        """The share at or under each of `points`, or just under them."""
+        if self.linear:
+            return np.interp(points, self.points, self.cumulative, left=0.0, right=1.0)
+        index = np.searchsorted(self.points, points, side="left" if left_limit else "right")
+        return np.concatenate([[0.0], self.cumulative])[index]
+
+
+def _gaps(reference: Binned, current: Sample) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The gap between the profile's distribution and the current one, piece by piece.
+
+    The pieces run between the edges and the current points, sorted: on each, both
+    distributions are constant or linear, so each gap is linear, from its `start` to its `end`
+    across `widths`.
     """
-    ordered = np.sort(values)
-    points = np.union1d(reference.edges, ordered)
-    current = np.searchsorted(ordered, points, side="right")[:-1] / len(ordered)
-    start = _reference_cdf(reference, points[:-1], left_limit=False) - current
-    end = _reference_cdf(reference, points[1:], left_limit=True) - current
+    points = np.union1d(reference.edges, current.points)
+    start = _reference_cdf(reference, points[:-1], left_limit=False) - current.cdf(
+        points[:-1], left_limit=False
+    )
+    end = _reference_cdf(reference, points[1:], left_limit=True) - current.cdf(
+        points[1:], left_limit=True
+    )
     return start, end, np.diff(points)
 
 
-def ks_distance(reference: Binned, values: np.ndarray) -> float:
-    """The largest gap between the profile's cumulative distribution and the values'."""
-    start, end, _ = _gaps(reference, values)
+def ks_distance(reference: Binned, current: Sample) -> float:
+    """The largest gap between the profile's cumulative distribution and the current one."""
+    start, end, _ = _gaps(reference, current)
     return float(max(np.abs(start).max(initial=0.0), np.abs(end).max(initial=0.0)))
 
 
@@ -68,9 +101,9 @@ def ks_p_value(distance: float, reference_size: int, current_size: int) -> float
     return float(np.clip(kstwo.sf(distance, max(effective, 1.0)), 0.0, 1.0))
 
 
-def wasserstein(reference: Binned, values: np.ndarray) -> float:
+def wasserstein(reference: Binned, current: Sample) -> float:
     """The earth mover's distance: the area between the two cumulative distributions."""
-    start, end, widths = _gaps(reference, values)
+    start, end, widths = _gaps(reference, current)
     magnitude = np.abs(start) + np.abs(end)
     crossing = start * end < 0
     # The area under a linear gap; where it changes sign, the two triangles either side of 0.

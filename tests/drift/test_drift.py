@@ -3,6 +3,7 @@ promoted sandbox: undrifted data, a shifted feature, relabelled concepts, S3, ru
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import xml.etree.ElementTree as ElementTree
@@ -18,8 +19,17 @@ from scipy.spatial.distance import jensenshannon
 from support.world import MODEL, World
 
 from promote.drift import statistics
-from promote.drift.compare import compare_column, default_method
-from promote.drift.profile import profile_column, reference_bins
+from promote.drift.check import CHUNK_ROWS, read_chunks
+from promote.drift.compare import compare_column, compare_dataset, default_method
+from promote.drift.profile import bin_values, dataset_profile, profile_column, reference_bins
+from promote.drift.statistics import Sample
+from promote.drift.tally import (
+    CELLS_PER_BIN,
+    CategoryTally,
+    DatasetTally,
+    NumericTally,
+    tally_frame,
+)
 from promote.errors import InputError
 from promote.manifests.digest import manifest_digest
 from promote.manifests.schema import DriftRules, EnvironmentConfig, Manifest, parse, parse_yaml
@@ -36,11 +46,11 @@ def test_on_a_grid_of_every_value_ks_and_wasserstein_are_scipys_two_sample_ones(
     # Current values below, on and above the training's range.
     current = rng.integers(-4, 36, 2000).astype(float)
     reference = reference_bins(profile_column(pd.Series(trained)))
-    distance = statistics.ks_distance(reference, current)
+    distance = statistics.ks_distance(reference, Sample.of_values(current))
     expected = stats.ks_2samp(trained, current, method="asymp")
     assert distance == pytest.approx(expected.statistic, abs=1e-12)
     assert statistics.ks_p_value(distance, 3000, 2000) == pytest.approx(expected.pvalue, rel=1e-9)
-    assert statistics.wasserstein(reference, current) == pytest.approx(
+    assert statistics.wasserstein(reference, Sample.of_values(current)) == pytest.approx(
         stats.wasserstein_distance(trained, current), rel=1e-12
     )
 
@@ -50,10 +60,10 @@ def test_on_a_quantile_grid_they_compare_with_the_profiles_own_distribution() ->
     reference = reference_bins(profile_column(pd.Series(np.linspace(0.0, 1.0, 200_001))))
     assert reference.spread
     current = np.random.default_rng(8).beta(2, 3, 5000)
-    assert statistics.ks_distance(reference, current) == pytest.approx(
+    assert statistics.ks_distance(reference, Sample.of_values(current)) == pytest.approx(
         stats.kstest(current, "uniform").statistic, abs=1e-5
     )
-    assert statistics.wasserstein(reference, current) == pytest.approx(
+    assert statistics.wasserstein(reference, Sample.of_values(current)) == pytest.approx(
         stats.wasserstein_distance(current, np.linspace(0.0, 1.0, 200_001)), abs=1e-5
     )
 
@@ -70,7 +80,9 @@ def test_the_wasserstein_distance_of_a_profile_stays_near_the_exact_one(shape: s
     reference = reference_bins(profile_column(pd.Series(trained)))
     exact = stats.wasserstein_distance(trained, current)
     # Normed as drift is judged: within a tenth of the threshold (0.1) of the exact distance.
-    error = abs(statistics.wasserstein(reference, current) - exact) / trained.std()
+    error = (
+        abs(statistics.wasserstein(reference, Sample.of_values(current)) - exact) / trained.std()
+    )
     assert error < 0.01, error
 
 
@@ -120,9 +132,64 @@ def test_a_vanished_column_and_a_column_turned_missing_are_drift() -> None:
     gone = compare_column("x", trained, None, None, rules)
     assert gone.drifted and gone.reason == "missing from the data"
     holes = pd.Series(np.where(np.arange(2000) % 4 == 0, np.nan, np.arange(2000.0)))
-    emptied = compare_column("x", trained, holes, None, rules)
+    emptied = compare_column("x", trained, tallied(trained, holes), None, rules)
     assert emptied.drifted and emptied.reason.startswith("missing 0.0% -> 25.0%")
-    assert not compare_column("x", trained, pd.Series(np.arange(2000.0)), None, rules).drifted
+    unchanged = tallied(trained, pd.Series(np.arange(2000.0)))
+    assert not compare_column("x", trained, unchanged, None, rules).drifted
+
+
+def tallied(trained: dict[str, Any], series: pd.Series) -> NumericTally:
+    tally = NumericTally(trained)
+    tally.add(series, len(series))
+    return tally
+
+
+def test_a_batch_too_large_to_keep_is_counted_in_cells_near_the_exact_statistics() -> None:
+    rng = np.random.default_rng(12)
+    trained = profile_column(pd.Series(rng.normal(0, 1, 20_000)))
+    reference = reference_bins(trained)
+    # Shifted, with 1% far outside the training range on both sides.
+    current = np.concatenate(
+        [rng.normal(0.2, 1, 297_000), rng.normal(15, 2, 1500), rng.normal(-30, 5, 1500)]
+    )
+    rng.shuffle(current)
+    tally = NumericTally(trained)
+    for chunk in np.array_split(current, 5):
+        tally.add(pd.Series(chunk), len(chunk))
+    kept = tally.sample()
+    # Held: cells, not values; a few thousand of them however many rows come.
+    assert kept.linear and kept.total == len(current)
+    assert len(kept.points) < 2 * (len(reference.edges) * CELLS_PER_BIN + 2000)
+    exact = Sample.of_values(current)
+    ks = statistics.ks_distance(reference, exact)
+    assert statistics.ks_distance(reference, kept) == pytest.approx(ks, abs=2e-3)
+    wasserstein = statistics.wasserstein(reference, exact)
+    assert statistics.wasserstein(reference, kept) == pytest.approx(wasserstein, rel=0.01)
+    # Counts on the profile's grid are exact at any size.
+    whole = bin_values(current, reference.edges, reference.spread)
+    assert tally.binned.bin_counts().tolist() == whole.bin_counts().tolist()
+
+
+def test_a_csv_is_read_in_chunks_with_its_text_columns_as_the_training_read_them() -> None:
+    # Codes with leading zeros: a chunk of digits only, left to inference, would read 007 as 7.
+    codes = ["007"] * CHUNK_ROWS + ["A12"] * 100 + ["007"] * 50
+    text = "code,x\n" + "".join(f"{code},{i}\n" for i, code in enumerate(codes))
+    frame = pd.read_csv(io.StringIO(text))
+    trained = dataset_profile("codes.csv", frame, {})
+    chunks = list(read_chunks(io.BytesIO(text.encode()), "csv", trained))
+    assert len(chunks) == 2
+    tally = DatasetTally(trained)
+    for chunk in chunks:
+        tally.add(chunk)
+    whole = tally_frame(frame, trained)
+    code = tally.column("code")
+    assert isinstance(code, CategoryTally) and code.labels == ["007", "A12"]
+    assert code.counts.tolist() == [CHUNK_ROWS + 50, 100] and code.others == 0
+    whole_code = whole.column("code")
+    assert isinstance(whole_code, CategoryTally)
+    assert whole_code.counts.tolist() == code.counts.tolist()
+    result = compare_dataset("codes.csv", tally, None, DriftRules())
+    assert result.rows == len(codes) and not result.drifted
 
 
 # -- drift rules in manifests and environment files --------------------------------------------
@@ -310,6 +377,31 @@ def test_a_relabelled_batch_is_concept_drift_and_an_unchanged_one_scores_as_at_t
     assert payload["concept_drifted"] is True
     assert {m["metric"] for m in payload["concept"] if m["drifted"]} == {"accuracy", "roc_auc"}
     assert not any(f["drifted"] for f in payload["datasets"][0]["features"])
+
+
+def test_a_batch_of_many_chunks_is_tallied_and_scored_whole(
+    promoted: World, tmp_path: Path
+) -> None:
+    # The test set a hundred and twenty times over: more rows than one chunk holds.
+    test_set = _prod_test_set(promoted)
+    batch = pd.concat([test_set] * 120, ignore_index=True)
+    assert len(batch) > CHUNK_ROWS
+    batch.to_csv(tmp_path / "large.csv", index=False)
+    completed, payload = _drift(
+        promoted, "--data", str(tmp_path / "large.csv"), "--labels", "churned"
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert payload["datasets"][0]["rows"] == len(batch)
+    # Every chunk's predictions count: the metrics are the test set's, as at training.
+    concept = {m["metric"]: m for m in payload["concept"]}
+    assert set(concept) == {"accuracy", "roc_auc"}
+    for metric in concept.values():
+        assert metric["current"] == pytest.approx(metric["trained"], abs=1e-9)
+    batch["monthly_charges"] += 25
+    batch.to_parquet(tmp_path / "shifted.parquet")
+    shifted, payload = _drift(promoted, "--data", str(tmp_path / "shifted.parquet"))
+    assert shifted.returncode == 1
+    assert [name for name, f in _features(payload).items() if f["drifted"]] == ["monthly_charges"]
 
 
 def test_batches_are_read_from_s3(promoted: World, s3: Any, tmp_path: Path) -> None:

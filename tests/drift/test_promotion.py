@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from support.world import MODEL, World
 
-from promote.drift.compare import compare_dataset
+from promote.drift.compare import compare_frame
 from promote.drift.profile import profile_frame
 from promote.drift.promotion import promotion_drift
 from promote.github.report import report_states
@@ -80,7 +80,7 @@ def test_a_shifted_feature_is_recorded_shown_and_gated(trained: World) -> None:
     rules = DriftRules(thresholds=DriftThresholds(wasserstein=0.5, jensenshannon=0.5))
     measured = promotion_drift("s", source.profile, rebuilt.profile, rules)
     read = pd.read_csv(trained.sandbox.data("prod") / "train.csv")
-    direct = compare_dataset("train.csv", read, source.profile["datasets"][0], "churned", rules)
+    direct = compare_frame("train.csv", read, source.profile["datasets"][0], "churned", rules)
     assert [f.drifted for f in measured.datasets[0].features] == [
         f.drifted for f in direct.features
     ]
