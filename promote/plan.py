@@ -15,7 +15,7 @@ from pathlib import Path
 
 from promote.build import git, notebook
 from promote.build.data import resolve_uri
-from promote.build.listing import DataChange, RootListing, data_change, list_location, tag_digest
+from promote.build.listing import DataChange, RootListing, data_change, list_location
 from promote.errors import ApprovalRefused, BadReference, ExternalError, PromoteError
 from promote.github.checks import RequiredChecks
 from promote.manifests.repository import ModelSpec, Repository
@@ -324,9 +324,8 @@ def _recorded_listing(spec: ModelSpec, snapshot: Snapshot) -> str | None:
     if champion is None:
         return None
     proof = snapshot.proofs(spec.environment, model).get(champion.version)
-    claims = proof.claims if proof else None
     tag = champion.tags.get(TAG_DATA_LISTING)
-    return None if claims is None or claims.copied_from else tag
+    return None if proof is None or not proof.genuine or proof.copied else tag
 
 
 def _list_data_roots(
@@ -415,48 +414,32 @@ def drift_of(
     for version in model.versions:
         proof = proofs.get(version.version)
         what = "champion " if champion is not None and champion.version == version.version else ""
-        if proof is None or proof.claims is None:
+        if proof is None or not proof.genuine:
             why = proof.problem if proof is not None else "not proven"
             problems.append(f"{what}v{version.version} is forged: {why}")
         elif proof.passed_problem is not None and version.verdict == VERDICT_PASSED:
             problems.append(f"{what}v{version.version} claims passed: {proof.passed_problem}")
         elif what and not proof.passed:
             problems.append(f"champion v{version.version} has no signed verification")
-    if champion is not None:
+    stored = (stored_digests or {}).get(champion.ref) if champion is not None else None
+    if champion is not None and stored is not None:
         proof = proofs.get(champion.version)
-        stored = (stored_digests or {}).get(champion.ref)
         signed = proof.claims.artifact_digest if proof and proof.claims else None
-        if stored is not None and signed is not None and stored != signed:
+        if signed is not None and stored != signed:
             problems.append(f"champion v{champion.version} artifact changed in storage")
     return problems
 
 
-def _data_change_of(spec: ModelSpec, snapshot: Snapshot) -> DataChange | None:
+def _data_change_of(spec: ModelSpec, snapshot: Snapshot, recorded: str) -> DataChange | None:
     """How the champion's data location differs from its training's listing (no I/O: the
     roots were listed in `gather`)."""
-    recorded = _recorded_listing(spec, snapshot) if snapshot.data_roots is not None else None
-    if recorded is None:
+    if snapshot.data_roots is None:
         return None
-    assert snapshot.data_roots is not None
     root, listing = snapshot.data_roots[spec.environment]
     location = f"{root}/{spec.data_path}"
     if isinstance(listing, str):
         return DataChange(location, None, None, None, None, 0, 0, problem=listing)
     return data_change(location, recorded, listing.under(spec.data_path))
-
-
-def _forged_listing(spec: ModelSpec, snapshot: Snapshot) -> str | None:
-    """Why the champion's listing tag is not the one its provenance signs, if it is not."""
-    recorded = _recorded_listing(spec, snapshot)
-    if recorded is None:
-        return None
-    model = snapshot.registered(spec.environment, spec.model)
-    assert model is not None and model.champion is not None
-    claims = snapshot.proofs(spec.environment, model)[model.champion.version].claims
-    assert claims is not None
-    if tag_digest(recorded) == claims.data_listing_digest:
-        return None
-    return f"champion v{model.champion.version}'s data listing tag is not the signed one"
 
 
 def _interrupted_move(model: RegisteredModel, expected: str | None, live: str | None) -> bool:
@@ -549,11 +532,14 @@ def _compare(spec: ModelSpec, snapshot: Snapshot) -> ModelState:
     state = ModelState(spec, name, Action.NONE, registered=model)
     proofs = snapshot.proofs(spec.environment, model)
     state.drift = drift_of(model, proofs, snapshot.stored_digests)
-    forged = _forged_listing(spec, snapshot)
-    if forged is not None:
-        state.drift.append(forged)
-    else:
-        state.data_change = _data_change_of(spec, snapshot)
+    listing = _recorded_listing(spec, snapshot)
+    if listing is not None:
+        assert model is not None and model.champion is not None
+        forged = proofs[model.champion.version].listing_problem
+        if forged is not None:
+            state.drift.append(f"champion {forged}")
+        else:
+            state.data_change = _data_change_of(spec, snapshot, listing)
     held = snapshot.models.get(lock_name(name))
     if held is not None:
         state.lock = f"locked by {held.tags.get(TAG_LOCK_OWNER, 'unknown')} until " + held.tags.get(

@@ -43,26 +43,36 @@ def list_location(uri: str) -> dict[str, str]:
 
 def _list_local(root: Path) -> dict[str, str]:
     """Symlinks are followed, as the training's reads follow them; a folder reached twice (a
-    link back up the tree) is listed once."""
+    link back up the tree) is listed once. Plain strings and the inode numbers the folder
+    listing already holds: a data root of 30,000 files costs one `stat` per file, no more."""
     listing: dict[str, str] = {}
-    pending = [(root, "")]
-    seen: set[tuple[int, int]] = set()
+    try:
+        identity = os.stat(root)
+    except FileNotFoundError:
+        return listing
+    except OSError as exc:
+        raise ExternalError(f"cannot list {root}: {exc.strerror or exc}") from None
+    pending = [(str(root), "", identity.st_dev)]
+    seen = {(identity.st_dev, identity.st_ino)}
     while pending:
-        folder, prefix = pending.pop()
+        folder, prefix, device = pending.pop()
         try:
-            identity = folder.stat()
             entries = list(os.scandir(folder))
         except FileNotFoundError:
             continue
         except OSError as exc:
             raise ExternalError(f"cannot list {folder}: {exc.strerror or exc}") from None
-        if (identity.st_dev, identity.st_ino) in seen:
-            continue
-        seen.add((identity.st_dev, identity.st_ino))
         for entry in entries:
             relative = prefix + entry.name
             if entry.is_dir():
-                pending.append((Path(entry.path), relative + "/"))
+                if entry.is_symlink():
+                    target = entry.stat()
+                    folder_device, key = target.st_dev, (target.st_dev, target.st_ino)
+                else:
+                    folder_device, key = device, (device, entry.inode())
+                if key not in seen:
+                    seen.add(key)
+                    pending.append((entry.path, relative + "/", folder_device))
             elif entry.is_file():
                 stat = entry.stat()
                 listing[relative] = f"{stat.st_size}:{stat.st_mtime_ns}"
@@ -136,9 +146,10 @@ class RootListing:
         if not prefix:
             return self.files
         prefix += "/"
-        start = bisect_left(self.paths, prefix)
         found = {}
-        for path in self.paths[start:]:
+        # Walked from where the prefix sorts, not sliced: a slice copies the rest of the root.
+        for index in range(bisect_left(self.paths, prefix), len(self.paths)):
+            path = self.paths[index]
             if not path.startswith(prefix):
                 break
             found[path[len(prefix) :]] = self.files[path]

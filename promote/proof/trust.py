@@ -14,6 +14,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +74,7 @@ class Trust:
             )
         return cls(config.name, found, config.signing.keyless)
 
-    @property
+    @cached_property
     def fingerprint(self) -> str:
         """Names what this trust accepts: a verification cached under it holds only for it."""
         identity = keyless_identity(self.keyless) if self.keyless else ""

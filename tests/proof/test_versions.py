@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from support import proofs
 
+from promote.build.listing import tag_digest
 from promote.errors import InputError, ProofInvalid
 from promote.manifests.schema import EnvironmentConfig, KeylessIdentity, Signing
 from promote.proof import dsse, keys
@@ -22,6 +23,8 @@ from promote.proof.trust import Signer, Trust, keyless_identity
 from promote.proof.versions import prove, prove_model
 from promote.registry.entities import (
     TAG_ARTIFACT_DIGEST,
+    TAG_COMMIT,
+    TAG_DATA_LISTING,
     TAG_DIRTY,
     TAG_PROVENANCE,
     TAG_VERDICT,
@@ -193,6 +196,39 @@ def test_verifications_are_remembered_by_their_exact_bytes(tmp_path: Path) -> No
     # Failures are never kept.
     again.save()
     assert len(path.read_text().split()) == 1
+
+
+def test_what_status_needs_beyond_genuine_is_remembered_too(tmp_path: Path) -> None:
+    path = tmp_path / "verified"
+    listing = '{"files":{"train.csv":"10:1"},"format":1,"rows":{}}'
+    copy = _passed(copied_from="staging.churn/3", data_listing_digest=tag_digest(listing))
+    copy = _retagged(copy, **{TAG_DATA_LISTING: listing})
+    cache = VerifiedCache(path)
+    first = prove(copy, _trust(), cache)
+    assert first.passed and first.copied and first.listing_problem is None
+    cache.save()
+    remembered = prove(copy, _trust(), VerifiedCache(path))
+    assert remembered.passed and remembered.copied
+    # An edited listing tag is a miss: verified again, the version stays genuine, the listing is
+    # named as not the signed one, and that is never remembered.
+    edited = _retagged(copy, **{TAG_DATA_LISTING: listing.replace("10:1", "10:2")})
+    again = VerifiedCache(path)
+    proof = prove(edited, _trust(), again)
+    assert proof.genuine and proof.listing_problem == "v1's data listing tag is not the signed one"
+    again.save()
+    assert len(path.read_text().split()) == 1
+
+
+def test_bytes_moved_from_one_tag_to_the_next_are_another_cache_entry(tmp_path: Path) -> None:
+    version = _passed()
+    cache = VerifiedCache(tmp_path / "verified")
+    assert prove(version, _trust(), cache).passed
+    # The same bytes end to end, split elsewhere between two proven tags: never the same entry.
+    commit, digest = version.tags[TAG_COMMIT], version.tags[TAG_ARTIFACT_DIGEST]
+    shifted = _retagged(
+        version, **{TAG_COMMIT: commit + digest[0], TAG_ARTIFACT_DIGEST: digest[1:]}
+    )
+    assert not prove(shifted, _trust(), cache).genuine
 
 
 def _keyless_trust() -> Trust:
