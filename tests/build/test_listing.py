@@ -162,3 +162,19 @@ def test_a_symlink_back_up_the_tree_is_listed_once(tmp_path: Path) -> None:
     (tmp_path / "m" / "a.csv").write_text("1\n")
     (tmp_path / "m" / "loop").symlink_to(tmp_path)
     assert set(list_location(str(tmp_path))) == {"m/a.csv"}
+
+
+def test_a_folder_linked_from_elsewhere_is_listed_through_its_link(tmp_path: Path) -> None:
+    outside = tmp_path / "shared"
+    (outside / "2026").mkdir(parents=True)
+    (outside / "2026" / "b.csv").write_text("2\n")
+    root = tmp_path / "root"
+    (root / "m").mkdir(parents=True)
+    (root / "m" / "a.csv").write_text("1\n")
+    (root / "m" / "shared").symlink_to(outside)
+    # Reached twice (the link, and a second link to it): listed once, under the first name.
+    (root / "again").symlink_to(outside)
+    listed = set(list_location(str(root)))
+    assert "m/a.csv" in listed
+    assert len(listed & {"m/shared/2026/b.csv", "again/2026/b.csv"}) == 1
+    assert len(listed) == 2
