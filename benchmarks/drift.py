@@ -13,14 +13,15 @@ environment of its own (it needs pandas < 3):
 Reported: each side's wall time and peak memory, the ratio, and whether the per-feature verdicts
 agree where both chose the same method (Evidently's choice is promote's default). promote reads
 the batch a chunk at a time, as `promote drift --data` does: its peak memory for the whole batch
-is set beside its peak for a quarter of it, which a bounded memory makes the same.
+is set beside its peak for the same rows four times over, which a bounded memory makes the same
+(the first chunks raise it: the allocator keeps what they freed; then it holds).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import resource
+import re
 import subprocess
 import sys
 import tempfile
@@ -30,6 +31,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow
+import pyarrow.parquet
 from figures import Table, seconds
 
 NUMERIC_SHIFTS = {"n0": 0.3, "n1": 0.3, "n2": 0.3, "n3": 0.15, "n4": 0.05}
@@ -44,7 +47,7 @@ SAME_METHODS = {
 P_VALUE_METHODS = {"K-S p_value", "chi-square p_value", "Z-test p_value"}
 
 EVIDENTLY_SIDE = """
-import json, resource, sys, time
+import json, re, sys, time
 import pandas as pd
 from evidently import Report
 from evidently.presets import DataDriftPreset
@@ -59,7 +62,8 @@ for metric in snapshot.dict()["metrics"]:
     config = metric["config"]
     if "column" in config:
         columns[config["column"]] = [config["method"], config["threshold"], metric["value"]]
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+status = open("/proc/self/status").read()
+peak = int(re.search(r"VmHWM:\\s+(\\d+) kB", status).group(1))
 print(json.dumps({"seconds": seconds, "peak_kib": peak, "columns": columns}))
 """
 
@@ -102,8 +106,17 @@ def promote_side(batch: Path) -> None:
     result = compare_dataset("current", tally, None, DriftRules())
     elapsed = time.perf_counter() - start
     columns = {f.column: [f.method, f.threshold, f.score, f.drifted] for f in result.features}
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"seconds": elapsed, "peak_kib": peak, "columns": columns}))
+    print(json.dumps({"seconds": elapsed, "peak_kib": peak_kib(), "columns": columns}))
+
+
+def peak_kib() -> int:
+    """This process's peak resident memory since it started. Not `ru_maxrss`: Linux carries
+    that across exec, so a child would report the parent's peak (the frames this script
+    generated) as its own."""
+    status = Path("/proc/self/status").read_text()
+    found = re.search(r"VmHWM:\s+(\d+) kB", status)
+    assert found is not None, "no VmHWM in /proc/self/status"
+    return int(found.group(1))
 
 
 def run_side(command: list[str]) -> dict[str, Any]:
@@ -129,16 +142,23 @@ def main() -> None:
         folder = Path(scratch)
         reference, current = frames(rows, seed=11)
         reference.to_parquet(folder / "reference.parquet")
-        current.to_parquet(folder / "current.parquet")
-        # A quarter of the batch: a bounded memory is the same for it as for the whole.
-        current.iloc[: rows // 4].to_parquet(folder / "quarter.parquet")
+        # Row groups of 100,000 rows, as writers that stream do (Spark's are 128 MB): pyarrow
+        # reads a Parquet file a row group at a time, so they are the file's chunks.
+        groups = {"row_group_size": 100_000}
+        current.to_parquet(folder / "current.parquet", **groups)
+        # Four times the batch, written a copy at a time: a bounded memory is the same for it.
+        table = pyarrow.Table.from_pandas(current, preserve_index=False)
+        with pyarrow.parquet.ParquetWriter(folder / "fourfold.parquet", table.schema) as writer:
+            for _ in range(4):
+                writer.write_table(table, **groups)
+        del table
         start = time.perf_counter()
         profile = dataset_profile("reference.parquet", reference, {})
         profiling = time.perf_counter() - start
         (folder / "profile.json").write_text(json.dumps(profile))
         del reference, current
         ours = run_side([sys.executable, __file__, "--side", str(folder / "current.parquet")])
-        quarter = run_side([sys.executable, __file__, "--side", str(folder / "quarter.parquet")])
+        fourfold = run_side([sys.executable, __file__, "--side", str(folder / "fourfold.parquet")])
         theirs = run_side(
             [
                 arguments.evidently_python,
@@ -182,12 +202,12 @@ def main() -> None:
         f"{theirs['peak_kib'] / ours['peak_kib']:.1f}x",
     )
     table.add(
-        "peak memory, whole batch against a quarter of it",
+        f"peak memory, {4 * rows:,} rows (the batch four times) against {rows:,}",
+        f"{fourfold['peak_kib'] // 1024} MiB",
         f"{ours['peak_kib'] // 1024} MiB",
-        f"{quarter['peak_kib'] // 1024} MiB for {rows // 4:,} rows",
-        f"{ours['peak_kib'] / quarter['peak_kib']:.2f}x",
+        f"{fourfold['peak_kib'] / ours['peak_kib']:.2f}x",
         "<= 1.1x (a chunk + the profile, whatever the rows)",
-        ours["peak_kib"] <= 1.1 * quarter["peak_kib"],
+        fourfold["peak_kib"] <= 1.1 * ours["peak_kib"],
     )
     table.add("training profile of the reference (at training)", seconds(profiling))
     table.print()

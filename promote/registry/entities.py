@@ -184,6 +184,14 @@ class Rows:
     # name -> versions its history events name, when the read extracted them (else None).
     event_versions: dict[str, set[Any]] | None = None
 
+    def merge(self, other: Rows) -> None:
+        """Add the rows of another read (one name prefix's): their models do not overlap."""
+        self.models |= other.models
+        self.aliases += other.aliases
+        self.model_tags += other.model_tags
+        self.versions += other.versions
+        self.version_tags.update(other.version_tags)
+
     def assemble(self) -> dict[str, RegisteredModel]:
         # Rows of a model that was not among the models read (created between two pages, or
         # between two statements where the database allows phantoms) wait for the next read;

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from promote.registry.entities import (
@@ -36,41 +37,57 @@ def read_paged(client: Any, names: list[str], call: Call, listed: Iterable[str] 
     without a dot are found by listing everything. The names under each of the `listed`
     prefixes come from the same pages: listing them costs no request of its own. Each call
     goes through `call`, which turns MLflow errors into the pipeline's.
+
+    Prefixes are read side by side, a thread each: a server answers pages of one prefix while
+    this process parses another's, where one page after the other left both waiting in turn.
     """
     wanted = set(names)
     wanted_prefixes = {name.partition(".")[0] + "." if "." in name else "" for name in wanted}
-    seen: set[str] = set()
-    rows = Rows()
-    for prefix in _covering(wanted_prefixes | set(listed)):
-        where = name_filter(prefix)
-        for model in pages(
-            call, client.search_registered_models, filter_string=where, max_results=MODELS_PER_PAGE
-        ):
-            seen.add(model.name)
-            if model.name not in wanted:
-                continue
-            rows.models.add(model.name)
-            rows.aliases.extend((model.name, a, int(v)) for a, v in (model.aliases or {}).items())
-            rows.model_tags.extend((model.name, k, v) for k, v in model.tags.items())
-        if not wanted.intersection(n for n in seen if n.startswith(prefix)):
-            continue  # a prefix read only to list its names: its versions are not needed
-        for version in pages(
-            call,
-            client.search_model_versions,
-            filter_string=where,
-            max_results=VERSIONS_PER_PAGE,
-            # A stable order: offsets stay valid while someone else updates a version.
-            order_by=["name ASC", "version_number ASC"],
-        ):
-            if version.name not in wanted:
-                continue
-            number = int(version.version)
-            rows.versions.append((version.name, number, version.source, version.run_id or ""))
-            rows.version_tags[version.name, number] = dict(version.tags)
+    prefixes = sorted(_covering(wanted_prefixes | set(listed)))
+    if len(prefixes) > 1:
+        with ThreadPoolExecutor(max_workers=len(prefixes)) as pool:
+            parts = list(pool.map(lambda p: _read_prefix(client, p, wanted, call), prefixes))
+    else:
+        parts = [_read_prefix(client, prefix, wanted, call) for prefix in prefixes]
+    rows, seen = Rows(), set()
+    for part, names_seen in parts:
+        rows.merge(part)
+        seen |= names_seen
     return Survey(
         rows.assemble(),
         {prefix: sorted(n for n in seen if n.startswith(prefix)) for prefix in listed},
     )
+
+
+def _read_prefix(client: Any, prefix: str, wanted: set[str], call: Call) -> tuple[Rows, set[str]]:
+    """The rows of the wanted models under `prefix`, and every name seen there."""
+    where = name_filter(prefix)
+    rows, seen = Rows(), set()
+    for model in pages(
+        call, client.search_registered_models, filter_string=where, max_results=MODELS_PER_PAGE
+    ):
+        seen.add(model.name)
+        if model.name not in wanted:
+            continue
+        rows.models.add(model.name)
+        rows.aliases.extend((model.name, a, int(v)) for a, v in (model.aliases or {}).items())
+        rows.model_tags.extend((model.name, k, v) for k, v in model.tags.items())
+    if not wanted.intersection(seen):
+        return rows, seen  # a prefix read only to list its names: its versions are not needed
+    for version in pages(
+        call,
+        client.search_model_versions,
+        filter_string=where,
+        max_results=VERSIONS_PER_PAGE,
+        # A stable order: offsets stay valid while someone else updates a version.
+        order_by=["name ASC", "version_number ASC"],
+    ):
+        if version.name not in wanted:
+            continue
+        number = int(version.version)
+        rows.versions.append((version.name, number, version.source, version.run_id or ""))
+        rows.version_tags[version.name, number] = dict(version.tags)
+    return rows, seen
 
 
 def _covering(prefixes: set[str]) -> set[str]:

@@ -132,9 +132,12 @@ class PlainMlflowServer:
     """`mlflow server` on loopback, no auth: a sqlite backend (its own, or the one given) and
     local artifacts, restartable in place."""
 
-    def __init__(self, folder: Path, backend_store_uri: str | None = None) -> None:
+    def __init__(
+        self, folder: Path, backend_store_uri: str | None = None, workers: int = 1
+    ) -> None:
         self.folder = folder
         self.backend_store_uri = backend_store_uri or f"sqlite:///{folder / 'mlflow.db'}"
+        self.workers = workers
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
@@ -148,7 +151,7 @@ class PlainMlflowServer:
             "--port",
             str(self.port),
             "--workers",
-            "1",
+            str(self.workers),
             "--backend-store-uri",
             self.backend_store_uri,
             "--default-artifact-root",
