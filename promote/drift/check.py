@@ -275,7 +275,10 @@ def read_chunks(
     """A Parquet table, or a CSV read as the training read it, `CHUNK_ROWS` rows at a time.
     Raises ValueError (as pandas' and pyarrow's errors are) when the bytes are no such table."""
     if data_format == "parquet":
-        for batch in pq.ParquetFile(stream).iter_batches(batch_size=CHUNK_ROWS):
+        # Without pre-buffering, which fetches every row group's columns before the first
+        # batch: memory grew with the file (758 MiB for 4,000,000 rows, against 365 MiB).
+        parquet = pq.ParquetFile(stream, pre_buffer=False)
+        for batch in parquet.iter_batches(batch_size=CHUNK_ROWS):
             yield batch.to_pandas()
         return
     options = {"dtype": _text_columns(trained), **trained["read_options"]}

@@ -259,7 +259,9 @@ def _batches(
 def _parquet_batches(
     file: InputFile, handle: Any, columns: list[Column] | None, keep: list[str], chunk_rows: int
 ) -> Iterator[tuple[Any, int]]:
-    parquet = pq.ParquetFile(handle)
+    # Without pre-buffering, which fetches every row group's columns before the first batch,
+    # so memory holds the file's size rather than a few chunks.
+    parquet = pq.ParquetFile(handle, pre_buffer=False)
     names = parquet.schema_arrow.names
     _require_columns(file, names, columns, keep)
     wanted = (
