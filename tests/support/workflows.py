@@ -153,8 +153,18 @@ def assert_promotion_workflows(directory: Path, settings: ScaffoldSettings) -> N
         credentials = [
             s for s in steps(job) if "configure-aws-credentials" in str(s.get("uses", ""))
         ]
-        # Every apply job may sign keyless (Sigstore); only jobs with a role assume it.
-        assert job["permissions"] == {"contents": "read", "id-token": "write"}
+        # Every apply job may sign keyless (Sigstore) and record the hand-off's GitHub
+        # deployment; only jobs with a role assume it.
+        assert job["permissions"] == {
+            "contents": "read",
+            "id-token": "write",
+            "deployments": "write",
+        }
+        token = apply_step["env"]["GITHUB_TOKEN"]
+        if index:  # staging and prod: under approval, their token reads the approvers team
+            assert token == "${{ secrets.PROMOTE_GITHUB_TOKEN }}"
+        else:
+            assert token == "${{ secrets.PROMOTE_GITHUB_TOKEN || github.token }}"
         assert apply_step["env"]["PROMOTE_SIGNING_KEY"] == "${{ secrets.PROMOTE_SIGNING_KEY }}"
         if name in settings.roles:
             assert [s["with"]["role-to-assume"] for s in credentials] == [settings.roles[name]]
