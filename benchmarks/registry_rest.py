@@ -149,7 +149,7 @@ def tests_support() -> None:
 
 
 @contextmanager
-def mlflow_server(backend_store_uri: str, work: Path, workers: int) -> Iterator[str]:
+def mlflow_server(backend_store_uri: str, work: Path, workers: int = 2) -> Iterator[str]:
     """The tests' `mlflow server` on loopback, over this registry's database."""
     tests_support()
     from support import mlflow_server as servers
