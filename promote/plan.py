@@ -40,6 +40,7 @@ from promote.registry.entities import (
     Version,
 )
 from promote.registry.lock import TAG_LOCK_EXPIRES, TAG_LOCK_OWNER, lock_name
+from promote.runtime.forked import Background
 
 
 class Action(str, Enum):
@@ -268,12 +269,33 @@ def gather(
     does); `listed`: name prefixes whose every registered name is read too; `freshness`: list
     the data roots of champions that recorded a listing, each root once."""
     specs = list(specs)
+    # Local data roots are listed on another core while the registry is read: most status runs
+    # compare every champion's listing. S3 roots are listed below, only where one is compared.
+    roots = _data_roots(repo, specs) if freshness else {}
+    local = sorted({root for root in roots.values() if not root.startswith("s3://")})
+    listing = Background(lambda: _listed(local), fork=bool(local))
+    try:
+        snapshot = _gather(repo, registry, specs, verify, verified, list(listed))
+        if freshness:
+            snapshot.data_roots = _roots_compared(snapshot, specs, roots, listing.result())
+    finally:
+        listing.close()
+    return snapshot
+
+
+def _gather(
+    repo: Repository,
+    registry: Registry,
+    specs: list[ModelSpec],
+    verify: bool,
+    verified: VerifiedCache | None,
+    listed: list[str],
+) -> Snapshot:
     names = {repo.registered_name(s.environment, s.model) for s in specs}
     names |= {
         repo.registered_name(s.source.environment, s.model) for s in specs if s.source is not None
     }
     names |= {lock_name(name) for name in names}
-    listed = list(listed)
     read = registry.survey(sorted(names), listed) if specs or listed else None
     snapshot = Snapshot(
         repo, read.models if read else {}, read.listed if read else {}, verified=verified
@@ -311,8 +333,6 @@ def gather(
             champion = model.champion if model else None
             if champion is not None:
                 snapshot.stored_digests[champion.ref] = registry.stored_artifact(champion)[0]
-    if freshness:
-        snapshot.data_roots = _list_data_roots(snapshot, specs)
     return snapshot
 
 
@@ -328,24 +348,43 @@ def _recorded_listing(spec: ModelSpec, snapshot: Snapshot) -> str | None:
     return None if proof is None or not proof.genuine or proof.copied else tag
 
 
-def _list_data_roots(
-    snapshot: Snapshot, specs: list[ModelSpec]
-) -> dict[str, tuple[str, RootListing | str]]:
-    """The data root of every environment where a champion recorded a listing, each root
-    listed once for all the models under it (environments may share one)."""
+def _data_roots(repo: Repository, specs: list[ModelSpec]) -> dict[str, str]:
+    """Environment -> its data root, for the environments of `specs`."""
+    configs = {spec.environment: spec.config for spec in specs}
+    return {
+        name: resolve_uri(repo.root, config.data_root, "").rstrip("/")
+        for name, config in configs.items()
+    }
+
+
+def _listed(roots: Iterable[str]) -> dict[str, RootListing | str]:
+    """Each root's listing, or why it could not be listed."""
     listings: dict[str, RootListing | str] = {}
-    roots: dict[str, tuple[str, RootListing | str]] = {}
+    for root in roots:
+        try:
+            listings[root] = RootListing(list_location(root))
+        except ExternalError as exc:
+            listings[root] = exc.message
+    return listings
+
+
+def _roots_compared(
+    snapshot: Snapshot,
+    specs: list[ModelSpec],
+    roots: dict[str, str],
+    listings: dict[str, RootListing | str],
+) -> dict[str, tuple[str, RootListing | str]]:
+    """The data root of every environment where a champion recorded a listing, with its
+    listing: each root listed once for all the models under it (environments may share one)."""
+    compared = {}
     for spec in specs:
-        if spec.environment in roots or _recorded_listing(spec, snapshot) is None:
+        if spec.environment in compared or _recorded_listing(spec, snapshot) is None:
             continue
-        root = resolve_uri(snapshot.repo.root, spec.config.data_root, "").rstrip("/")
+        root = roots[spec.environment]
         if root not in listings:
-            try:
-                listings[root] = RootListing(list_location(root))
-            except ExternalError as exc:
-                listings[root] = exc.message
-        roots[spec.environment] = (root, listings[root])
-    return roots
+            listings.update(_listed([root]))
+        compared[spec.environment] = (root, listings[root])
+    return compared
 
 
 def _pending(spec: ModelSpec, snapshot: Snapshot) -> Version | None:

@@ -157,6 +157,10 @@ class Repository:
     root: Path
     environments: dict[str, EnvironmentConfig] = field(default_factory=dict)
     specs: dict[tuple[str, str], ModelSpec] = field(default_factory=dict)
+    # (environment, model) -> registered name: a status asks it of every model several times.
+    _registered_names: dict[tuple[str, str], str] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def ordered_environments(self) -> list[EnvironmentConfig]:
         """Environments in promotion order (dev before staging before prod)."""
@@ -188,8 +192,13 @@ class Repository:
         return [self.specs[key] for key in sorted(k for k in self.specs if k[0] == environment)]
 
     def registered_name(self, environment: str, model: str) -> str:
-        template = self.environment(environment).model_name
-        return template.format(env=environment, model=model)
+        """The name `model` registers as in `environment` (environments are fixed once loaded)."""
+        key = (environment, model)
+        name = self._registered_names.get(key)
+        if name is None:
+            template = self.environment(environment).model_name
+            name = self._registered_names[key] = template.format(env=environment, model=model)
+        return name
 
     def relative(self, path: Path) -> str:
         try:

@@ -15,9 +15,6 @@ import contextlib
 import os
 from pathlib import Path
 
-# An entry: the hex digest of what was verified, then "p" (passed) or "g" (genuine).
-ENTRY_LENGTH = 64 + 2
-
 
 def cache_path() -> Path | None:
     try:
@@ -28,21 +25,27 @@ def cache_path() -> Path | None:
 
 
 class VerifiedCache:
+    """One line per verification: the hex digest of what was verified, ":", what it concluded
+    (`proof.versions` says which letters)."""
+
     def __init__(self, path: Path | None) -> None:
         self._path = path
-        self._known: set[str] = set()
+        self._known: dict[str, str] = {}  # digest -> conclusion
         self._new: list[str] = []
         if path is not None:
             with contextlib.suppress(OSError):
-                self._known = set(path.read_text(encoding="ascii").split())
+                for entry in path.read_text(encoding="ascii").split():
+                    digest, _, conclusion = entry.partition(":")
+                    self._known[digest] = conclusion
 
-    def __contains__(self, entry: str) -> bool:
-        return entry in self._known
+    def conclusion(self, digest: str) -> str | None:
+        """What verifying the bytes of this digest concluded before, if it succeeded."""
+        return self._known.get(digest)
 
-    def add(self, entry: str) -> None:
-        if entry not in self._known:
-            self._known.add(entry)
-            self._new.append(entry)
+    def remember(self, digest: str, conclusion: str) -> None:
+        if self._known.get(digest) != conclusion:
+            self._known[digest] = conclusion
+            self._new.append(f"{digest}:{conclusion}")
 
     def save(self) -> None:
         """Append what this run verified: whole lines, so concurrent runs only add entries."""

@@ -82,14 +82,14 @@ def prove(version: Version, trust: Trust, cache: VerifiedCache | None = None) ->
     if not envelope:
         return Proof("no signed provenance")
     key = _cache_key(version, trust) if cache is not None else ""
-    if cache is not None:
-        for flags, (passed, copied) in _CACHED.items():
-            if f"{key}:{flags}" in cache:
-                return Proof(passed=passed, copied=copied, provenance=envelope)
+    remembered = _CACHED.get(cache.conclusion(key) or "") if cache is not None else None
+    if remembered is not None:
+        passed, copied = remembered
+        return Proof(passed=passed, copied=copied, provenance=envelope)
     proof = _verified(version, trust, envelope)
     clean = proof.passed_problem is None and proof.listing_problem is None
     if cache is not None and proof.genuine and clean:
-        cache.add(f"{key}:{'p' if proof.passed else 'g'}{'c' if proof.copied else ''}")
+        cache.remember(key, f"{'p' if proof.passed else 'g'}{'c' if proof.copied else ''}")
     return proof
 
 
