@@ -196,6 +196,10 @@ class Snapshot:
     # each root listed once; None: freshness was not asked.
     data_roots: dict[str, tuple[str, RootListing | str]] | None = None
     _proofs: dict[str, dict[int, Proof]] = field(default_factory=dict, repr=False)
+    # (environment, model) -> verdict -> the version built from its manifest (`_built`).
+    built: dict[tuple[str, str], dict[str | None, Version]] = field(
+        default_factory=dict, repr=False
+    )
 
     def registered(self, environment: str, model: str) -> RegisteredModel | None:
         return self.models.get(self.repo.registered_name(environment, model))
@@ -221,25 +225,38 @@ class Snapshot:
         return source_model.version(spec.source.version) if source_model else None
 
 
-def _best_match(
-    model: RegisteredModel | None, proofs: dict[int, Proof], digest: str, verdict: str
-) -> Version | None:
-    """The version of this manifest with this verdict, among those the signatures vouch for:
-    a passed one only with its signed verification, any other only with its provenance."""
+def _best_matches(
+    model: RegisteredModel | None, proofs: dict[int, Proof], digest: str
+) -> dict[str | None, Version]:
+    """Verdict -> the version of this manifest with that verdict, among those the signatures
+    vouch for: a passed one only with its signed verification, any other only with its
+    provenance. The one the pipeline made champion is preferred, else the latest."""
     if model is None:
-        return None
-    matching = [
-        v
-        for v in model.versions
-        if v.tags.get(TAG_MANIFEST_DIGEST) == digest
-        and v.verdict == verdict
-        and (proof := proofs.get(v.version)) is not None
-        and (proof.passed if verdict == VERDICT_PASSED else proof.genuine)
-    ]
+        return {}
+    matching: dict[str | None, list[Version]] = {}
+    for version in model.versions:
+        if version.tags.get(TAG_MANIFEST_DIGEST) != digest:
+            continue
+        verdict = version.verdict
+        proof = proofs.get(version.version)
+        if proof is not None and (proof.passed if verdict == VERDICT_PASSED else proof.genuine):
+            matching.setdefault(verdict, []).append(version)
     expected = model.tags.get(TAG_EXPECTED_CHAMPION)
-    preferred = [v for v in matching if str(v.version) == expected]
-    candidates = preferred or matching
-    return candidates[-1] if candidates else None
+    best = {}
+    for verdict, versions in matching.items():
+        preferred = [v for v in versions if str(v.version) == expected]
+        best[verdict] = (preferred or versions)[-1]
+    return best
+
+
+def _built(spec: ModelSpec, snapshot: Snapshot, verdict: str) -> Version | None:
+    """The version built from this very manifest with this verdict, if the registry has one."""
+    key = (spec.environment, spec.model)
+    if key not in snapshot.built:
+        model = snapshot.registered(spec.environment, spec.model)
+        proofs = snapshot.proofs(spec.environment, model)
+        snapshot.built[key] = _best_matches(model, proofs, spec.digest)
+    return snapshot.built[key].get(verdict)
 
 
 def _needs_source(spec: ModelSpec, snapshot: Snapshot) -> bool:
@@ -247,11 +264,8 @@ def _needs_source(spec: ModelSpec, snapshot: Snapshot) -> bool:
     manifests cost the code and run look-ups."""
     if not spec.managed:
         return False
-    model = snapshot.registered(spec.environment, spec.model)
-    proofs = snapshot.proofs(spec.environment, model)
-    digest = spec.digest
-    return _best_match(model, proofs, digest, VERDICT_PASSED) is None and (
-        _best_match(model, proofs, digest, VERDICT_REJECTED) is None
+    return _built(spec, snapshot, VERDICT_PASSED) is None and (
+        _built(spec, snapshot, VERDICT_REJECTED) is None
     )
 
 
@@ -320,7 +334,7 @@ def _gather(
             snapshot.check_problems[location, commit] = checks.problem(
                 location, commit, spec.config.required_checks
             )
-    building = [s for s in reaching if _pending(s, snapshot) is None]
+    building = [s for s in reaching if _built(s, snapshot, VERDICT_PENDING) is None]
     for environment in sorted({s.environment for s in building}):
         digests = {s.digest for s in building if s.environment == environment}
         for digest, run_id in registry.reusable_runs(environment, digests).items():
@@ -385,12 +399,6 @@ def _roots_compared(
             listings.update(_listed([root]))
         compared[spec.environment] = (root, listings[root])
     return compared
-
-
-def _pending(spec: ModelSpec, snapshot: Snapshot) -> Version | None:
-    model = snapshot.registered(spec.environment, spec.model)
-    proofs = snapshot.proofs(spec.environment, model)
-    return _best_match(model, proofs, spec.digest, VERDICT_PENDING)
 
 
 def _unseen_promotions(root: Path, snapshot: Snapshot, specs: list[ModelSpec]) -> dict[str, str]:
@@ -594,7 +602,7 @@ def _compare(spec: ModelSpec, snapshot: Snapshot) -> ModelState:
         )
         return state
     digest = spec.digest
-    passed = _best_match(model, proofs, digest, VERDICT_PASSED)
+    passed = _built(spec, snapshot, VERDICT_PASSED)
     if passed is not None:
         assert model is not None
         recorded = model.tags.get(TAG_EXPECTED_CHAMPION) == str(passed.version)
@@ -608,7 +616,7 @@ def _compare(spec: ModelSpec, snapshot: Snapshot) -> ModelState:
             state.action, state.target = Action.REPOINT, passed.version
             state.detail = f"champion -> v{passed.version} (already built from this manifest)"
         return state
-    rejected = _best_match(model, proofs, digest, VERDICT_REJECTED)
+    rejected = _built(spec, snapshot, VERDICT_REJECTED)
     if rejected is not None:
         state.action, state.target = Action.REJECTED, rejected.version
         state.detail = f"v{rejected.version} was rejected: {rejected.tags.get(TAG_REASON, '')}"
@@ -617,7 +625,7 @@ def _compare(spec: ModelSpec, snapshot: Snapshot) -> ModelState:
         state.source = source_of(spec, snapshot)
     except (BadReference, ApprovalRefused) as exc:
         state.refusal = exc
-    pending = _pending(spec, snapshot)
+    pending = _built(spec, snapshot, VERDICT_PENDING)
     if pending is not None:
         # Its source is checked again when apply resumes it: a refusal then stops apply.
         state.action, state.target = Action.RESUME, pending.version
