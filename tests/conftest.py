@@ -18,6 +18,7 @@ import pytest
 pytest.register_assert_rewrite("support")
 
 # Tests import these helpers from support.* themselves; conftest only builds fixtures on them.
+from support.moto import moto_environment  # noqa: E402
 from support.processes import free_port  # noqa: E402
 from support.world import StoryTemplates, World  # noqa: E402
 
@@ -72,23 +73,22 @@ def s3(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> Any:
     """A boto3 S3 client on the moto server; AWS_* variables reach training subprocesses too."""
     import boto3
 
-    for name, value in {
-        "AWS_ENDPOINT_URL": moto_server,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    for name, value in moto_environment(moto_server).items():
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
     return boto3.client("s3")
 
 
 @pytest.fixture(scope="session")
-def ray_head() -> Iterator[str]:
-    """A local Ray head on loopback (two CPUs), its dashboard's address; stopped by its ids."""
+def ray_head(moto_server: str) -> Iterator[str]:
+    """A local Ray head on loopback (two CPUs), its dashboard's address; stopped by its ids.
+    The cluster reaches S3 (the moto server) with credentials of its own, as a real one has a
+    role: the jobs are never handed the CI job's."""
     from support.ray_head import RayHead
 
-    head = RayHead(cpus=2)
+    head = RayHead(cpus=2, environment=moto_environment(moto_server))
     try:
         yield head.start()
     finally:

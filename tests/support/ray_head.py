@@ -26,12 +26,15 @@ class RayHead:
     its own), by id: never `ray stop`, which stops every Ray process of the machine.
     """
 
-    def __init__(self, cpus: int = 2) -> None:
+    def __init__(self, cpus: int = 2, environment: dict[str, str | None] | None = None) -> None:
         # Short, under /tmp: Ray's Unix sockets live in it, and their paths are bounded.
         self.folder = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))
         self.dashboard_port = free_port()
         self.address = f"http://127.0.0.1:{self.dashboard_port}"
         self.cpus = cpus
+        # The cluster's own settings (its S3 endpoint and role), which its jobs inherit; None
+        # leaves a variable of this machine out.
+        self.environment = environment or {}
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> str:
@@ -76,7 +79,12 @@ class RayHead:
             command,
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "PATH": path, "RAY_USAGE_STATS_ENABLED": "0"},
+            env={
+                **{k: v for k, v in os.environ.items() if k not in self.environment},
+                **{k: v for k, v in self.environment.items() if v is not None},
+                "PATH": path,
+                "RAY_USAGE_STATS_ENABLED": "0",
+            },
             start_new_session=True,
         )
         self._wait_until_serving()

@@ -46,7 +46,7 @@ def promote_both(world: World, target: str) -> None:
         merge(world.repo, proposal.branch, f"Merge {proposal.branch}")
 
 
-def on_ray(world: World, address: str, output_root: Path) -> None:
+def on_ray(world: World, address: str, output_root: Path | str) -> None:
     def compute(body: dict[str, Any]) -> None:
         body["compute"] = {"engine": "ray", "address": address, "output_root": str(output_root)}
 
@@ -114,6 +114,39 @@ def test_two_rebuilds_run_at_once_as_ray_jobs_and_are_promoted(
         assert "PATH" not in variables and "HOME" not in variables
     # The archives were fetched and removed: nothing is left on the shared storage.
     assert list(output_root.iterdir()) == []
+
+
+def test_outputs_cross_through_s3_with_the_clusters_own_credentials(
+    promoted: World, ray_head: str, s3: Any
+) -> None:
+    """A real cluster shares no disk with CI: each job leaves its archive in S3 with the
+    cluster's role, and promote fetches it with its own and deletes it there."""
+    from ray.job_submission import JobSubmissionClient
+
+    world = promoted
+    two_pending_in_prod(world)
+    s3.create_bucket(Bucket="handoff")
+    on_ray(world, ray_head, "s3://handoff/prod")
+
+    applied = world.cli("apply", "--env", "prod", "--jobs", "2")
+
+    assert applied.returncode == 0, applied.stderr
+    assert champion(world, MODEL) == 2 and champion(world, SECOND) == 1
+    for model, version in ((MODEL, 2), (SECOND, 1)):
+        verified = world.cli("verify", model, "--env", "prod", "--version", str(version))
+        assert verified.returncode == 0, verified.stdout + verified.stderr
+    jobs = [
+        job
+        for job in JobSubmissionClient(ray_head).list_jobs()
+        if (job.metadata or {}).get("promote") in (f"prod.{MODEL}", f"prod.{SECOND}")
+    ]
+    ours = sorted(jobs, key=lambda job: job.start_time)[-2:]
+    outputs = [job.runtime_env["env_vars"]["PROMOTE_OUTPUT_URI"] for job in ours]
+    assert all(uri.startswith("s3://handoff/prod/promote-prod.") for uri in outputs), outputs
+    for job in ours:
+        assert not {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} & set(job.runtime_env["env_vars"])
+    # Fetched, then deleted: nothing is left in the bucket.
+    assert s3.list_objects_v2(Bucket="handoff").get("KeyCount") == 0
 
 
 def test_a_failed_ray_job_is_reported_by_its_last_line_and_not_promoted(
